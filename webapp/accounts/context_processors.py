@@ -1,0 +1,2 @@
+def teams(request):
+    return {}

@@ -1,0 +1,338 @@
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+from webapp.accounts.models import Team
+from webapp.studio.validators import GreaterThanValidator, LessThanValidator, validate_finite
+
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(Lower("name"), "team", name="project_unique_name_per_team")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Dimension(models.Model):
+    """What "better" means for a run: contrastive system-prompt pairs (P+, P-)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dimensions")
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True)
+    feature_instructions = models.TextField(
+        blank=True,
+        help_text="Optional. One instruction per line, used to extract the direction. "
+        "Leave empty to use instructions the run synthesises.",
+    )
+    preset_key = models.CharField(max_length=40, blank=True, help_text="The preset this was copied from, if any.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.UniqueConstraint(Lower("name"), "project", name="dimension_unique_name_per_project")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def feature_instruction_list(self) -> list[str]:
+        return [line.strip() for line in self.feature_instructions.splitlines() if line.strip()]
+
+
+class PromptPair(models.Model):
+    dimension = models.ForeignKey(Dimension, on_delete=models.CASCADE, related_name="pairs")
+    positive = models.TextField(help_text="System prompt for the behaviour you want (P+).")
+    negative = models.TextField(help_text="System prompt for its opposite (P−).")
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.positive[:40]} / {self.negative[:40]}"
+
+    def clean(self) -> None:
+        errors = {}
+        if not self.positive.strip():
+            errors["positive"] = "Write the positive system prompt."
+        if not self.negative.strip():
+            errors["negative"] = "Write the negative system prompt."
+        if not errors and self.positive.strip() == self.negative.strip():
+            errors["negative"] = "The two prompts are identical; they must pull in opposite directions."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ModelSpec(models.Model):
+    """A language model a run can use. team=None marks a built-in model every team can use."""
+
+    class Kind(models.TextChoices):
+        EMBEDDED = "embedded", "Embedded SmolLM2-135M-Instruct"
+        LOCAL_DIR = "local_dir", "Local directory"
+        GGUF = "gguf", "GGUF file"
+        HUB = "hub", "Hugging Face hub id"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="models")
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LOCAL_DIR)
+    path_or_id = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Folder or .gguf file on the worker machine, or a hub id such as HuggingFaceTB/SmolLM2-360M-Instruct.",
+    )
+    revision = models.CharField(max_length=100, blank=True, help_text="Hub only: a branch, tag or commit; blank = main.")
+    layers_attr = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="Attribute path to the decoder layers, e.g. model.layers. Blank = detect automatically.",
+    )
+    num_layers = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Number of decoder layers, if known (used to check layer bands)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team_id", "name", "pk"]
+        verbose_name = "model"
+        constraints = [models.UniqueConstraint(Lower("name"), "team", name="modelspec_unique_name_per_team")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.team_id is None
+
+    def clean(self) -> None:
+        self.path_or_id = self.path_or_id.strip()
+        self.revision = self.revision.strip()
+        self.layers_attr = self.layers_attr.strip()
+        errors: dict[str, str] = {}
+        if self.kind in (self.Kind.LOCAL_DIR, self.Kind.GGUF) and not self.path_or_id:
+            errors["path_or_id"] = "Give the path on the worker machine."
+        elif self.kind == self.Kind.GGUF and PurePosixPath(self.path_or_id).suffix.lower() != ".gguf":
+            errors["path_or_id"] = "A GGUF model is a file ending in .gguf."
+        elif self.kind == self.Kind.HUB and not HUB_ID_RE.match(self.path_or_id):
+            errors["path_or_id"] = "A hub id looks like org/name, e.g. HuggingFaceTB/SmolLM2-135M-Instruct."
+        if self.revision and self.kind != self.Kind.HUB:
+            errors["revision"] = "Only hub models have a revision; leave this blank."
+        if self.layers_attr and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", self.layers_attr):
+            errors["layers_attr"] = "Use a dotted attribute path such as model.layers."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class InstructionSource(models.TextChoices):
+        SYNTHESIZE = "synthesize", "Synthesise with the model (Magpie-style)"
+        UPLOAD = "upload", "Upload a list"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="runs")
+    dimensions = models.ManyToManyField(Dimension, related_name="runs")
+    name = models.CharField(max_length=120)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+
+    # Instructions
+    instruction_source = models.CharField(
+        max_length=16, choices=InstructionSource.choices, default=InstructionSource.SYNTHESIZE
+    )
+    n_instructions = models.PositiveIntegerField(
+        default=64,
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text="How many raw instructions to synthesise (the paper: 1,000,000). For uploads, set from the file.",
+    )
+    instructions_file = models.FileField(upload_to="uploads/", blank=True, max_length=300)
+    keep_fraction = models.FloatField(
+        default=0.1,
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Fraction of instructions kept by the consistency filter (0 < x ≤ 1). The paper keeps 0.10.",
+    )
+
+    # Steering
+    layer_start = models.PositiveIntegerField(
+        null=True, blank=True, help_text="First steered layer (0-based). Blank = the middle third of the model's layers."
+    )
+    layer_end = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Last steered layer, inclusive. Blank = the middle third."
+    )
+    calibrate = models.BooleanField(
+        default=False, help_text="Sweep γ⁺ and γ⁻ on ~100 instructions with a judge instead of using the values below."
+    )
+    gamma_plus = models.FloatField(
+        default=0.05,
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Steering strength for chosen responses, as a fraction of each layer's mean hidden-state norm "
+        "(0 < γ⁺ ≤ 1). The paper's 0.1 is absolute for 7–8B models; ours is relative.",
+    )
+    gamma_minus = models.FloatField(
+        default=-0.05,
+        validators=[validate_finite, MinValueValidator(-1.0), LessThanValidator(0.0)],
+        help_text="Steering strength for rejected responses, relative to the layer norm (−1 ≤ γ⁻ < 0). "
+        "The paper's −0.05 is absolute for 7–8B models.",
+    )
+
+    # Generation
+    max_new_tokens = models.PositiveIntegerField(
+        default=96, validators=[MinValueValidator(1), MaxValueValidator(4096)], help_text="Length cap per response (1–4096)."
+    )
+    do_sample = models.BooleanField(default=False, help_text="Sample instead of greedy decoding.")
+    temperature = models.FloatField(
+        default=0.7,
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(2.0)],
+        help_text="Sampling temperature (0 < t ≤ 2); used only when sampling.",
+    )
+    top_p = models.FloatField(
+        default=0.95,
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Nucleus sampling mass (0 < p ≤ 1); used only when sampling.",
+    )
+    seed = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(2**32 - 1)], help_text="Random seed.")
+
+    # Review
+    require_review = models.BooleanField(
+        default=True, help_text="Annotators must audit the steered pairs before training starts."
+    )
+    review_k = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(10)], help_text="Reviews per pair (1–10)."
+    )
+
+    # DPO
+    dpo_beta = models.FloatField(
+        default=0.1,
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(10.0)],
+        help_text="DPO β, the strength of the pull towards the reference model (paper: 0.1).",
+    )
+    dpo_learning_rate = models.FloatField(
+        default=5e-5,
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
+        help_text="5e-5 suits LoRA on a CPU; the paper used 5e-7 with a full fine-tune.",
+    )
+    dpo_epochs = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(100)], help_text="Passes over the pairs (paper: 1)."
+    )
+    dpo_batch_size = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(1024)], help_text="Pairs per optimiser step."
+    )
+    dpo_use_lora = models.BooleanField(default=True, help_text="Train LoRA adapters (PEFT) instead of every weight.")
+    dpo_lora_r = models.PositiveSmallIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(256)], help_text="LoRA rank."
+    )
+    dpo_max_length = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(16), MaxValueValidator(32768)], help_text="Token cap per prompt + response."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(Lower("name"), "project", name="run_unique_name_per_project")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def team_id(self) -> int:
+        return self.project.team_id
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if (self.layer_start is None) != (self.layer_end is None):
+            field = "layer_end" if self.layer_end is None else "layer_start"
+            errors[field] = "Give both the first and the last layer, or leave both blank."
+        elif self.layer_start is not None and self.layer_end is not None:
+            if self.layer_start > self.layer_end:
+                errors["layer_end"] = "The last layer must not come before the first."
+            elif self.model_id and self.model.num_layers and self.layer_end >= self.model.num_layers:
+                errors["layer_end"] = f"{self.model} has {self.model.num_layers} layers (0–{self.model.num_layers - 1})."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Stage(models.Model):
+    class Kind(models.TextChoices):
+        EXTRACT = "extract", "Extract directions"
+        SYNTHESIZE = "synthesize", "Synthesise instructions"
+        FILTER = "filter", "Filter by consistency"
+        CALIBRATE = "calibrate", "Calibrate γ"
+        GENERATE = "generate", "Generate steered pairs"
+        REVIEW = "review", "Human review"
+        TRAIN = "train", "Train (DPO)"
+        EVALUATE = "evaluate", "Evaluate"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
+
+    ORDER = [
+        Kind.EXTRACT,
+        Kind.SYNTHESIZE,
+        Kind.FILTER,
+        Kind.CALIBRATE,
+        Kind.GENERATE,
+        Kind.REVIEW,
+        Kind.TRAIN,
+        Kind.EVALUATE,
+    ]
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="stages")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    order = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=300, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    compute = models.JSONField(default=dict, blank=True, help_text="wall_s, tokens_in, tokens_out, device")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run", "order"]
+        constraints = [models.UniqueConstraint(fields=["run", "kind"], name="stage_unique_kind_per_run")]
+
+    def __str__(self) -> str:
+        return f"{self.run} · {self.get_kind_display()}"
+
+    @property
+    def percent(self) -> int | None:
+        if not self.progress_total:
+            return None
+        return min(100, round(100 * self.progress_done / self.progress_total))

@@ -1,0 +1,358 @@
+"""Writes for the studio: `<entity>_<action>` with keyword-only arguments.
+
+Every service checks the actor's role itself, so views, admin actions and tasks share one rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile, File
+from django.db import transaction
+
+from webapp.accounts.models import Team
+from webapp.accounts.roles import Perm
+from webapp.accounts.selectors import role_require
+from webapp.studio import dispatch
+from webapp.studio.instructions import instructions_parse
+from webapp.studio.models import Dimension, ModelSpec, Project, PromptPair, Run, Stage
+from webapp.studio.presets import preset_get
+from webapp.studio.selectors import run_name_suggest
+
+EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct (embedded)"
+
+# Run fields a config dict may set (everything the run form edits except relations).
+RUN_CONFIG_FIELDS = (
+    "instruction_source",
+    "n_instructions",
+    "keep_fraction",
+    "layer_start",
+    "layer_end",
+    "calibrate",
+    "gamma_plus",
+    "gamma_minus",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "seed",
+    "require_review",
+    "review_k",
+    "dpo_beta",
+    "dpo_learning_rate",
+    "dpo_epochs",
+    "dpo_batch_size",
+    "dpo_use_lora",
+    "dpo_lora_r",
+    "dpo_max_length",
+)
+
+
+def _clean_name(name: str, *, what: str) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationError({"name": f"Give the {what} a name."})
+    return name
+
+
+# Projects ------------------------------------------------------------------------------------
+
+
+def _project_name_check(*, team: Team, name: str, exclude_pk: int | None = None) -> None:
+    clash = Project.objects.filter(team=team, name__iexact=name).exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"name": f"This team already has a project called “{name}”."})
+
+
+def project_create(*, team: Team, name: str, description: str = "", created_by: AbstractBaseUser) -> Project:
+    role_require(user=created_by, team=team, perm=Perm.EDIT)
+    name = _clean_name(name, what="project")
+    _project_name_check(team=team, name=name)
+    return Project.objects.create(team=team, name=name, description=description.strip(), created_by=created_by)
+
+
+def project_update(*, project: Project, name: str, description: str = "", actor: AbstractBaseUser) -> Project:
+    role_require(user=actor, team=project.team_id, perm=Perm.EDIT)
+    name = _clean_name(name, what="project")
+    _project_name_check(team=project.team, name=name, exclude_pk=project.pk)
+    project.name, project.description = name, description.strip()
+    project.save(update_fields=["name", "description"])
+    return project
+
+
+# Dimensions ----------------------------------------------------------------------------------
+
+
+def _dimension_name_check(*, project: Project, name: str, exclude_pk: int | None = None) -> None:
+    if Dimension.objects.filter(project=project, name__iexact=name).exclude(pk=exclude_pk).exists():
+        raise ValidationError({"name": f"This project already has a dimension called “{name}”."})
+
+
+def pairs_validate(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Per-row errors ({} for a good row). Raises nothing; an empty list of pairs is one error."""
+    errors = []
+    for positive, negative in pairs:
+        row: dict[str, str] = {}
+        try:
+            PromptPair(positive=positive or "", negative=negative or "").clean()
+        except ValidationError as error:
+            row = {field: messages[0] for field, messages in error.message_dict.items()}
+        errors.append(row)
+    return errors
+
+
+def _pairs_check(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if not pairs:
+        raise ValidationError({"__all__": "Add at least one pair of system prompts."})
+    if any(pairs_validate(pairs)):
+        raise ValidationError({"__all__": "Every pair needs both a positive and a negative prompt, and they must differ."})
+    return [(positive.strip(), negative.strip()) for positive, negative in pairs]
+
+
+def _pairs_replace(*, dimension: Dimension, pairs: list[tuple[str, str]]) -> None:
+    dimension.pairs.all().delete()
+    PromptPair.objects.bulk_create(
+        PromptPair(dimension=dimension, positive=positive, negative=negative, order=index)
+        for index, (positive, negative) in enumerate(pairs)
+    )
+
+
+@transaction.atomic
+def dimension_create(
+    *,
+    project: Project,
+    name: str,
+    pairs: list[tuple[str, str]],
+    created_by: AbstractBaseUser,
+    description: str = "",
+    feature_instructions: str = "",
+    preset_key: str = "",
+) -> Dimension:
+    role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
+    name = _clean_name(name, what="dimension")
+    _dimension_name_check(project=project, name=name)
+    pairs = _pairs_check(pairs)
+    dimension = Dimension.objects.create(
+        project=project,
+        name=name,
+        description=description.strip(),
+        feature_instructions=feature_instructions.strip(),
+        preset_key=preset_key,
+    )
+    _pairs_replace(dimension=dimension, pairs=pairs)
+    return dimension
+
+
+@transaction.atomic
+def dimension_update(
+    *,
+    dimension: Dimension,
+    name: str,
+    pairs: list[tuple[str, str]],
+    actor: AbstractBaseUser,
+    description: str = "",
+    feature_instructions: str = "",
+) -> Dimension:
+    role_require(user=actor, team=dimension.project.team_id, perm=Perm.EDIT)
+    name = _clean_name(name, what="dimension")
+    _dimension_name_check(project=dimension.project, name=name, exclude_pk=dimension.pk)
+    pairs = _pairs_check(pairs)
+    dimension.name = name
+    dimension.description = description.strip()
+    dimension.feature_instructions = feature_instructions.strip()
+    dimension.save()
+    _pairs_replace(dimension=dimension, pairs=pairs)
+    return dimension
+
+
+def dimension_create_from_preset(*, project: Project, key: str, created_by: AbstractBaseUser) -> Dimension:
+    preset = preset_get(key)
+    if preset is None:
+        raise ValidationError(f"There is no preset called {key!r}.")
+    return dimension_create(
+        project=project,
+        name=preset.name,
+        description=preset.description,
+        pairs=list(preset.prompt_pairs),
+        preset_key=preset.key,
+        created_by=created_by,
+    )
+
+
+def dimension_delete(*, dimension: Dimension, actor: AbstractBaseUser) -> None:
+    role_require(user=actor, team=dimension.project.team_id, perm=Perm.EDIT)
+    used_by = list(dimension.runs.values_list("name", flat=True)[:3])
+    if used_by:
+        raise ValidationError(f"{dimension} is used by runs ({', '.join(used_by)}); it is kept so they stay reproducible.")
+    dimension.delete()
+
+
+# Models --------------------------------------------------------------------------------------
+
+
+def model_embedded_ensure() -> ModelSpec:
+    """The built-in SmolLM2 model every team can use (created on first need)."""
+    model, _ = ModelSpec.objects.get_or_create(
+        team=None,
+        kind=ModelSpec.Kind.EMBEDDED,
+        defaults={"name": EMBEDDED_MODEL_NAME, "num_layers": 30},
+    )
+    return model
+
+
+def _model_save(model: ModelSpec) -> ModelSpec:
+    model.name = _clean_name(model.name, what="model")
+    if model.kind == ModelSpec.Kind.EMBEDDED:
+        raise ValidationError({"kind": "The embedded model is built in; choose a local directory, GGUF file or hub id."})
+    model.full_clean(validate_constraints=False)
+    if ModelSpec.objects.filter(team=model.team, name__iexact=model.name).exclude(pk=model.pk).exists():
+        raise ValidationError({"name": f"This team already has a model called “{model.name}”."})
+    model.save()
+    return model
+
+
+def model_create(*, team: Team, created_by: AbstractBaseUser, **fields: Any) -> ModelSpec:
+    role_require(user=created_by, team=team, perm=Perm.EDIT)
+    return _model_save(ModelSpec(team=team, **fields))
+
+
+def model_update(*, model: ModelSpec, actor: AbstractBaseUser, **fields: Any) -> ModelSpec:
+    if model.team_id is None:
+        raise ValidationError("Built-in models cannot be changed.")
+    role_require(user=actor, team=model.team_id, perm=Perm.EDIT)
+    for field, value in fields.items():
+        setattr(model, field, value)
+    return _model_save(model)
+
+
+def model_delete(*, model: ModelSpec, actor: AbstractBaseUser) -> None:
+    if model.team_id is None:
+        raise ValidationError("Built-in models cannot be deleted.")
+    role_require(user=actor, team=model.team_id, perm=Perm.EDIT)
+    if model.runs.exists():
+        raise ValidationError(f"{model} is used by runs; it is kept so they stay reproducible.")
+    model.delete()
+
+
+# Runs ----------------------------------------------------------------------------------------
+
+
+def _stage_status(kind: str, run: Run) -> str:
+    skipped = (
+        (kind == Stage.Kind.CALIBRATE and not run.calibrate)
+        or (kind == Stage.Kind.SYNTHESIZE and run.instruction_source == Run.InstructionSource.UPLOAD)
+        or (kind == Stage.Kind.REVIEW and not run.require_review)
+    )
+    return Stage.Status.SKIPPED if skipped else Stage.Status.PENDING
+
+
+def instructions_file_check(upload: File) -> list[str]:
+    """Size, extension and content of an uploaded instruction list; returns the instructions."""
+    limit = settings.ICON2_MAX_UPLOAD_MB * 1024 * 1024
+    if upload.size is not None and upload.size > limit:
+        raise ValidationError({"instructions_file": f"The file is larger than {settings.ICON2_MAX_UPLOAD_MB} MB."})
+    upload.seek(0)
+    data = upload.read()
+    upload.seek(0)
+    try:
+        return instructions_parse(name=upload.name or "", data=data)
+    except ValidationError as error:
+        raise ValidationError({"instructions_file": error.messages}) from None
+
+
+@transaction.atomic
+def run_create(
+    *,
+    project: Project,
+    created_by: AbstractBaseUser,
+    model: ModelSpec,
+    dimensions: list[Dimension],
+    config: dict[str, Any],
+) -> Run:
+    """A draft run with its eight stages. `config` holds run settings (see RUN_CONFIG_FIELDS),
+    optionally `name` and, for uploads, `instructions_file` (a File)."""
+    role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
+    config = dict(config)
+    upload = config.pop("instructions_file", None)
+    name = " ".join((config.pop("name", "") or "").split()) or run_name_suggest(project=project)
+    unknown = set(config) - set(RUN_CONFIG_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown run settings: {', '.join(sorted(unknown))}.")
+
+    errors: dict[str, list[str]] = {}
+    if model.team_id not in (None, project.team_id):
+        errors["model"] = ["Choose one of this team's models."]
+    dimensions = list(dimensions)
+    if not dimensions:
+        errors["dimensions"] = ["Choose at least one dimension."]
+    elif any(dimension.project_id != project.pk for dimension in dimensions):
+        errors["dimensions"] = ["Choose dimensions of this project."]
+    if project.runs.filter(name__iexact=name).exists():
+        errors["name"] = [f"This project already has a run called “{name}”."]
+
+    run = Run(project=project, model=model, name=name, created_by=created_by, **config)
+    try:
+        run.full_clean(exclude=["instructions_file"], validate_constraints=False)
+    except ValidationError as error:
+        for field, messages in error.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+
+    instructions: list[str] = []
+    if run.instruction_source == Run.InstructionSource.UPLOAD:
+        if upload is None:
+            errors.setdefault("instructions_file", []).append("Upload a .jsonl, .csv or .txt file of instructions.")
+        else:
+            try:
+                instructions = instructions_file_check(upload)
+            except ValidationError as error:
+                errors.setdefault("instructions_file", []).extend(error.message_dict["instructions_file"])
+    if errors:
+        raise ValidationError(errors)
+
+    if instructions:
+        run.n_instructions = len(instructions)
+    run.save()
+    run.dimensions.set(dimensions)
+    if upload is not None and run.instruction_source == Run.InstructionSource.UPLOAD:
+        suffix = PurePath(upload.name).suffix.lower()
+        upload.seek(0)
+        run.instructions_file.save(
+            f"teams/{project.team_id}/runs/{run.pk}/instructions{suffix}", ContentFile(upload.read()), save=True
+        )
+    Stage.objects.bulk_create(
+        Stage(run=run, kind=kind, order=index, status=_stage_status(kind, run))
+        for index, kind in enumerate(Stage.ORDER, start=1)
+    )
+    return run
+
+
+@transaction.atomic
+def run_launch(*, run: Run, actor: AbstractBaseUser) -> Run:
+    """Queue a draft run; the worker (see dispatch.enqueue_run) is told once this commits."""
+    role_require(user=actor, team=run.project.team_id, perm=Perm.EDIT)
+    updated = Run.objects.filter(pk=run.pk, status=Run.Status.DRAFT).update(status=Run.Status.QUEUED)
+    if not updated:
+        raise ValidationError("Only a draft run can be launched.")
+    run.stages.filter(status=Stage.Status.PENDING).update(status=Stage.Status.QUEUED)
+    run_id = run.pk
+    transaction.on_commit(lambda: dispatch.enqueue_run(run_id))
+    run.refresh_from_db()
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, actor: AbstractBaseUser) -> Run:
+    role_require(user=actor, team=run.project.team_id, perm=Perm.EDIT)
+    active = [Run.Status.DRAFT, Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.PAUSED]
+    updated = Run.objects.filter(pk=run.pk, status__in=active).update(status=Run.Status.CANCELLED)
+    if not updated:
+        raise ValidationError("This run has already finished.")
+    run.stages.filter(
+        status__in=[Stage.Status.PENDING, Stage.Status.QUEUED, Stage.Status.RUNNING]
+    ).update(status=Stage.Status.CANCELLED)
+    run.refresh_from_db()
+    return run
