@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from django import forms
+
+from webapp.accounts.roles import ROLE_HELP, Role
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="Shown in the team switcher, e.g. “Alignment lab”.")
+
+
+class InviteForm(forms.Form):
+    role = forms.ChoiceField(
+        choices=Role.choices,
+        initial=Role.ENGINEER,
+        help_text=" ".join(f"{label}: {ROLE_HELP[value]}" for value, label in Role.choices),
+    )
+    note = forms.CharField(max_length=200, required=False, help_text="Who the link is for (only owners see this).")
+    days = forms.IntegerField(min_value=1, max_value=365, initial=7, help_text="The link stops working after this many days.")
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from django import forms
+from django.http import QueryDict
+
+from webapp.studio.instructions import ALLOWED_EXTENSIONS
+from webapp.studio.models import Dimension, ModelSpec, Project, Run
+from webapp.studio.selectors import model_list_for_team, run_name_suggest
+from webapp.studio.services import RUN_CONFIG_FIELDS, instructions_file_check, pairs_validate
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=120, help_text="Unique within the team, e.g. “Support assistant tone”.")
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text="What this project is trying to improve."
+    )
+
+
+class DimensionForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="Unique within the project, e.g. “Helpfulness”.")
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, help_text="What “better” means on this dimension."
+    )
+    feature_instructions = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "Explain photosynthesis to a child.\nWrite a haiku about rain."}),
+        required=False,
+        help_text="Optional: one instruction per line used to extract the direction. "
+        "Leave empty to use the instructions the run synthesises.",
+    )
+
+
+def _row_key(key: str = "") -> str:
+    """A stable id for a prompt-pair row in the page, so inline errors find their row."""
+    return key if re.fullmatch(r"[a-z0-9]{1,16}", key) else secrets.token_hex(4)
+
+
+@dataclass
+class PairRow:
+    positive: str = ""
+    negative: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    key: str = field(default_factory=_row_key)
+
+    @property
+    def is_blank(self) -> bool:
+        return not self.positive.strip() and not self.negative.strip()
+
+
+class DimensionEditor:
+    """The dimension form plus its prompt-pair rows, posted as parallel `positive`/`negative` lists."""
+
+    def __init__(self, data: QueryDict | None = None, *, dimension: Dimension | None = None) -> None:
+        self.pairs_error = ""
+        if data is not None:
+            self.form = DimensionForm(data)
+            positives, negatives = data.getlist("positive"), data.getlist("negative")
+            keys = data.getlist("row")[: len(positives)]
+            keys += [""] * (len(positives) - len(keys))
+            self.rows = []
+            for positive, negative, key in zip(positives, negatives, keys, strict=False):
+                key = _row_key(key)
+                while key in {row.key for row in self.rows}:
+                    key = _row_key()
+                self.rows.append(PairRow(positive, negative, key=key))
+        elif dimension is not None:
+            self.form = DimensionForm(
+                initial={
+                    "name": dimension.name,
+                    "description": dimension.description,
+                    "feature_instructions": dimension.feature_instructions,
+                }
+            )
+            self.rows = [PairRow(pair.positive, pair.negative, key=f"p{pair.pk}") for pair in dimension.pairs.all()]
+        else:
+            self.form = DimensionForm()
+            self.rows = [PairRow()]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(row.positive, row.negative) for row in self.rows]
+
+    def is_valid(self) -> bool:
+        form_ok = self.form.is_valid()
+        for row, errors in zip(self.rows, pairs_validate(self.pairs), strict=True):
+            row.errors = errors
+        if not self.rows:
+            self.pairs_error = "Add at least one pair of system prompts."
+        return form_ok and not self.pairs_error and not any(row.errors for row in self.rows)
+
+    def keep_only_touched_errors(self) -> None:
+        """For inline validation while typing: drop “required” errors on fields not filled in yet."""
+        for name in list(self.form.errors):
+            if not str(self.form.data.get(name, "")).strip():
+                del self.form.errors[name]
+        for row in self.rows:
+            if row.is_blank:
+                row.errors = {}
+        self.pairs_error = ""
+
+
+class ModelSpecForm(forms.ModelForm):
+    class Meta:
+        model = ModelSpec
+        fields = ["name", "kind", "path_or_id", "revision", "layers_attr", "num_layers"]
+        labels = {"path_or_id": "Path or hub id", "layers_attr": "Decoder layers attribute"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [c for c in ModelSpec.Kind.choices if c[0] != ModelSpec.Kind.EMBEDDED]
+
+    def _post_clean(self) -> None:
+        # Validation that needs the team happens in the service (model_create / model_update).
+        pass
+
+
+class RunForm(forms.ModelForm):
+    SECTIONS: list[tuple[str, str, list[str]]] = [
+        ("Basics", "What to align and on which model.", ["name", "model", "dimensions"]),
+        (
+            "Instructions",
+            "Where the prompts come from and how many survive the consistency filter.",
+            ["instruction_source", "n_instructions", "instructions_file", "keep_fraction"],
+        ),
+        (
+            "Steering",
+            "Where and how hard the direction is added while generating chosen (γ⁺) and rejected (γ⁻) responses.",
+            ["layer_start", "layer_end", "calibrate", "gamma_plus", "gamma_minus"],
+        ),
+        ("Generation", "Decoding for the steered responses.", ["max_new_tokens", "do_sample", "temperature", "top_p", "seed"]),
+        ("Review", "Whether people audit the pairs before training.", ["require_review", "review_k"]),
+        (
+            "Training (DPO)",
+            "Direct preference optimisation on the accepted pairs.",
+            ["dpo_beta", "dpo_learning_rate", "dpo_epochs", "dpo_batch_size", "dpo_use_lora", "dpo_lora_r", "dpo_max_length"],
+        ),
+    ]
+
+    name = forms.CharField(max_length=120, required=False, help_text="Leave blank for the next “Run N”.")
+
+    class Meta:
+        model = Run
+        fields = ["name", "model", "dimensions", *RUN_CONFIG_FIELDS, "instructions_file"]
+        widgets = {
+            "dimensions": forms.CheckboxSelectMultiple,
+            "instruction_source": forms.RadioSelect,
+            "instructions_file": forms.ClearableFileInput(attrs={"accept": ",".join(ALLOWED_EXTENSIONS)}),
+        }
+        labels = {
+            "n_instructions": "Instructions to synthesise",
+            "keep_fraction": "Keep fraction",
+            "layer_start": "First layer",
+            "layer_end": "Last layer",
+            "calibrate": "Calibrate γ automatically",
+            "gamma_plus": "γ⁺ (chosen)",
+            "gamma_minus": "γ⁻ (rejected)",
+            "do_sample": "Sample (instead of greedy)",
+            "top_p": "Top-p",
+            "require_review": "Require human review before training",
+            "review_k": "Reviews per pair",
+            "dpo_beta": "β",
+            "dpo_learning_rate": "Learning rate",
+            "dpo_epochs": "Epochs",
+            "dpo_batch_size": "Batch size",
+            "dpo_use_lora": "Use LoRA",
+            "dpo_lora_r": "LoRA rank",
+            "dpo_max_length": "Max length (tokens)",
+        }
+        help_texts = {
+            "model": "The embedded SmolLM2 runs anywhere; add others under Models.",
+            "dimensions": "One or more. Each instruction is steered along the dimension it is most consistent with.",
+            "instruction_source": "Synthesise prompts from the model itself, or upload your own list.",
+            "instructions_file": "Only for uploads: .jsonl (strings or {\"instruction\": …}), .csv with an "
+            "“instruction” column, or .txt with one instruction per line.",
+            "keep_fraction": "Fraction kept by the consistency filter (0 < x ≤ 1). 0.25 suits small demo runs; "
+            "the paper keeps 0.10 of a much larger pool.",
+        }
+
+    def __init__(self, *args, project: Project, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+        models = model_list_for_team(team=project.team)
+        self.fields["model"].queryset = models
+        self.fields["model"].empty_label = None
+        self.fields["dimensions"].queryset = project.dimensions.order_by("name")
+        self.fields["instructions_file"].required = False
+        if not self.is_bound:
+            self.initial.setdefault("keep_fraction", 0.25)
+            self.initial.setdefault("name", run_name_suggest(project=project))
+            builtin = models.filter(team__isnull=True).first()
+            if builtin is not None:
+                self.initial.setdefault("model", builtin.pk)
+
+    def clean_instructions_file(self):
+        upload = self.cleaned_data.get("instructions_file")
+        if upload and self.data.get("instruction_source") == Run.InstructionSource.UPLOAD:
+            try:
+                instructions_file_check(upload)
+            except forms.ValidationError as error:
+                raise forms.ValidationError(error.message_dict["instructions_file"]) from None
+        return upload
+
+    def sections(self):
+        for title, intro, names in self.SECTIONS:
+            yield title, intro, [self[name] for name in names]

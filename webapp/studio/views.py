@@ -1,0 +1,405 @@
+"""Studio pages. Each view checks the method, checks access through a selector, calls one
+service and renders; `base_template` (see accounts.context_processors) makes the same
+template answer full-page requests and htmx requests."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from webapp.accounts.roles import Perm, role_allows
+from webapp.accounts.selectors import current_membership, current_team_remember, membership_get, role_require
+from webapp.studio import services
+from webapp.studio.forms import DimensionEditor, ModelSpecForm, PairRow, ProjectForm, RunForm
+from webapp.studio.presets import preset_list
+from webapp.studio.selectors import (
+    dimension_get_for_user,
+    dimension_list_for_project,
+    model_get_for_user,
+    model_list_for_team,
+    project_get_for_user,
+    project_list_for_team,
+    run_get_for_user,
+    run_list_for_project,
+    run_list_for_team,
+)
+
+
+def _access(request: HttpRequest, team_id: int) -> dict:
+    """Template flags for the user's role in a team they belong to (and make it the current team)."""
+    membership = membership_get(user=request.user, team=team_id)
+    current_team_remember(request, membership)
+    return {
+        "membership": membership,
+        "can_edit": role_allows(membership.role, Perm.EDIT),
+        "can_manage": role_allows(membership.role, Perm.MANAGE),
+    }
+
+
+def _current(request: HttpRequest, perm: Perm = Perm.READ):
+    """The current team membership with `perm`; None when the user has no team yet."""
+    membership = current_membership(request)
+    if membership is not None:
+        role_require(user=request.user, team=membership.team_id, perm=perm)
+    return membership
+
+
+def _no_team(request: HttpRequest) -> HttpResponse:
+    messages.info(request, "Create a team first, or open an invite link from a team owner.")
+    return redirect("accounts:team_new")
+
+
+# Dashboard and projects --------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    membership = _current(request)
+    context: dict = {"membership": membership}
+    if membership is not None:
+        context.update(
+            projects=project_list_for_team(team=membership.team),
+            runs=run_list_for_team(team=membership.team, limit=10),
+            can_edit=role_allows(membership.role, Perm.EDIT),
+        )
+    return render(request, "studio/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def project_list(request: HttpRequest) -> HttpResponse:
+    membership = _current(request)
+    if membership is None:
+        return _no_team(request)
+    return render(
+        request,
+        "studio/project_list.html",
+        {
+            "membership": membership,
+            "projects": project_list_for_team(team=membership.team),
+            "can_edit": role_allows(membership.role, Perm.EDIT),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_new(request: HttpRequest) -> HttpResponse:
+    membership = _current(request, Perm.EDIT)
+    if membership is None:
+        return _no_team(request)
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.project_create(team=membership.team, created_by=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Created {project}. Next: add a dimension or copy a preset.")
+            return redirect("studio:project", pk=project.pk)
+    return render(request, "studio/project_form.html", {"form": form, "team": membership.team})
+
+
+@login_required
+@require_GET
+def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=pk)
+    dimensions = dimension_list_for_project(project=project)
+    taken = {dimension.preset_key for dimension in dimensions} | {d.name.lower() for d in dimensions}
+    presets = [p for p in preset_list() if p.key not in taken and p.name.lower() not in taken]
+    return render(
+        request,
+        "studio/project_detail.html",
+        {
+            "project": project,
+            "dimensions": dimensions,
+            "presets": presets,
+            "runs": run_list_for_project(project=project),
+            **_access(request, project.team_id),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    form = ProjectForm(request.POST or None, initial={"name": project.name, "description": project.description})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.project_update(project=project, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Project saved.")
+            return redirect("studio:project", pk=project.pk)
+    return render(request, "studio/project_form.html", {"form": form, "project": project, "team": project.team})
+
+
+# Dimensions --------------------------------------------------------------------------------------
+
+
+def _dimension_check(editor: DimensionEditor, *, project, dimension=None) -> bool:
+    """Validate the editor, including the duplicate-name rule so it shows next to the name."""
+    valid = editor.is_valid()
+    name = " ".join(str(editor.form.data.get("name", "")).split())
+    if name and "name" not in editor.form.errors:
+        clash = project.dimensions.filter(name__iexact=name)
+        if dimension is not None:
+            clash = clash.exclude(pk=dimension.pk)
+        if clash.exists():
+            editor.form.add_error("name", f"This project already has a dimension called “{name}”.")
+            valid = False
+    return valid
+
+
+def _dimension_submit(request: HttpRequest, editor: DimensionEditor, *, project, dimension=None):
+    """Save the editor through a service; None (with errors on the editor) when it is not valid."""
+    if not _dimension_check(editor, project=project, dimension=dimension):
+        return None
+    fields = editor.form.cleaned_data
+    kwargs = {
+        "name": fields["name"],
+        "description": fields["description"],
+        "feature_instructions": fields["feature_instructions"],
+        "pairs": editor.pairs,
+    }
+    try:
+        if dimension is None:
+            return services.dimension_create(project=project, created_by=request.user, **kwargs)
+        return services.dimension_update(dimension=dimension, actor=request.user, **kwargs)
+    except ValidationError as error:
+        editor.form.add_error(None, error)
+        return None
+
+
+def _dimension_inline_errors(request: HttpRequest, editor: DimensionEditor, *, project, dimension=None) -> HttpResponse:
+    """The answer to the editor's inline check: error slots swapped in place, nothing saved."""
+    _dimension_check(editor, project=project, dimension=dimension)
+    editor.keep_only_touched_errors()
+    return render(request, "studio/_dimension_errors.html", {"editor": editor})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dimension_new(request: HttpRequest, project_pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=project_pk, perm=Perm.EDIT)
+    editor = DimensionEditor(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        if request.POST.get("_validate"):
+            return _dimension_inline_errors(request, editor, project=project)
+        dimension = _dimension_submit(request, editor, project=project)
+        if dimension is not None:
+            messages.success(request, f"Created the dimension {dimension}.")
+            return redirect("studio:project", pk=project.pk)
+    return render(
+        request,
+        "studio/dimension_editor.html",
+        {"project": project, "editor": editor, **_access(request, project.team_id)},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dimension_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    perm = Perm.EDIT if request.method == "POST" else Perm.READ
+    dimension = dimension_get_for_user(user=request.user, pk=pk, perm=perm)
+    project = dimension.project
+    if request.method == "POST":
+        editor = DimensionEditor(request.POST)
+        if request.POST.get("_validate"):
+            return _dimension_inline_errors(request, editor, project=project, dimension=dimension)
+        if _dimension_submit(request, editor, project=project, dimension=dimension) is not None:
+            messages.success(request, f"Saved {dimension}.")
+            return redirect("studio:project", pk=project.pk)
+    else:
+        editor = DimensionEditor(dimension=dimension)
+    return render(
+        request,
+        "studio/dimension_editor.html",
+        {"project": project, "dimension": dimension, "editor": editor, **_access(request, project.team_id)},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_GET
+def dimension_pair_row(request: HttpRequest, project_pk: int) -> HttpResponse:
+    """An empty prompt-pair row for the editor's “Add pair” button."""
+    project_get_for_user(user=request.user, pk=project_pk, perm=Perm.EDIT)
+    return render(request, "studio/_pair_row.html", {"row": PairRow(), "can_edit": True})
+
+
+@login_required
+@require_POST
+def dimension_preset(request: HttpRequest, project_pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=project_pk, perm=Perm.EDIT)
+    try:
+        dimension = services.dimension_create_from_preset(
+            project=project, key=request.POST.get("key", ""), created_by=request.user
+        )
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"Copied the {dimension} preset; edit it to make it yours.")
+    return redirect("studio:project", pk=project.pk)
+
+
+@login_required
+@require_POST
+def dimension_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    dimension = dimension_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    try:
+        services.dimension_delete(dimension=dimension, actor=request.user)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+        return redirect("studio:dimension", pk=dimension.pk)
+    messages.success(request, f"Deleted the dimension {dimension}.")
+    return redirect("studio:project", pk=dimension.project_id)
+
+
+# Models ------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def model_list(request: HttpRequest) -> HttpResponse:
+    membership = _current(request)
+    if membership is None:
+        return _no_team(request)
+    return render(
+        request,
+        "studio/model_list.html",
+        {
+            "membership": membership,
+            "models": model_list_for_team(team=membership.team),
+            "can_edit": role_allows(membership.role, Perm.EDIT),
+        },
+    )
+
+
+def _model_form_submit(request: HttpRequest, form: ModelSpecForm, *, team=None, model=None):
+    try:
+        if model is None:
+            return services.model_create(team=team, created_by=request.user, **form.cleaned_data)
+        return services.model_update(model=model, actor=request.user, **form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_new(request: HttpRequest) -> HttpResponse:
+    membership = _current(request, Perm.EDIT)
+    if membership is None:
+        return _no_team(request)
+    form = ModelSpecForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if _model_form_submit(request, form, team=membership.team) is not None:
+            messages.success(request, "Model added; choose it when you create a run.")
+            return redirect("studio:models")
+    return render(request, "studio/model_form.html", {"form": form, "team": membership.team})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    model = model_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    form = ModelSpecForm(request.POST or None, instance=model)
+    if request.method == "POST" and form.is_valid():
+        if _model_form_submit(request, form, model=model) is not None:
+            messages.success(request, "Model saved.")
+            return redirect("studio:models")
+    return render(request, "studio/model_form.html", {"form": form, "model": model, "team": model.team})
+
+
+@login_required
+@require_POST
+def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    model = model_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    try:
+        services.model_delete(model=model, actor=request.user)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"Deleted the model {model}.")
+    return redirect("studio:models")
+
+
+# Runs --------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_new(request: HttpRequest, project_pk: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, pk=project_pk, perm=Perm.EDIT)
+    form = RunForm(request.POST or None, request.FILES or None, project=project)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        config = {name: data[name] for name in services.RUN_CONFIG_FIELDS}
+        config.update(name=data["name"], instructions_file=data.get("instructions_file") or None)
+        try:
+            run = services.run_create(
+                project=project,
+                created_by=request.user,
+                model=data["model"],
+                dimensions=list(data["dimensions"]),
+                config=config,
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Created {run}. Check its stages, then launch it.")
+            return redirect("studio:run", pk=run.pk)
+    return render(
+        request,
+        "studio/run_form.html",
+        {"project": project, "form": form, **_access(request, project.team_id)},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_get_for_user(user=request.user, pk=pk)
+    return render(request, "studio/run_detail.html", {"run": run, "project": run.project, **_access(request, run.project.team_id)})
+
+
+@login_required
+@require_POST
+def run_launch(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    try:
+        services.run_launch(run=run, actor=request.user)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"Launched {run}.")
+    return redirect("studio:run", pk=run.pk)
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = run_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    try:
+        services.run_cancel(run=run, actor=request.user)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"Cancelled {run}.")
+    return redirect("studio:run", pk=run.pk)
+
