@@ -1,0 +1,213 @@
+"""Command line: ``python -m icon2engine`` or ``icon2``.
+
+Every command prints a one-line error and exits with status 2 on bad input, never a traceback
+(set ICON2_DEBUG=1 to see one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import Icon2Error
+
+EPILOG = """\
+A first run, on the embedded SmolLM2-135M model (no download needed):
+
+  icon2 presets
+  icon2 extract --preset optimism --out vec/optimism.safetensors --gguf vec/optimism.gguf
+  icon2 generate --vectors vec/optimism.safetensors --instructions my_instructions.txt \\
+                 --gamma-plus 0.05 --gamma-minus -0.05 --layers 8-15 --out pairs.jsonl
+  icon2 export --pairs pairs.jsonl --out dataset/
+  icon2 pipeline examples/optimism.toml     # all of the above from one file
+
+γ is a fraction of each layer's mean hidden-state norm (0.05 is a good start; ≥ 0.2 degrades text).
+"""
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="embedded", help="'embedded' (default), a model directory, a .gguf file or a hub id")
+    p.add_argument("--layers-attr", default=None, help="dotted path to the decoder blocks if detection fails, e.g. model.layers")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+
+
+def _spec(args):
+    from .config import ModelSpec
+
+    return ModelSpec(source=args.model, layers_attr=args.layers_attr, device=args.device,
+                     allow_download=os.environ.get("ICON2_ALLOW_DOWNLOAD") == "1")
+
+
+def _dimension(args):
+    from .config import Dimension, PromptPair
+    from .presets import get_preset
+
+    if args.preset:
+        return get_preset(args.preset)
+    if args.positive or args.negative:
+        if len(args.positive) != len(args.negative):
+            raise Icon2Error("give the same number of --positive and --negative prompts (they form pairs)")
+        return Dimension(name=args.name or "custom", prompt_pairs=tuple(PromptPair(p, n) for p, n in zip(args.positive, args.negative)))
+    raise Icon2Error("say which dimension: --preset NAME, or --positive TEXT --negative TEXT (repeatable)")
+
+
+def cmd_presets(args) -> int:
+    from .presets import get_preset, preset_names
+
+    for key in preset_names():
+        d = get_preset(key)
+        print(f"{key:14s} {len(d.prompt_pairs)} pair(s)  {d.description}")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from .config import ExtractConfig
+    from .directions import extract_directions
+    from .instructions_io import read_instructions
+    from .models import load_model
+    from .presets import default_feature_instructions
+    from .progress import TqdmProgress
+    from .vector_io import export_control_vector_gguf, save_directions
+
+    dim = _dimension(args)
+    feats = read_instructions(args.instructions) if args.instructions else default_feature_instructions()
+    lm = load_model(_spec(args))
+    ds = extract_directions(lm, dim, feats, ExtractConfig(batch_size=args.batch_size), progress=TqdmProgress())
+    path = save_directions(ds, args.out)
+    print(f"saved {ds.n_layers} direction vectors for {dim.name!r} ({ds.n_pairs} pairs) to {path}")
+    if args.gguf:
+        export_control_vector_gguf(ds, args.gguf, getattr(lm.model.config, "model_type", "llama"))
+        print(f"llama.cpp control vector: {args.gguf}")
+    best = max(ds.diagnostics(), key=lambda r: (r["separation_accuracy"] or 0, r["explained_variance"] or 0))
+    print(f"best separating layer: {best['layer']} (held-out accuracy {best['separation_accuracy']})")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .config import GenerateConfig, SteeringConfig
+    from .generation import generate_pairs
+    from .instructions_io import read_instructions
+    from .models import load_model
+    from .pipeline import parse_layers
+    from .progress import TqdmProgress
+    from .vector_io import load_directions
+
+    # Settings first: a bad γ is reported before anything slow happens.
+    steering = SteeringConfig(args.gamma_plus, args.gamma_minus, parse_layers(args.layers), args.steer_prompt)
+    gen = GenerateConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.sample,
+                         temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    if len(args.vectors) > 1:
+        raise Icon2Error("generate takes one --vectors file; run it once per dimension")
+    sets = [load_directions(p) for p in args.vectors]
+    instructions = read_instructions(args.instructions)
+    lm = load_model(_spec(args))
+    pairs = generate_pairs(lm, sets[0], instructions, steering=steering, config=gen, progress=TqdmProgress())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision), ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {len(pairs)} pairs to {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .errors import InputError
+    from .export import export_dataset, read_pairs_jsonl
+
+    rows = read_pairs_jsonl(args.pairs)
+    if not rows:
+        raise InputError(f"{args.pairs} holds no pairs")
+    paths = export_dataset(rows, args.out, model=rows[0].get("model", "unknown"),
+                           model_revision=rows[0].get("model_revision", "unknown"), name=args.name)
+    for kind, path in paths.items():
+        print(f"{kind:8s} {path}")
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from .pipeline import load_pipeline_config, run_pipeline
+    from .progress import TqdmProgress
+
+    summary = run_pipeline(load_pipeline_config(args.config), progress=TqdmProgress())
+    print(f"done: {summary['output']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="icon2",
+        description="Icon² engine: extract direction vectors from contrastive prompts and generate steered preference pairs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("presets", help="list the ready-made dimensions (the paper's four criteria and more)")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("extract", help="extract one direction vector per layer for a dimension")
+    _model_args(p)
+    p.add_argument("--preset", help="a preset dimension (see 'icon2 presets')")
+    p.add_argument("--name", help="name of a custom dimension")
+    p.add_argument("--positive", action="append", default=[], help="positive system prompt (repeat for several pairs)")
+    p.add_argument("--negative", action="append", default=[], help="negative system prompt (same count as --positive)")
+    p.add_argument("--instructions", help="feature instructions (.txt/.jsonl/.csv); default: 48 built-in everyday ones")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--gguf", help="also write a llama.cpp control vector (.gguf)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("generate", help="generate chosen (+γ⁺) and rejected (γ⁻) responses per instruction")
+    _model_args(p)
+    p.add_argument("--vectors", action="append", required=True, help="direction file from 'icon2 extract'")
+    p.add_argument("--instructions", required=True, help="instructions (.txt one per line, .jsonl, .csv)")
+    p.add_argument("--gamma-plus", type=float, default=0.05, help="chosen side, fraction of layer norm (default 0.05)")
+    p.add_argument("--gamma-minus", type=float, default=-0.05, help="rejected side, fraction of layer norm (default -0.05)")
+    p.add_argument("--layers", default=None, help="blocks to steer, e.g. 8-15 (default: the middle third)")
+    p.add_argument("--steer-prompt", action="store_true", help="also steer the prompt tokens")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--batch-size", type=int, default=32, help="rows per batch (a pair is two rows)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .jsonl of pairs")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="write pairs as a TRL preference dataset (JSONL + Parquet + card)")
+    p.add_argument("--pairs", required=True, help="pairs .jsonl from 'icon2 generate'")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--name", default="Icon² preference pairs", help="dataset name for the card")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("pipeline", help="run the stages from one .toml/.yaml config file")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except (Icon2Error, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if os.environ.get("ICON2_DEBUG") == "1":
+            raise
+        print(f"icon2 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

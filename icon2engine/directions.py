@@ -1,0 +1,229 @@
+"""Extract Icon² direction vectors: the first principal component of contrastive differences, per layer."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .chat import format_chat
+from .config import Dimension, ExtractConfig
+from .errors import InputError
+from .hooks import record_block_outputs
+from .models import LoadedModel
+from .progress import NullProgress, Progress
+from .stats import StageStats
+
+__all__ = ["DirectionSet", "extract_directions", "first_component"]
+
+
+@dataclass
+class DirectionSet:
+    """Unit direction vectors for one dimension, one per decoder block, with diagnostics.
+
+    Attributes:
+        vectors: ``(n_layers, hidden)`` unit vectors, sign-fixed so the mean difference
+            (positive minus negative) projects positive.
+        mean_norm: per layer, mean ‖h‖ over real prompt tokens (γ is a fraction of this).
+        explained_variance: per layer, share of variance the first component explains.
+        separation_accuracy: per layer, on held-out pairs, how often proj(h+) > proj(h−) (NaN
+            when there were too few pairs to hold any out).
+        mean_diff_cosine: per layer, cosine between the vector and the mean difference.
+    """
+
+    dimension: str
+    vectors: torch.Tensor
+    mean_norm: list[float]
+    explained_variance: list[float]
+    separation_accuracy: list[float]
+    mean_diff_cosine: list[float]
+    model_name: str = ""
+    model_revision: str = ""
+    prompts_hash: str = ""
+    n_pairs: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def diagnostics(self) -> list[dict[str, float | int | None]]:
+        """Per-layer diagnostics as small JSON rows (NaN becomes None)."""
+        def clean(x: float) -> float | None:
+            return None if x is None or math.isnan(x) else round(float(x), 6)
+
+        return [
+            {
+                "layer": i,
+                "explained_variance": clean(self.explained_variance[i]),
+                "separation_accuracy": clean(self.separation_accuracy[i]),
+                "mean_norm": clean(self.mean_norm[i]),
+                "mean_diff_cosine": clean(self.mean_diff_cosine[i]),
+            }
+            for i in range(self.n_layers)
+        ]
+
+
+def first_component(diffs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """First principal component of ``diffs`` (n, hidden), sign-fixed towards their mean.
+
+    Centred PCA on differences that all point the same way would subtract the very axis we
+    want (the mean). Flipping the sign of a random half first (as RepE does) puts the mean
+    near zero while the contrast axis keeps all its variance.
+    """
+    from sklearn.decomposition import PCA
+
+    mean = diffs.mean(axis=0)
+    if diffs.shape[0] < 2:
+        norm = np.linalg.norm(mean)
+        return (mean / norm if norm > 0 else mean), 1.0
+    signs = np.ones(diffs.shape[0])
+    signs[rng.permutation(diffs.shape[0])[: diffs.shape[0] // 2]] = -1.0
+    pca = PCA(n_components=1, svd_solver="full").fit(diffs * signs[:, None])
+    u = pca.components_[0].astype(np.float64)
+    u /= np.linalg.norm(u) or 1.0
+    if float(u @ mean) < 0:
+        u = -u
+    return u, float(pca.explained_variance_ratio_[0])
+
+
+def _last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    # Works for either padding side: the last position whose mask is 1.
+    seq = attention_mask.shape[1]
+    return seq - 1 - attention_mask.flip(dims=[1]).argmax(dim=1)  # (batch,)
+
+
+@torch.inference_mode()
+def _block_states(
+    lm: LoadedModel, texts: Sequence[str], batch_size: int, progress: Progress, stats: StageStats
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-real-token output of every block for each text, and mean token norm per block.
+
+    Returns ``(states (n_texts, n_layers, hidden), mean_norm (n_layers,))``.
+    """
+    tok = lm.tokenizer
+    limit = lm.max_positions
+    out: list[torch.Tensor] = []
+    norm_sum = torch.zeros(lm.n_layers, dtype=torch.float64)
+    norm_count = 0
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start : start + batch_size])
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        if limit is not None and enc["input_ids"].shape[1] > limit:
+            raise InputError(
+                f"a prompt is {enc['input_ids'].shape[1]} tokens long but the model's context is {limit}; "
+                "shorten the instruction or the system prompt"
+            )
+        enc = {k: v.to(lm.device) for k, v in enc.items()}
+        mask = enc["attention_mask"]  # (batch, seq)
+        last = _last_real_index(mask)
+        # Norms skip each sequence's first real token (attention-sink tokens have huge norms).
+        first = mask.argmax(dim=1)
+        real = mask.bool().clone()
+        real[torch.arange(real.shape[0]), first] = False
+        rows = torch.arange(mask.shape[0], device=mask.device)
+
+        def reduce(hidden: torch.Tensor):  # hidden: (batch, seq, hidden)
+            h = hidden.float()
+            norms = h.norm(dim=-1)[real]  # (n_real_tokens,)
+            return h[rows, last].cpu(), float(norms.sum())
+
+        with record_block_outputs(lm.layers, reduce=reduce) as rec:
+            lm.base_model(**enc, use_cache=False)
+        out.append(torch.stack([rec[i][0] for i in range(lm.n_layers)], dim=1))  # (batch, n_layers, hidden)
+        norm_sum += torch.tensor([rec[i][1] for i in range(lm.n_layers)], dtype=torch.float64)
+        norm_count += int(real.sum())
+        stats.tokens_in += int(mask.sum())
+        progress.advance(len(chunk))
+    return torch.cat(out, dim=0), (norm_sum / max(norm_count, 1)).float()
+
+
+def extract_directions(
+    lm: LoadedModel,
+    dimension: Dimension,
+    instructions: Sequence[str] | None = None,
+    config: ExtractConfig | None = None,
+    progress: Progress | None = None,
+    stats: StageStats | None = None,
+) -> DirectionSet:
+    """Extract one unit direction per decoder block for ``dimension``.
+
+    For every prompt pair (P+, P−) and feature instruction d: v = h(P+ ⊕ d) − h(P− ⊕ d) at the
+    last real token of each block's output; u = first principal component of the v's.
+
+    Args:
+        lm: a loaded model.
+        dimension: the contrast; its ``feature_instructions`` are used when ``instructions`` is None.
+        instructions: feature instructions (the paper uses 1,024).
+        config: batch size, hold-out share, seed.
+        progress: receives one unit per prompt processed.
+        stats: optional :class:`StageStats` that accumulates tokens and wall time.
+
+    Example:
+        >>> ds = extract_directions(lm, presets.get("optimism"), default_feature_instructions())
+        >>> ds.vectors.shape
+        torch.Size([30, 576])
+    """
+    config = config or ExtractConfig()
+    progress = progress or NullProgress()
+    stats = stats if stats is not None else StageStats(stage="extract")
+    items = [s.strip() for s in (instructions if instructions is not None else dimension.feature_instructions) if s and s.strip()]
+    if not items:
+        raise InputError(
+            f"no feature instructions for dimension {dimension.name!r}; give a list of instructions "
+            "(or use icon2engine.presets.default_feature_instructions())"
+        )
+    n_pairs = len(items) * len(dimension.prompt_pairs)
+    if n_pairs < 2:
+        raise InputError("extraction needs at least 2 contrastive pairs; add instructions or prompt pairs")
+    texts: list[str] = []
+    for pair in dimension.prompt_pairs:
+        for d in items:
+            texts.append(format_chat(lm.tokenizer, d, pair.positive))
+            texts.append(format_chat(lm.tokenizer, d, pair.negative))
+    t0 = time.perf_counter()
+    progress.start("extract", len(texts))
+    try:
+        states, mean_norm = _block_states(lm, texts, config.batch_size, progress, stats)
+    finally:
+        progress.finish()
+    stats.add_time(time.perf_counter() - t0, str(lm.device))
+    diffs = (states[0::2] - states[1::2]).double().numpy()  # (n_pairs, n_layers, hidden)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(n_pairs)
+    n_hold = int(round(n_pairs * config.holdout_fraction))
+    hold, train = order[:n_hold], order[n_hold:]
+    if len(train) < 2:
+        hold, train = order[:0], order
+    vectors, evr, acc, cos = [], [], [], []
+    for layer in range(lm.n_layers):
+        d = diffs[:, layer, :]
+        u, ratio = first_component(d, np.random.default_rng(config.seed + layer))
+        if len(hold):
+            u_train, _ = first_component(d[train], np.random.default_rng(config.seed + layer))
+            acc.append(float(np.mean(d[hold] @ u_train > 0)))
+        else:
+            acc.append(float("nan"))
+        mean = d.mean(axis=0)
+        cos.append(float(u @ mean / (np.linalg.norm(mean) or 1.0)))
+        vectors.append(u)
+        evr.append(ratio)
+    return DirectionSet(
+        dimension=dimension.name,
+        vectors=torch.tensor(np.stack(vectors), dtype=torch.float32),
+        mean_norm=[float(x) for x in mean_norm],
+        explained_variance=evr,
+        separation_accuracy=acc,
+        mean_diff_cosine=cos,
+        model_name=lm.name,
+        model_revision=lm.revision,
+        prompts_hash=dimension.prompts_hash,
+        n_pairs=n_pairs,
+    )

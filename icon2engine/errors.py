@@ -1,0 +1,28 @@
+"""Exceptions the engine raises. Every message says what to change."""
+from __future__ import annotations
+
+__all__ = ["Icon2Error", "ConfigError", "ModelLoadError", "LayerDetectionError", "InputError", "StopRequested"]
+
+
+class Icon2Error(Exception):
+    """Base class: an error a user can act on (the CLI prints it as one line)."""
+
+
+class ConfigError(Icon2Error, ValueError):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class ModelLoadError(Icon2Error):
+    """A model could not be found or loaded."""
+
+
+class LayerDetectionError(Icon2Error):
+    """The decoder layers of a model could not be found automatically."""
+
+
+class InputError(Icon2Error, ValueError):
+    """The data given to a stage (instructions, pairs, files) cannot be used."""
+
+
+class StopRequested(Icon2Error):
+    """Raised by a progress reporter to stop a stage between two batches."""

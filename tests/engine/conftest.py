@@ -1,0 +1,80 @@
+"""Fixtures for engine tests.
+
+``tiny_lm``: a randomly initialised 4-layer Llama with a small BPE tokenizer and a ChatML
+template, built in milliseconds, for tests of structure. ``embedded_lm``: the real
+SmolLM2-135M-Instruct, converted once and loaded once per session, for tests of behaviour.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+CORPUS = [
+    "You are a cheerful assistant. You are a gloomy assistant.",
+    "Describe a rainy Monday. Tell me about the sea. What is a good breakfast?",
+    "The quick brown fox jumps over the lazy dog. Numbers 0 1 2 3 4 5 6 7 8 9.",
+    "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?'\"-()",
+] * 4
+
+
+def make_tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def make_tiny_lm(seed: int = 0, n_layers: int = 4):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from icon2engine.layers import find_decoder_layers
+    from icon2engine.models import LoadedModel
+
+    tok = make_tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    tok.padding_side = "left"
+    path, layers = find_decoder_layers(model)
+    return LoadedModel(model=model, tokenizer=tok, name="tiny-llama", revision="random", layers_attr=path, layers=layers)
+
+
+@pytest.fixture
+def tiny_lm():
+    return make_tiny_lm()
+
+
+@pytest.fixture(scope="session")
+def embedded_lm():
+    from icon2engine.models import load_model
+
+    return load_model("embedded")
+
+
+@pytest.fixture(scope="session")
+def optimism_directions(embedded_lm):
+    from icon2engine import default_feature_instructions, extract_directions, get_preset
+
+    return extract_directions(embedded_lm, get_preset("optimism"), default_feature_instructions()[:32])

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from icon2engine import (
+    ConfigError, Dimension, GenerateConfig, InputError, PromptPair, SteeringConfig, default_layers,
+    extract_directions, generate_pairs, generate_rows,
+)
+
+DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a gloomy assistant."),))
+PROMPTS = ["Describe the sea.", "Tell me about a quick brown fox and a lazy dog.", "What?", "Numbers 1 2 3 4 5 6 7."]
+
+
+@pytest.fixture
+def directions(tiny_lm):
+    return extract_directions(tiny_lm, DIM, ["Describe the sea.", "Tell me about a fox.", "What is a dog?", "Numbers 1 2 3."])
+
+
+def test_batched_greedy_generation_equals_one_at_a_time(tiny_lm, directions):
+    steering = SteeringConfig(0.3, -0.3, layers=(1, 2))
+    batched = generate_pairs(tiny_lm, directions, PROMPTS, steering=steering, config=GenerateConfig(max_new_tokens=12, batch_size=8))
+    single = generate_pairs(tiny_lm, directions, PROMPTS, steering=steering, config=GenerateConfig(max_new_tokens=12, batch_size=2))
+    assert [(p.chosen, p.rejected) for p in batched] == [(p.chosen, p.rejected) for p in single]
+
+
+def test_steering_changes_the_text_and_zero_steering_equals_plain_generation(tiny_lm, directions):
+    cfg = GenerateConfig(max_new_tokens=12, batch_size=8)
+    plain = generate_rows(tiny_lm, PROMPTS, cfg)
+    zero = generate_rows(tiny_lm, PROMPTS, cfg, coefficients=[0.0] * 4, directions=[directions], layers=(1, 2))
+    assert plain.texts == zero.texts
+    pairs = generate_pairs(tiny_lm, directions, PROMPTS, steering=SteeringConfig(1.0, -1.0, layers=(0, 1, 2, 3)), config=cfg)
+    assert any(p.chosen != p.rejected for p in pairs)
+    assert any(p.chosen != t for p, t in zip(pairs, plain.texts))
+
+
+def test_the_stored_prompt_is_the_plain_instruction(tiny_lm, directions):
+    pairs = generate_pairs(tiny_lm, directions, PROMPTS[:2], config=GenerateConfig(max_new_tokens=4))
+    assert [p.instruction for p in pairs] == PROMPTS[:2]
+    assert all("cheerful" not in p.instruction for p in pairs)
+    assert pairs[0].layers == default_layers(tiny_lm.n_layers)
+
+
+def test_the_default_band_is_the_middle_third():
+    assert default_layers(30) == tuple(range(10, 20))
+    assert default_layers(32) == tuple(range(10, 21))
+
+
+def test_seeded_sampling_is_reproducible(tiny_lm, directions):
+    cfg = GenerateConfig(max_new_tokens=10, do_sample=True, temperature=1.0, top_p=1.0, seed=7)
+    a = generate_pairs(tiny_lm, directions, PROMPTS, config=cfg)
+    b = generate_pairs(tiny_lm, directions, PROMPTS, config=cfg)
+    assert [p.chosen for p in a] == [p.chosen for p in b]
+
+
+@pytest.mark.parametrize("gp,gm", [(math.nan, -0.05), (math.inf, -0.05), (0.05, -math.inf), (5.0, -0.05), (0.05, 0.5), (0.0, -0.1)])
+def test_gamma_that_is_not_finite_or_absurd_is_refused(gp, gm):
+    with pytest.raises(ConfigError, match="gamma"):
+        SteeringConfig(gp, gm)
+
+
+def test_a_layer_outside_the_model_is_refused(tiny_lm, directions):
+    with pytest.raises(ConfigError, match=r"outside the model, which has blocks 0..3"):
+        generate_pairs(tiny_lm, directions, PROMPTS, steering=SteeringConfig(layers=(2, 9)))
+
+
+def test_empty_instructions_are_refused(tiny_lm, directions):
+    with pytest.raises(InputError, match="no instructions"):
+        generate_pairs(tiny_lm, directions, [])
+    with pytest.raises(InputError, match="#2 is empty"):
+        generate_pairs(tiny_lm, directions, ["fine", "   "])
+
+
+def test_an_instruction_longer_than_the_context_is_refused(tiny_lm, directions):
+    long = "fox " * 400  # the tiny model's context is 256 positions
+    with pytest.raises(InputError, match="exceeds the model's context of 256"):
+        generate_pairs(tiny_lm, directions, ["short", long], config=GenerateConfig(max_new_tokens=8))
+
+
+def test_vectors_from_another_model_are_refused(tiny_lm, directions):
+    from dataclasses import replace
+
+    other = replace(directions, vectors=torch.zeros(7, 64))
+    with pytest.raises(InputError, match="extract the vectors with this model"):
+        generate_pairs(tiny_lm, other, PROMPTS)
