@@ -1,0 +1,170 @@
+"""The table of every team-scoped URL, what it needs, and how to call it (shared by access tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from webapp.accounts.models import Invite
+from webapp.accounts.roles import Perm
+from webapp.studio.models import ModelSpec
+
+from .conftest import TeamWorld
+
+
+def run_form_data(world: TeamWorld, **overrides: Any) -> dict[str, Any]:
+    data = {
+        "name": "",
+        "model": ModelSpec.objects.get(team__isnull=True).pk,
+        "dimensions": [world.dimension.pk],
+        "instruction_source": "synthesize",
+        "n_instructions": 64,
+        "keep_fraction": 0.25,
+        "layer_start": "",
+        "layer_end": "",
+        "gamma_plus": 0.05,
+        "gamma_minus": -0.05,
+        "max_new_tokens": 96,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "seed": 0,
+        "require_review": "on",
+        "review_k": 1,
+        "dpo_beta": 0.1,
+        "dpo_learning_rate": 5e-5,
+        "dpo_epochs": 1,
+        "dpo_batch_size": 4,
+        "dpo_use_lora": "on",
+        "dpo_lora_r": 8,
+        "dpo_max_length": 256,
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def _invite(world: TeamWorld) -> Invite:
+    owner = world.team.memberships.get(role="owner").user
+    return Invite.objects.create(team=world.team, role="viewer", created_by=owner)
+
+
+def _viewer_membership(world: TeamWorld):
+    return world.team.memberships.exclude(role="owner").order_by("-pk").first() or world.team.memberships.first()
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    perm: Perm
+    kwargs: Callable[[TeamWorld], dict] = field(default=lambda w: {})
+    method: str = "GET"
+    data: Callable[[TeamWorld], dict] | None = None
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.name}{' ' + self.label if self.label else ''}"
+
+
+def _validate(world: TeamWorld) -> dict:
+    return {"_validate": "1", "name": "Helpful", "positive": ["a"], "negative": ["b"], "row": ["r1"]}
+
+
+# Every URL that reaches into one team's objects. Non-members must get 404 from all of them.
+TEAM_ROUTES: list[Route] = [
+    Route("studio:project", Perm.READ, lambda w: {"pk": w.project.pk}),
+    Route("studio:dimension", Perm.READ, lambda w: {"pk": w.dimension.pk}),
+    Route("studio:run", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("accounts:team_settings", Perm.READ, lambda w: {"team_pk": w.team.pk}),
+    Route("accounts:team_switch", Perm.READ, method="POST", data=lambda w: {"team": w.team.pk}),
+    Route("studio:project_edit", Perm.EDIT, lambda w: {"pk": w.project.pk}),
+    Route(
+        "studio:project_edit", Perm.EDIT, lambda w: {"pk": w.project.pk}, "POST", lambda w: {"name": "Renamed", "description": ""}
+    ),
+    Route("studio:dimension_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}),
+    Route(
+        "studio:dimension_new",
+        Perm.EDIT,
+        lambda w: {"project_pk": w.project.pk},
+        "POST",
+        lambda w: {"name": "Honesty", "positive": ["You are honest."], "negative": ["You are dishonest."]},
+    ),
+    Route("studio:dimension_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}, "POST", _validate, "inline check"),
+    Route("studio:dimension_pair_row", Perm.EDIT, lambda w: {"project_pk": w.project.pk}),
+    Route("studio:dimension_preset", Perm.EDIT, lambda w: {"project_pk": w.project.pk}, "POST", lambda w: {"key": "honesty"}),
+    Route(
+        "studio:dimension",
+        Perm.EDIT,
+        lambda w: {"pk": w.dimension.pk},
+        "POST",
+        lambda w: {"name": "Helpfulness", "positive": ["Be useful."], "negative": ["Be useless."]},
+    ),
+    Route("studio:dimension", Perm.EDIT, lambda w: {"pk": w.dimension.pk}, "POST", _validate, "inline check"),
+    Route("studio:dimension_delete", Perm.EDIT, lambda w: {"pk": w.dimension.pk}, "POST", lambda w: {}),
+    Route("studio:model_edit", Perm.EDIT, lambda w: {"pk": w.model.pk}),
+    Route(
+        "studio:model_edit",
+        Perm.EDIT,
+        lambda w: {"pk": w.model.pk},
+        "POST",
+        lambda w: {"name": "Local Llama 2", "kind": "local_dir", "path_or_id": "/models/llama2"},
+    ),
+    Route("studio:model_delete", Perm.EDIT, lambda w: {"pk": w.model.pk}, "POST", lambda w: {}),
+    Route("studio:run_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}),
+    Route("studio:run_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}, "POST", run_form_data),
+    Route("studio:run_launch", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
+    Route("studio:run_cancel", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
+    Route("accounts:team_settings", Perm.MANAGE, lambda w: {"team_pk": w.team.pk}, "POST", lambda w: {"name": "Renamed team"}),
+    Route(
+        "accounts:member_role",
+        Perm.MANAGE,
+        lambda w: {"team_pk": w.team.pk, "membership_pk": _viewer_membership(w).pk},
+        "POST",
+        lambda w: {"role": "annotator"},
+    ),
+    Route(
+        "accounts:member_remove",
+        Perm.MANAGE,
+        lambda w: {"team_pk": w.team.pk, "membership_pk": _viewer_membership(w).pk},
+        "POST",
+        lambda w: {},
+    ),
+    Route(
+        "accounts:invite_new",
+        Perm.MANAGE,
+        lambda w: {"team_pk": w.team.pk},
+        "POST",
+        lambda w: {"role": "engineer", "note": "for Erin", "days": 7},
+    ),
+    Route(
+        "accounts:invite_revoke",
+        Perm.MANAGE,
+        lambda w: {"team_pk": w.team.pk, "invite_pk": _invite(w).pk},
+        "POST",
+        lambda w: {},
+    ),
+]
+
+# URLs about the person or their current team rather than an object in the URL.
+CURRENT_TEAM_ROUTES: list[Route] = [
+    Route("studio:dashboard", Perm.READ),
+    Route("studio:projects", Perm.READ),
+    Route("studio:models", Perm.READ),
+    Route("studio:project_new", Perm.EDIT),
+    Route("studio:project_new", Perm.EDIT, method="POST", data=lambda w: {"name": "Brand new", "description": ""}),
+    Route("studio:model_new", Perm.EDIT),
+    Route(
+        "studio:model_new",
+        Perm.EDIT,
+        method="POST",
+        data=lambda w: {"name": "Hub model", "kind": "hub", "path_or_id": "HuggingFaceTB/SmolLM2-360M-Instruct"},
+    ),
+]
+
+# URLs every logged-in person may use, whatever their team.
+PERSONAL_URL_NAMES = {
+    "accounts:team_new",
+    "accounts:password_change",
+    "accounts:password_change_done",
+    "accounts:invite",
+}
