@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from webapp.accounts.roles import ROLE_HELP, Role
+from webapp.accounts.roles import Role
 
 
 class TeamForm(forms.Form):
@@ -13,7 +13,7 @@ class InviteForm(forms.Form):
     role = forms.ChoiceField(
         choices=Role.choices,
         initial=Role.ENGINEER,
-        help_text=" ".join(f"{label}: {ROLE_HELP[value]}" for value, label in Role.choices),
+        help_text="What they may do; see Roles on this page.",
     )
     note = forms.CharField(max_length=200, required=False, help_text="Who the link is for (only owners see this).")
     days = forms.IntegerField(min_value=1, max_value=365, initial=7, help_text="The link stops working after this many days.")
