@@ -172,6 +172,7 @@ class GenerateConfig:
     """Decoding settings for steered pair generation."""
 
     max_new_tokens: int = field(default=96, metadata={"help": "limit on each response's length"})
+    min_new_tokens: int = field(default=0, metadata={"help": "force at least this many tokens (benchmarks)"})
     batch_size: int = field(default=32, metadata={"help": "rows per batch; a pair takes two rows"})
     do_sample: bool = field(default=False, metadata={"help": "greedy when false"})
     temperature: float = 0.7

@@ -146,6 +146,7 @@ def generate_rows(
 
     gen_kwargs = dict(
         max_new_tokens=int(config.max_new_tokens),
+        min_new_tokens=int(config.min_new_tokens) or None,
         do_sample=bool(config.do_sample),
         pad_token_id=pad_id,
         eos_token_id=eos or None,
