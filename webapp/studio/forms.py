@@ -53,7 +53,8 @@ class PairRow:
 class DimensionEditor:
     """The dimension form plus its prompt-pair rows, posted as parallel `positive`/`negative` lists."""
 
-    def __init__(self, data: QueryDict | None = None, *, dimension: Dimension | None = None) -> None:
+    def __init__(self, data: QueryDict | None = None, *, project: Project, dimension: Dimension | None = None) -> None:
+        self.project, self.dimension = project, dimension
         self.pairs_error = ""
         if data is not None:
             self.form = DimensionForm(data)
@@ -89,7 +90,31 @@ class DimensionEditor:
             row.errors = errors
         if not self.rows:
             self.pairs_error = "Add at least one pair of system prompts."
-        return form_ok and not self.pairs_error and not any(row.errors for row in self.rows)
+        name_ok = self._name_is_free()
+        return form_ok and name_ok and not self.pairs_error and not any(row.errors for row in self.rows)
+
+    def _name_is_free(self) -> bool:
+        # The service enforces this too; checking here puts the message next to the name, inline.
+        name = " ".join(str(self.form.data.get("name", "")).split())
+        if not name or "name" in self.form.errors:
+            return True
+        clash = self.project.dimensions.filter(name__iexact=name)
+        if self.dimension is not None:
+            clash = clash.exclude(pk=self.dimension.pk)
+        if clash.exists():
+            self.form.add_error("name", f"This project already has a dimension called “{name}”.")
+            return False
+        return True
+
+    @property
+    def service_kwargs(self) -> dict:
+        fields = self.form.cleaned_data
+        return {
+            "name": fields["name"],
+            "description": fields["description"],
+            "feature_instructions": fields["feature_instructions"],
+            "pairs": self.pairs,
+        }
 
     def keep_only_touched_errors(self) -> None:
         """For inline validation while typing: drop “required” errors on fields not filled in yet."""

@@ -144,43 +144,9 @@ def project_edit(request: HttpRequest, pk: int) -> HttpResponse:
 # Dimensions --------------------------------------------------------------------------------------
 
 
-def _dimension_check(editor: DimensionEditor, *, project, dimension=None) -> bool:
-    """Validate the editor, including the duplicate-name rule so it shows next to the name."""
-    valid = editor.is_valid()
-    name = " ".join(str(editor.form.data.get("name", "")).split())
-    if name and "name" not in editor.form.errors:
-        clash = project.dimensions.filter(name__iexact=name)
-        if dimension is not None:
-            clash = clash.exclude(pk=dimension.pk)
-        if clash.exists():
-            editor.form.add_error("name", f"This project already has a dimension called “{name}”.")
-            valid = False
-    return valid
-
-
-def _dimension_submit(request: HttpRequest, editor: DimensionEditor, *, project, dimension=None):
-    """Save the editor through a service; None (with errors on the editor) when it is not valid."""
-    if not _dimension_check(editor, project=project, dimension=dimension):
-        return None
-    fields = editor.form.cleaned_data
-    kwargs = {
-        "name": fields["name"],
-        "description": fields["description"],
-        "feature_instructions": fields["feature_instructions"],
-        "pairs": editor.pairs,
-    }
-    try:
-        if dimension is None:
-            return services.dimension_create(project=project, created_by=request.user, **kwargs)
-        return services.dimension_update(dimension=dimension, actor=request.user, **kwargs)
-    except ValidationError as error:
-        editor.form.add_error(None, error)
-        return None
-
-
-def _dimension_inline_errors(request: HttpRequest, editor: DimensionEditor, *, project, dimension=None) -> HttpResponse:
+def _dimension_inline_errors(request: HttpRequest, editor: DimensionEditor) -> HttpResponse:
     """The answer to the editor's inline check: error slots swapped in place, nothing saved."""
-    _dimension_check(editor, project=project, dimension=dimension)
+    editor.is_valid()
     editor.keep_only_touched_errors()
     return render(request, "studio/_dimension_errors.html", {"editor": editor})
 
@@ -189,14 +155,18 @@ def _dimension_inline_errors(request: HttpRequest, editor: DimensionEditor, *, p
 @require_http_methods(["GET", "POST"])
 def dimension_new(request: HttpRequest, project_pk: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, pk=project_pk, perm=Perm.EDIT)
-    editor = DimensionEditor(request.POST if request.method == "POST" else None)
+    editor = DimensionEditor(request.POST if request.method == "POST" else None, project=project)
     if request.method == "POST":
         if request.POST.get("_validate"):
-            return _dimension_inline_errors(request, editor, project=project)
-        dimension = _dimension_submit(request, editor, project=project)
-        if dimension is not None:
-            messages.success(request, f"Created the dimension {dimension}.")
-            return redirect("studio:project", pk=project.pk)
+            return _dimension_inline_errors(request, editor)
+        if editor.is_valid():
+            try:
+                dimension = services.dimension_create(project=project, created_by=request.user, **editor.service_kwargs)
+            except ValidationError as error:
+                editor.form.add_error(None, error)
+            else:
+                messages.success(request, f"Created the dimension {dimension}.")
+                return redirect("studio:project", pk=project.pk)
     return render(
         request,
         "studio/dimension_editor.html",
@@ -211,15 +181,18 @@ def dimension_detail(request: HttpRequest, pk: int) -> HttpResponse:
     perm = Perm.EDIT if request.method == "POST" else Perm.READ
     dimension = dimension_get_for_user(user=request.user, pk=pk, perm=perm)
     project = dimension.project
+    editor = DimensionEditor(request.POST if request.method == "POST" else None, project=project, dimension=dimension)
     if request.method == "POST":
-        editor = DimensionEditor(request.POST)
         if request.POST.get("_validate"):
-            return _dimension_inline_errors(request, editor, project=project, dimension=dimension)
-        if _dimension_submit(request, editor, project=project, dimension=dimension) is not None:
-            messages.success(request, f"Saved {dimension}.")
-            return redirect("studio:project", pk=project.pk)
-    else:
-        editor = DimensionEditor(dimension=dimension)
+            return _dimension_inline_errors(request, editor)
+        if editor.is_valid():
+            try:
+                services.dimension_update(dimension=dimension, actor=request.user, **editor.service_kwargs)
+            except ValidationError as error:
+                editor.form.add_error(None, error)
+            else:
+                messages.success(request, f"Saved {dimension}.")
+                return redirect("studio:project", pk=project.pk)
     return render(
         request,
         "studio/dimension_editor.html",
