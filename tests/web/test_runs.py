@@ -207,10 +207,6 @@ def test_cancelling_a_queued_run_cancels_its_open_stages(client_for, engineer, o
     assert set(_stages(ours.run).values()) == {"cancelled", "skipped"}
 
 
-def test_enqueue_is_a_no_op_until_the_worker_exists():
-    assert dispatch.enqueue_run(1) is False
-
-
 def test_the_dashboard_lists_recent_runs_with_their_status(client_for, annotator, ours):
     content = client_for(annotator).get(reverse("studio:dashboard")).content.decode()
     assert "First run" in content and "badge-draft" in content
