@@ -1,7 +1,11 @@
-"""WebSocket routes. The run-progress issue adds its consumer here."""
+"""WebSocket routes."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from webapp.jobs.consumers import RunProgressConsumer
+
+websocket_urlpatterns = [
+    path("ws/runs/<int:pk>/", RunProgressConsumer.as_asgi()),
+]

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "webapp.accounts",
     "webapp.studio",
+    "webapp.jobs",
 ]
 
 MIDDLEWARE = [
@@ -124,3 +125,20 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", default="INFO")},
 }
+
+# Running runs (the Celery workers in worker/). The database is the truth about jobs.
+ICON2_QUEUE = env_str("ICON2_QUEUE", default="celery")  # "none": never send tasks (web unit tests)
+ICON2_SYNTH_CHUNK = env_int("ICON2_SYNTH_CHUNK", default=64, min_value=1)  # instructions per synthesis chunk
+ICON2_SCORE_CHUNK = env_int("ICON2_SCORE_CHUNK", default=128, min_value=1)  # instructions per scoring chunk
+ICON2_PAIR_CHUNK = env_int("ICON2_PAIR_CHUNK", default=16, min_value=1)  # pairs per generation chunk
+ICON2_GENERATE_BATCH = env_int("ICON2_GENERATE_BATCH", default=32, min_value=2)  # rows per forward (a pair is 2)
+ICON2_HEARTBEAT_S = env_int("ICON2_HEARTBEAT_S", default=5, min_value=1)
+ICON2_STALE_AFTER_S = env_int("ICON2_STALE_AFTER_S", default=60, min_value=2)  # no heartbeat this long: re-queue
+ICON2_RESEND_AFTER_S = env_int("ICON2_RESEND_AFTER_S", default=60, min_value=2)  # queued this long: send again
+ICON2_PROGRESS_INTERVAL_MS = env_int("ICON2_PROGRESS_INTERVAL_MS", default=500, min_value=0)
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web, workers and beat share one SQLite file: wait for locks, take the write lock up front.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )

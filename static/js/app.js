@@ -21,3 +21,15 @@
   document.addEventListener("DOMContentLoaded", function () { syncRunForm(); });
   document.addEventListener("htmx:afterSettle", function () { syncRunForm(); });
 })();
+
+// Live run pages: the WebSocket carries progress; when it drops, the page polls instead.
+document.addEventListener("htmx:wsOpen", () => {
+  window.icon2SocketOpen = true;
+  const el = document.getElementById("live-indicator");
+  if (el) el.textContent = "● live";
+});
+document.addEventListener("htmx:wsClose", () => {
+  window.icon2SocketOpen = false;
+  const el = document.getElementById("live-indicator");
+  if (el) el.textContent = "reconnecting… (polling)";
+});

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 def enqueue_run(run_id: int) -> bool:
-    """Hand a launched run to the worker. Returns True when a task was enqueued.
+    """Start a launched run: its first stage's chunks are created and sent to the workers.
 
-    The worker issue plugs in here (e.g. a Celery task sent with the run id). Until then this
-    is a no-op: the run stays "queued" and its page says it is waiting for a worker.
-    Called from `transaction.on_commit`, so the worker always sees the committed run.
+    Called from `transaction.on_commit`, so the worker always sees the committed run. Returns
+    True when a stage was started.
     """
-    return False
+    from webapp.jobs.services import run_start
+
+    return run_start(run_id=run_id) is not None

@@ -1,0 +1,81 @@
+"""The run page's WebSocket: the stored state first, then every progress event of that run.
+
+Only members of the run's team get in; anyone else is refused before the handshake
+completes and receives nothing. ``?format=json`` sends the events as JSON (for scripts and
+the benchmarks); otherwise each event is an HTML fragment that htmx's ws extension swaps into
+the page out of band.
+"""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import Http404
+from django.template.loader import render_to_string
+
+from webapp.jobs import events
+from webapp.studio.models import Run, Stage
+
+
+def _visible_run(user, run_id: int) -> Run | None:
+    from webapp.studio.selectors import run_get_for_user
+
+    try:
+        return run_get_for_user(user=user, pk=run_id)
+    except Http404:
+        return None
+
+
+def _snapshot(run_id: int) -> list[dict]:
+    run = Run.objects.get(pk=run_id)
+    return [events.stage_event(s) for s in run.stages.order_by("order")] + [
+        {"type": "run", "run": run_id, "status": run.status}
+    ]
+
+
+def _render(event: dict) -> str:
+    if event.get("type") == "stage":
+        stage = Stage.objects.filter(run_id=event["run"], kind=event["stage"]).first()
+        return render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True}) if stage else ""
+    if event.get("type") == "run":
+        run = Run.objects.get(pk=event["run"])
+        return render_to_string("studio/_run_status.html", {"run": run, "oob": True})
+    return ""
+
+
+class RunProgressConsumer(AsyncWebsocketConsumer):
+    joined = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        self.as_json = query.get("format", [""])[0] == "json"
+        if user is None or not user.is_authenticated or await database_sync_to_async(_visible_run)(user, self.run_id) is None:
+            await self.close()  # before accept: the handshake is refused
+            return
+        await self.channel_layer.group_add(events.run_group(self.run_id), self.channel_name)
+        self.joined = True
+        await self.accept()
+        for event in await database_sync_to_async(_snapshot)(self.run_id):
+            await self._send_event(dict(event, snapshot=True))
+
+    async def disconnect(self, code: int) -> None:
+        if self.joined:
+            await self.channel_layer.group_discard(events.run_group(self.run_id), self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        pass  # the page only listens
+
+    async def run_event(self, message: dict) -> None:
+        await self._send_event(message["event"])
+
+    async def _send_event(self, event: dict) -> None:
+        if self.as_json:
+            await self.send(text_data=json.dumps(event))
+        else:
+            html = await database_sync_to_async(_render)(event)
+            if html:
+                await self.send(text_data=html)

@@ -1,0 +1,102 @@
+"""What a run produces and how its work is split: instructions, pairs, direction artifacts, chunks.
+
+A stage's work is one or more chunks. A chunk is claimed with a conditional UPDATE and its
+results are written in the same transaction that marks it done, so a redelivered or re-queued
+chunk can never store its results twice.
+"""
+from __future__ import annotations
+
+from django.db import models
+
+from webapp.studio.models import Dimension, Run, Stage
+
+
+class Chunk(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    start = models.PositiveIntegerField(default=0, help_text="First work item (inclusive).")
+    stop = models.PositiveIntegerField(default=0, help_text="Last work item (exclusive).")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    compute = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["stage", "index"]
+        constraints = [models.UniqueConstraint(fields=["stage", "index"], name="chunk_unique_index_per_stage")]
+
+    def __str__(self) -> str:
+        return f"{self.stage} · chunk {self.index} [{self.start}:{self.stop}]"
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+class Instruction(models.Model):
+    class Source(models.TextChoices):
+        SYNTHESIZED = "synthesized", "Synthesised"
+        UPLOADED = "uploaded", "Uploaded"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="instructions")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    scores = models.JSONField(default=dict, blank=True, help_text="consistency per dimension name")
+    consistency = models.FloatField(null=True, blank=True)
+    winner = models.ForeignKey(Dimension, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    kept = models.BooleanField(default=False, db_index=True)
+    rank = models.PositiveIntegerField(null=True, blank=True, help_text="0 = highest consistency among kept")
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="instruction_unique_index_per_run")]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class Pair(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="pairs")
+    instruction = models.OneToOneField(Instruction, on_delete=models.CASCADE, related_name="pair")
+    dimension = models.ForeignKey(Dimension, on_delete=models.SET_NULL, null=True, related_name="+")
+    chosen = models.TextField()
+    rejected = models.TextField()
+    gamma_plus = models.FloatField()
+    gamma_minus = models.FloatField()
+    layers = models.JSONField(default=list)
+    seed = models.PositiveIntegerField(default=0)
+    chosen_tokens = models.PositiveIntegerField(default=0)
+    rejected_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "instruction__rank", "pk"]
+
+    def __str__(self) -> str:
+        return f"pair for {self.instruction}"
+
+
+class DirectionArtifact(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="directions")
+    dimension = models.ForeignKey(Dimension, on_delete=models.CASCADE, related_name="+")
+    path = models.CharField(max_length=500, help_text="safetensors file under MEDIA_ROOT")
+    gguf_path = models.CharField(max_length=500, blank=True)
+    diagnostics = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "dimension"], name="direction_unique_per_run_dimension")]

@@ -1,0 +1,31 @@
+"""Sending work to the Celery workers. Only ids cross this boundary.
+
+The web process never imports the worker's tasks (or torch): it sends tasks by name through
+the shared Celery app. ``ICON2_QUEUE=none`` (the unit-test settings) records nothing and sends
+nothing, so web tests need no broker.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+CHUNK_TASK = "worker.tasks.run_chunk"
+PLAYGROUND_TASK = "worker.tasks.playground"
+
+
+def send_chunk(chunk_id: int, *, queue: str = "gpu") -> bool:
+    """Enqueue one chunk. Returns False (and logs) when the broker cannot be reached: the chunk
+    stays queued in the database and the periodic check sends it again."""
+    if settings.ICON2_QUEUE == "none":
+        return False
+    from worker.celery_app import app
+
+    try:
+        app.send_task(CHUNK_TASK, args=[chunk_id], queue=queue)
+        return True
+    except Exception as exc:  # kombu raises OperationalError and friends when Redis is down
+        log.warning("could not enqueue chunk %s (%s); the periodic check will retry", chunk_id, exc)
+        return False

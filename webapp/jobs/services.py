@@ -1,0 +1,363 @@
+"""Running a run: stages advance in order, each stage's work is split into chunks.
+
+Every transition is a conditional UPDATE on the row's current status, so two workers, a
+redelivered message and the periodic check can race without doing anything twice. Workers
+call these functions; so do views (retry, resume) and the periodic check.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from webapp.jobs import events, queue
+from webapp.jobs.models import Chunk, Instruction
+from webapp.studio.models import Run, Stage
+
+log = logging.getLogger(__name__)
+
+ACTIVE_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
+MAX_ATTEMPTS = 3
+NOT_YET = {
+    Stage.Kind.TRAIN: "DPO training is not part of this release yet; export the pairs and train with TRL.",
+    Stage.Kind.EVALUATE: "Evaluation is not part of this release yet.",
+}
+
+
+def _now() -> dt.datetime:
+    return timezone.now()
+
+
+def _chunk_size(kind: str) -> int:
+    return {
+        Stage.Kind.SYNTHESIZE: settings.ICON2_SYNTH_CHUNK,
+        Stage.Kind.FILTER: settings.ICON2_SCORE_CHUNK,
+        Stage.Kind.GENERATE: settings.ICON2_PAIR_CHUNK,
+    }.get(kind, 0)
+
+
+def _work_items(stage: Stage) -> int:
+    run = stage.run
+    if stage.kind == Stage.Kind.EXTRACT:
+        return run.dimensions.count()
+    if stage.kind == Stage.Kind.SYNTHESIZE:
+        return run.n_instructions
+    if stage.kind == Stage.Kind.FILTER:
+        if run.instruction_source == Run.InstructionSource.UPLOAD and not run.instructions.exists():
+            instructions_import_upload(run=run)
+        return run.instructions.count()
+    if stage.kind == Stage.Kind.CALIBRATE:
+        return 1
+    if stage.kind == Stage.Kind.GENERATE:
+        return run.instructions.filter(kept=True).count()
+    return 0
+
+
+def instructions_import_upload(*, run: Run) -> int:
+    """Store an uploaded list as the run's instructions (once)."""
+    from webapp.studio.instructions import instructions_parse
+
+    run.instructions_file.open("rb")
+    try:
+        texts = instructions_parse(name=run.instructions_file.name, data=run.instructions_file.read())
+    finally:
+        run.instructions_file.close()
+    Instruction.objects.bulk_create(
+        [Instruction(run=run, index=i, text=t, source=Instruction.Source.UPLOADED) for i, t in enumerate(texts)],
+        ignore_conflicts=True,
+    )
+    return len(texts)
+
+
+def _stage_notify(stage_id: int) -> None:
+    stage = Stage.objects.get(pk=stage_id)
+    events.notify(stage.run_id, events.stage_event(stage))
+
+
+def _run_notify(run_id: int) -> None:
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    events.notify(run_id, {"type": "run", "run": run_id, "status": status})
+
+
+def run_start(*, run_id: int) -> Stage | None:
+    """Begin (or continue) a queued run: start its next stage. Called once the launch commits."""
+    return run_advance(run_id=run_id)
+
+
+def run_advance(*, run_id: int) -> Stage | None:
+    """Start the next stage that is waiting, or finish the run. Idempotent."""
+    to_send: list[tuple[int, str]] = []
+    started: Stage | None = None
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status not in (*ACTIVE_RUN, Run.Status.PAUSED):
+            return None
+        stages = list(run.stages.order_by("order"))
+        if any(s.status == Stage.Status.RUNNING for s in stages) or Chunk.objects.filter(
+            stage__run=run, status__in=[Chunk.Status.QUEUED, Chunk.Status.RUNNING]
+        ).exists():
+            return None  # still working
+        for stage in stages:
+            if stage.status not in (Stage.Status.PENDING, Stage.Status.QUEUED):
+                continue
+            if stage.kind == Stage.Kind.REVIEW:
+                Stage.objects.filter(pk=stage.pk).update(
+                    status=Stage.Status.RUNNING, started_at=_now(), message="Waiting for annotators to review the pairs."
+                )
+                Run.objects.filter(pk=run.pk).update(status=Run.Status.PAUSED)
+                started = stage
+                break
+            if stage.kind in NOT_YET:
+                Stage.objects.filter(pk=stage.pk).update(status=Stage.Status.SKIPPED, message=NOT_YET[stage.kind])
+                continue
+            total = _work_items(stage)
+            if total == 0:
+                Stage.objects.filter(pk=stage.pk).update(
+                    status=Stage.Status.FAILED, finished_at=_now(),
+                    error=f"Nothing to do: the {stage.get_kind_display().lower()} stage has no work items "
+                    "(no instructions were kept, or none were given). Lower the threshold or add instructions.",
+                )
+                Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
+                started = stage
+                break
+            size = _chunk_size(stage.kind) or total
+            now = _now()
+            chunks = Chunk.objects.bulk_create(
+                [
+                    Chunk(stage=stage, index=i, start=start, stop=min(start + size, total), enqueued_at=now)
+                    for i, start in enumerate(range(0, total, size))
+                ]
+            )
+            Stage.objects.filter(pk=stage.pk).update(status=Stage.Status.QUEUED, progress_total=total, progress_done=0)
+            Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
+            to_send = [(c.pk, "gpu") for c in Chunk.objects.filter(stage=stage).order_by("index")]
+            started = stage
+            break
+        else:
+            Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
+        transaction.on_commit(lambda: [queue.send_chunk(cid, queue=q) for cid, q in to_send])
+    if started is not None:
+        _stage_notify(started.pk)
+    _run_notify(run_id)
+    return started
+
+
+def chunk_claim(*, chunk_id: int, worker: str) -> Chunk | None:
+    """Take a queued chunk. Returns None when someone else has it or its run stopped."""
+    now = _now()
+    claimed = Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.QUEUED).update(
+        status=Chunk.Status.RUNNING, worker=worker, started_at=now, heartbeat_at=now,
+        attempts=F("attempts") + 1, progress_done=0, error="",
+    )
+    if not claimed:
+        return None
+    chunk = Chunk.objects.select_related("stage__run__model", "stage__run__project").get(pk=chunk_id)
+    stage, run = chunk.stage, chunk.stage.run
+    if run.status not in ACTIVE_RUN or stage.status not in (Stage.Status.QUEUED, Stage.Status.RUNNING):
+        Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.RUNNING).update(status=Chunk.Status.CANCELLED, finished_at=now)
+        return None
+    if Stage.objects.filter(pk=stage.pk, status=Stage.Status.QUEUED).update(
+        status=Stage.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, error=""
+    ):
+        _stage_notify(stage.pk)
+    Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(status=Run.Status.RUNNING)
+    return chunk
+
+
+def _mine(chunk: Chunk):
+    return Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.RUNNING, worker=chunk.worker, attempts=chunk.attempts)
+
+
+def chunk_progress(*, chunk: Chunk, done: int, message: str = "", metrics: dict | None = None) -> bool:
+    """Record progress and a heartbeat. Returns True when the run was cancelled (stop now)."""
+    now = _now()
+    _mine(chunk).update(progress_done=done, heartbeat_at=now)
+    total_done = Chunk.objects.filter(stage_id=chunk.stage_id).aggregate(s=Sum("progress_done"))["s"] or 0
+    fields = {"progress_done": total_done, "heartbeat_at": now}
+    if message:
+        fields["message"] = message[:300]
+    if metrics:
+        stage = Stage.objects.get(pk=chunk.stage_id)
+        fields["metrics"] = {**stage.metrics, **metrics}
+    Stage.objects.filter(pk=chunk.stage_id, status=Stage.Status.RUNNING).update(**fields)
+    _stage_notify(chunk.stage_id)
+    return run_is_cancelled(run_id=chunk.stage.run_id)
+
+
+def chunk_heartbeat(*, chunk: Chunk) -> bool:
+    """Only the heartbeat (from the worker's background thread). Returns True if cancelled."""
+    now = _now()
+    _mine(chunk).update(heartbeat_at=now)
+    Stage.objects.filter(pk=chunk.stage_id, status=Stage.Status.RUNNING).update(heartbeat_at=now)
+    return run_is_cancelled(run_id=chunk.stage.run_id)
+
+
+def run_is_cancelled(*, run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, status=Run.Status.CANCELLED).exists()
+
+
+def _finalize_filter(stage: Stage) -> None:
+    """Rank the whole pool once every chunk has scored its slice; keep the top fraction.
+
+    Chunks store the paper's raw score per dimension. The default (centred) score subtracts,
+    per dimension, the pool's mean raw score, so a dimension whose direction has a large
+    offset does not win every instruction; with one dimension both rank the same.
+    """
+    run = stage.run
+    rows = list(run.instructions.order_by("index"))
+    scored = [r for r in rows if r.scores]
+    dims = sorted({d for r in scored for d in r.scores})
+    means = {d: sum(r.scores[d] for r in scored) / len(scored) for d in dims} if scored else {}
+    for r in scored:
+        centred = {d: r.scores[d] - means[d] for d in dims}
+        winner = max(dims, key=lambda d: centred[d])
+        r.consistency, r.winner_id = centred[winner], int(winner)
+        r.kept, r.rank = False, None
+    order = sorted(scored, key=lambda r: (-r.consistency, r.index))
+    keep = max(1, round(len(order) * run.keep_fraction)) if order else 0
+    for rank, r in enumerate(order[:keep]):
+        r.kept, r.rank = True, rank
+    Instruction.objects.bulk_update(scored, ["consistency", "winner", "kept", "rank"], batch_size=500)
+    threshold = order[keep - 1].consistency if keep else None
+    Stage.objects.filter(pk=stage.pk).update(
+        metrics={**stage.metrics, "kept": keep, "scored": len(scored), "method": "centred", "threshold": threshold}
+    )
+
+
+FINALIZE: dict[str, Callable[[Stage], None]] = {Stage.Kind.FILTER: _finalize_filter}
+
+
+def chunk_complete(*, chunk: Chunk, write: Callable[[], None], compute: dict) -> bool:
+    """Write a chunk's results and mark it done, in one transaction.
+
+    Returns False (and writes nothing) when the chunk is no longer this worker's, e.g. the
+    periodic check re-queued it after missing heartbeats and another worker took it.
+    """
+    with transaction.atomic():
+        if not _mine(chunk).update(
+            status=Chunk.Status.SUCCEEDED, finished_at=_now(), compute=compute, progress_done=chunk.size
+        ):
+            return False
+        write()
+    _stage_maybe_finish(stage_id=chunk.stage_id)
+    return True
+
+
+def _stage_maybe_finish(*, stage_id: int) -> None:
+    with transaction.atomic():
+        chunks = list(Chunk.objects.filter(stage_id=stage_id))
+        if any(c.status != Chunk.Status.SUCCEEDED for c in chunks):
+            return
+        compute: dict = {"wall_s": 0.0, "tokens_in": 0, "tokens_out": 0, "device": ""}
+        for c in chunks:
+            for key in ("wall_s", "tokens_in", "tokens_out"):
+                compute[key] += c.compute.get(key, 0)
+            compute["device"] = c.compute.get("device", compute["device"])
+        compute["wall_s"] = round(compute["wall_s"], 3)
+        compute["chunks"] = len(chunks)
+        compute["workers"] = sorted({c.worker for c in chunks})
+        stage = Stage.objects.select_related("run").get(pk=stage_id)
+        if not Stage.objects.filter(pk=stage_id, status=Stage.Status.RUNNING).update(
+            status=Stage.Status.SUCCEEDED, finished_at=_now(), compute=compute, progress_done=F("progress_total"), message=""
+        ):
+            return
+        if stage.kind in FINALIZE:
+            FINALIZE[stage.kind](stage)
+        run_id = stage.run_id
+    _stage_notify(stage_id)
+    run_advance(run_id=run_id)
+
+
+def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False) -> None:
+    """A chunk stopped: on cancel the stage is cancelled; on error the stage and run fail (retryable)."""
+    status = Chunk.Status.CANCELLED if cancelled else Chunk.Status.FAILED
+    with transaction.atomic():
+        if not _mine(chunk).update(status=status, finished_at=_now(), error=error[:2000]):
+            return
+        if cancelled:
+            Stage.objects.filter(pk=chunk.stage_id, status__in=[Stage.Status.QUEUED, Stage.Status.RUNNING]).update(
+                status=Stage.Status.CANCELLED, finished_at=_now(), message="Cancelled."
+            )
+        else:
+            Stage.objects.filter(pk=chunk.stage_id).exclude(status=Stage.Status.SUCCEEDED).update(
+                status=Stage.Status.FAILED, finished_at=_now(), error=error[:2000]
+            )
+            Run.objects.filter(pk=chunk.stage.run_id, status__in=ACTIVE_RUN).update(status=Run.Status.FAILED)
+        Chunk.objects.filter(stage_id=chunk.stage_id, status=Chunk.Status.QUEUED).update(status=Chunk.Status.CANCELLED)
+    _stage_notify(chunk.stage_id)
+    _run_notify(chunk.stage.run_id)
+
+
+def stage_retry(*, stage: Stage) -> Stage:
+    """Run a failed or cancelled stage again: finished chunks are kept, the others re-queued."""
+    to_send: list[int] = []
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=stage.run_id)
+        if stage.status not in (Stage.Status.FAILED, Stage.Status.CANCELLED):
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError("Only a failed or cancelled stage can be retried.")
+        now = _now()
+        has_chunks = stage.chunks.exists()
+        stage.chunks.exclude(status=Chunk.Status.SUCCEEDED).update(status=Chunk.Status.QUEUED, enqueued_at=now, error="")
+        Stage.objects.filter(pk=stage.pk).update(
+            status=Stage.Status.QUEUED if has_chunks else Stage.Status.PENDING, error="", finished_at=None, message=""
+        )
+        run.stages.filter(order__gt=stage.order, status=Stage.Status.CANCELLED).update(status=Stage.Status.PENDING)
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING if has_chunks else Run.Status.QUEUED)
+        to_send = list(stage.chunks.filter(status=Chunk.Status.QUEUED).values_list("pk", flat=True))
+        transaction.on_commit(lambda: [queue.send_chunk(cid) for cid in to_send])
+    if not has_chunks:
+        run_advance(run_id=stage.run_id)
+    _stage_notify(stage.pk)
+    _run_notify(stage.run_id)
+    stage.refresh_from_db()
+    return stage
+
+
+def review_finish(*, run: Run) -> None:
+    """The review gate is passed: training may start. (Issue 7 will check the verdicts here.)"""
+    updated = run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).update(
+        status=Stage.Status.SUCCEEDED, finished_at=_now(), message=""
+    )
+    if updated:
+        Run.objects.filter(pk=run.pk, status=Run.Status.PAUSED).update(status=Run.Status.RUNNING)
+        run_advance(run_id=run.pk)
+
+
+def chunks_reap(*, stale_after_s: float | None = None, resend_after_s: float | None = None) -> dict[str, int]:
+    """The periodic check. A running chunk whose worker stopped sending heartbeats is re-queued
+    (or failed after MAX_ATTEMPTS, with an explanation); a queued chunk whose message may have
+    been lost (Redis restarted) is sent again. Duplicate messages are harmless (conditional claim)."""
+    stale_after_s = stale_after_s if stale_after_s is not None else settings.ICON2_STALE_AFTER_S
+    resend_after_s = resend_after_s if resend_after_s is not None else settings.ICON2_RESEND_AFTER_S
+    now = _now()
+    requeued = failed = resent = 0
+    for chunk in Chunk.objects.filter(
+        status=Chunk.Status.RUNNING, heartbeat_at__lt=now - dt.timedelta(seconds=stale_after_s)
+    ).select_related("stage"):
+        note = f"worker {chunk.worker or '?'} stopped responding (no heartbeat for {int(stale_after_s)} s)"
+        if chunk.attempts >= MAX_ATTEMPTS:
+            chunk_fail(chunk=chunk, error=f"{note}, {chunk.attempts} times; retry the stage from the run page")
+            failed += 1
+        elif Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.RUNNING, attempts=chunk.attempts).update(
+            status=Chunk.Status.QUEUED, enqueued_at=now, error=f"re-queued: {note}", worker=""
+        ):
+            Stage.objects.filter(pk=chunk.stage_id).update(message=f"Re-queued chunk {chunk.index}: {note}.")
+            queue.send_chunk(chunk.pk)
+            _stage_notify(chunk.stage_id)
+            requeued += 1
+    for chunk in Chunk.objects.filter(
+        status=Chunk.Status.QUEUED,
+        enqueued_at__lt=now - dt.timedelta(seconds=resend_after_s),
+        stage__run__status__in=ACTIVE_RUN,
+    ):
+        if Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.QUEUED, enqueued_at=chunk.enqueued_at).update(enqueued_at=now):
+            queue.send_chunk(chunk.pk)
+            resent += 1
+    return {"requeued": requeued, "failed": failed, "resent": resent}

@@ -1,0 +1,48 @@
+"""The engine's progress protocol, as the worker implements it: throttled writes to the
+database (which also carry the heartbeat) and a notification to the run's channel group."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from icon2engine import StopRequested
+
+
+class ChunkProgress:
+    """Reports a chunk's progress. ``scale`` converts engine units to stage items (a pair is
+    two generated rows). Raises StopRequested from ``advance`` once the run is cancelled, so
+    work stops within one batch."""
+
+    def __init__(self, chunk, *, scale: float = 1.0, heartbeat=None) -> None:
+        from django.conf import settings
+
+        self.chunk = chunk
+        self.scale = scale
+        self.interval_s = settings.ICON2_PROGRESS_INTERVAL_MS / 1000
+        self.heartbeat = heartbeat
+        self.done_units = 0
+        self.base = 0  # items finished by earlier engine stages within this chunk
+        self._last = 0.0
+        self._metrics: dict[str, Any] = {}
+
+    def start(self, stage: str, total: int | None) -> None:
+        self.base += int(self.done_units * self.scale)
+        self.done_units = 0
+
+    def advance(self, n: int = 1, **metrics: Any) -> None:
+        from webapp.jobs.services import chunk_progress
+
+        self.done_units += n
+        self._metrics.update(metrics)
+        if self.heartbeat is not None and self.heartbeat.cancelled:
+            raise StopRequested("the run was cancelled")
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return
+        self._last = now
+        done = min(self.chunk.size, self.base + int(self.done_units * self.scale))
+        if chunk_progress(chunk=self.chunk, done=done, metrics=self._metrics or None):
+            raise StopRequested("the run was cancelled")
+
+    def finish(self) -> None:
+        pass

@@ -1,0 +1,90 @@
+"""Run one chunk: claim it, keep its heartbeat going, call the stage's handler, write results."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import traceback
+from typing import Iterator
+
+from django.db import close_old_connections, connection
+
+from icon2engine import Icon2Error, StopRequested
+
+log = logging.getLogger(__name__)
+
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _set_threads() -> None:
+    threads = os.environ.get("ICON2_TORCH_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+_set_threads()
+
+
+class Heartbeat:
+    """Touches the chunk's heartbeat every few seconds from a background thread, so a long
+    batch is not mistaken for a dead worker; notices cancellation between progress calls."""
+
+    def __init__(self, chunk, every_s: float) -> None:
+        self.chunk = chunk
+        self.every_s = every_s
+        self.cancelled = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="icon2-heartbeat", daemon=True)
+
+    def _loop(self) -> None:
+        from webapp.jobs.services import chunk_heartbeat
+
+        try:
+            while not self._stop.wait(self.every_s):
+                try:
+                    self.cancelled = chunk_heartbeat(chunk=self.chunk) or self.cancelled
+                except Exception as exc:  # the database may be briefly unavailable
+                    log.warning("heartbeat failed: %s", exc)
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator["Heartbeat"]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=5)
+
+
+def run_chunk(chunk_id: int) -> None:
+    from django.conf import settings
+
+    from webapp.jobs import services
+    from worker import stages
+
+    close_old_connections()
+    chunk = services.chunk_claim(chunk_id=chunk_id, worker=WORKER_NAME)
+    if chunk is None:
+        log.info("chunk %s is not ours (taken, finished or cancelled); nothing to do", chunk_id)
+        return
+    handler = stages.HANDLERS[chunk.stage.kind]
+    try:
+        with Heartbeat(chunk, settings.ICON2_HEARTBEAT_S).running() as beat:
+            write, compute = handler(chunk, beat)
+        if not services.chunk_complete(chunk=chunk, write=write, compute=compute):
+            log.warning("chunk %s was re-queued while we worked; our results were dropped", chunk_id)
+    except StopRequested:
+        services.chunk_fail(chunk=chunk, error="cancelled", cancelled=True)
+    except Icon2Error as exc:
+        services.chunk_fail(chunk=chunk, error=str(exc))
+    except Exception as exc:
+        log.exception("chunk %s failed", chunk_id)
+        services.chunk_fail(chunk=chunk, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=6)}")
+    finally:
+        close_old_connections()
