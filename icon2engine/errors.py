@@ -1,7 +1,10 @@
 """Exceptions the engine raises. Every message says what to change."""
 from __future__ import annotations
 
-__all__ = ["Icon2Error", "ConfigError", "ModelLoadError", "LayerDetectionError", "InputError", "StopRequested"]
+__all__ = [
+    "Icon2Error", "ConfigError", "ModelLoadError", "LayerDetectionError", "InputError", "StopRequested",
+    "TemplateError", "JudgeError", "SynthesisShortfall",
+]
 
 
 class Icon2Error(Exception):
@@ -26,3 +29,23 @@ class InputError(Icon2Error, ValueError):
 
 class StopRequested(Icon2Error):
     """Raised by a progress reporter to stop a stage between two batches."""
+
+
+class TemplateError(ConfigError):
+    """A tokenizer's chat template cannot be used the way a stage needs (e.g. cut for Magpie)."""
+
+
+class JudgeError(Icon2Error):
+    """A judge cannot be loaded or reached, or answered something that is not a score."""
+
+
+class SynthesisShortfall(Icon2Error):
+    """Synthesis ran out of attempts before enough instructions passed the cleaning rules.
+
+    ``report`` holds the counts per drop reason; ``instructions`` what was kept so far.
+    """
+
+    def __init__(self, message: str, report: object = None, instructions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+        self.instructions = instructions or []

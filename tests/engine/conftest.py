@@ -78,3 +78,38 @@ def optimism_directions(embedded_lm):
     from icon2engine import default_feature_instructions, extract_directions, get_preset
 
     return extract_directions(embedded_lm, get_preset("optimism"), default_feature_instructions()[:32])
+
+
+# Chat templates of other model families, written out so no tokenizer is downloaded.
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+QWEN2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+def make_template_tokenizer(template: str | None, specials: tuple[str, ...] = (), bos: str | None = None, eos: str | None = None):
+    """The tiny tokenizer with another chat template (and that family's special tokens)."""
+    tok = make_tiny_tokenizer()
+    if specials:
+        tok.add_special_tokens({"additional_special_tokens": list(specials)})
+    if bos:
+        tok.bos_token = bos
+    if eos:
+        tok.eos_token = eos
+    tok.chat_template = template
+    return tok
