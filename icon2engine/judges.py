@@ -1,0 +1,320 @@
+"""Judges behind one small interface: score a response, or compare two for one instruction.
+
+- :class:`VaderJudge`: sentiment lexicon (VADER compound, −1..1); measurable, for "optimism".
+  It saturates near +1 and scores much gloomy text 0.0: fine for a smoke test, weak alone.
+- :class:`LengthJudge`: words in the response (or closeness to a target length).
+- :class:`RewardModelJudge`: any Hugging Face sequence-classification model from a local path.
+- :class:`LLMJudge`: an OpenAI-compatible ``/chat/completions`` endpoint (urllib, no extra
+  dependency), with timeouts and retries.
+
+``compare`` returns a number in [−1, 1]: +1 when ``a`` is better, −1 when ``b`` is, 0 for a tie.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+from .config import _finite
+from .errors import ConfigError, JudgeError
+
+__all__ = [
+    "Judge", "BaseJudge", "VaderJudge", "LengthJudge", "RewardModelJudge", "LLMJudge", "JudgeConfig", "make_judge",
+    "JUDGE_KINDS",
+]
+
+JUDGE_KINDS = ("vader", "length", "reward_model", "llm")
+
+
+@runtime_checkable
+class Judge(Protocol):
+    name: str
+
+    def score(self, instruction: str, response: str) -> float:
+        """How good ``response`` is for ``instruction`` (higher is better)."""
+
+    def score_many(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
+        """Scores for aligned lists (batched where the judge can)."""
+
+    def compare(self, instruction: str, a: str, b: str) -> float:
+        """In [−1, 1]: +1 when ``a`` is better, −1 when ``b`` is, 0 for a tie."""
+
+
+class BaseJudge:
+    """Defaults: ``score_many`` loops over ``score``; ``compare`` is the sign of the score difference."""
+
+    name = "judge"
+
+    def score(self, instruction: str, response: str) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score_many(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
+        if len(instructions) != len(responses):
+            raise ValueError("score_many needs as many instructions as responses")
+        return [self.score(i, r) for i, r in zip(instructions, responses)]
+
+    def compare(self, instruction: str, a: str, b: str) -> float:
+        sa, sb = self.score(instruction, a), self.score(instruction, b)
+        return 0.0 if sa == sb else (1.0 if sa > sb else -1.0)
+
+
+class VaderJudge(BaseJudge):
+    """VADER compound sentiment of the response (−1 gloomy … +1 cheerful); ignores the instruction.
+
+    Example:
+        >>> VaderJudge().score("How is the weather?", "What a lovely, sunny day!") > 0.5
+        True
+    """
+
+    name = "vader"
+
+    def __init__(self) -> None:
+        try:
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        except ImportError as exc:
+            raise JudgeError("the VADER judge needs the vaderSentiment package; pip install vaderSentiment") from exc
+        self._analyzer = SentimentIntensityAnalyzer()
+
+    def score(self, instruction: str, response: str) -> float:
+        return float(self._analyzer.polarity_scores(response)["compound"])
+
+
+class LengthJudge(BaseJudge):
+    """Longer is better (words), or, with ``target``, closer to ``target`` words is better.
+
+    Example:
+        >>> LengthJudge().score("", "three short words")
+        3.0
+        >>> LengthJudge(target=10).score("", "three short words")
+        -7.0
+    """
+
+    name = "length"
+
+    def __init__(self, target: int | None = None) -> None:
+        if target is not None and int(target) < 1:
+            raise ConfigError(f"target length must be at least 1 word, got {target}")
+        self.target = None if target is None else int(target)
+
+    def score(self, instruction: str, response: str) -> float:
+        n = len(response.split())
+        return float(n if self.target is None else -abs(n - self.target))
+
+
+class RewardModelJudge(BaseJudge):
+    """A Hugging Face sequence-classification reward model loaded from a local directory.
+
+    The score is the logit of label 0 when the model has one label (the usual reward-model
+    head), else the logit of ``positive_label``. The conversation is rendered with the reward
+    model's chat template when it has one, else as ``instruction\\n\\nresponse``.
+
+    Example:
+        >>> judge = RewardModelJudge("/models/my-reward-model")
+        >>> judge.score_many(["Say hi."], ["Hello there!"])
+    """
+
+    name = "reward_model"
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "cpu", batch_size: int = 8, max_length: int = 1024,
+                 positive_label: int = 1) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path).expanduser()
+        if not (path / "config.json").exists():
+            raise JudgeError(
+                f"reward model path {path} has no config.json; give a local folder with a Hugging Face "
+                "sequence-classification model (config.json, weights, tokenizer)"
+            )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError ... for unusable folders
+            raise JudgeError(f"could not load a sequence-classification reward model from {path}: {exc}") from exc
+        self.model.to(torch.device(device)).eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.tokenizer.padding_side = "right"
+        self.batch_size, self.max_length = int(batch_size), int(max_length)
+        n_labels = int(getattr(self.model.config, "num_labels", 1))
+        self.label = 0 if n_labels == 1 else int(positive_label)
+        self.name = f"reward_model:{path.name}"
+
+    def _text(self, instruction: str, response: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}], tokenize=False
+            )
+        return f"{instruction}\n\n{response}"
+
+    def score(self, instruction: str, response: str) -> float:
+        return self.score_many([instruction], [response])[0]
+
+    def score_many(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
+        import torch
+
+        if len(instructions) != len(responses):
+            raise ValueError("score_many needs as many instructions as responses")
+        texts = [self._text(i, r) for i, r in zip(instructions, responses)]
+        out: list[float] = []
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(
+                    texts[start : start + self.batch_size], return_tensors="pt", padding=True, truncation=True,
+                    max_length=self.max_length, add_special_tokens=False,
+                )
+                logits = self.model(**{k: v.to(device) for k, v in enc.items()}).logits  # (batch, n_labels)
+                out += [float(x) for x in logits[:, self.label].float().cpu()]
+        return out
+
+
+_SCORE_PROMPT = (
+    "Rate how well the assistant's response follows this criterion: {criterion}\n\n"
+    "[Instruction]\n{instruction}\n\n[Response]\n{response}\n\n"
+    "Answer with a single integer from 1 (worst) to 10 (best) and nothing else."
+)
+_COMPARE_PROMPT = (
+    "Which response better follows this criterion: {criterion}\n\n[Instruction]\n{instruction}\n\n"
+    "[Response A]\n{a}\n\n[Response B]\n{b}\n\nAnswer with exactly one of: A, B, tie."
+)
+
+
+class LLMJudge(BaseJudge):
+    """An LLM behind an OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, OpenAI ...).
+
+    Args:
+        base_url: e.g. ``http://localhost:8000/v1`` (``/chat/completions`` is appended).
+        model: the model name the server expects.
+        api_key: sent as a Bearer token when given.
+        criterion: what "better" means, in words (the dimension's description).
+        timeout: seconds per request; retries: extra attempts after a timeout, a connection
+            error or a 5xx/429 answer (with a short back-off).
+
+    Example:
+        >>> judge = LLMJudge("http://localhost:8000/v1", "qwen2.5-7b-instruct", criterion="cheerful and optimistic")
+        >>> judge.compare("Describe Monday.", "A fresh start!", "Another dreary week.")
+        1.0
+    """
+
+    name = "llm"
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, criterion: str = "helpful, honest and harmless",
+                 timeout: float = 30.0, retries: int = 2, backoff: float = 0.5) -> None:
+        if not base_url or not re.match(r"^https?://", base_url):
+            raise ConfigError(f"LLM judge base_url must start with http:// or https://, got {base_url!r}")
+        if not model:
+            raise ConfigError("LLM judge needs a model name (the one the server expects)")
+        if not 0 < _finite("timeout", timeout) <= 600:
+            raise ConfigError(f"timeout must be in (0, 600] seconds, got {timeout}")
+        if int(retries) < 0:
+            raise ConfigError(f"retries must be 0 or more, got {retries}")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key, self.criterion = model, api_key, criterion
+        self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
+        self.name = f"llm:{model}"
+
+    def _ask(self, prompt: str) -> str:
+        body = json.dumps({
+            "model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0, "max_tokens": 8,
+        }).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                    payload = json.loads(resp.read().decode("utf-8"))
+                return str(payload["choices"][0]["message"]["content"])
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403):
+                    raise JudgeError(f"LLM judge at {self.url} refused the API key (HTTP {exc.code}); check api_key") from None
+                if exc.code == 404:
+                    raise JudgeError(
+                        f"LLM judge at {self.url} answered 404; check base_url (it usually ends in /v1) and the model name"
+                    ) from None
+                last = exc
+                if exc.code < 500 and exc.code != 429:
+                    break
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                last = exc
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise JudgeError(
+                    f"LLM judge at {self.url} did not answer in the OpenAI chat format ({exc!r}); "
+                    "check that base_url points at an OpenAI-compatible server"
+                ) from None
+        reason = getattr(last, "reason", None) or last
+        raise JudgeError(
+            f"LLM judge at {self.url} is unreachable or failing after {self.retries + 1} attempt(s) ({reason}); "
+            "check base_url, that the server is running, and the timeout"
+        )
+
+    def score(self, instruction: str, response: str) -> float:
+        answer = self._ask(_SCORE_PROMPT.format(criterion=self.criterion, instruction=instruction, response=response))
+        match = re.search(r"-?\d+(?:\.\d+)?", answer)
+        if not match:
+            raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of a score from 1 to 10")
+        return float(match.group())
+
+    def compare(self, instruction: str, a: str, b: str) -> float:
+        answer = self._ask(_COMPARE_PROMPT.format(criterion=self.criterion, instruction=instruction, a=a, b=b)).strip().lower()
+        if answer.startswith("tie"):
+            return 0.0
+        if answer.startswith("a"):
+            return 1.0
+        if answer.startswith("b"):
+            return -1.0
+        raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of A, B or tie")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Which judge to use; the fields that a kind does not use are ignored."""
+
+    kind: str = field(default="vader", metadata={"help": "vader, length, reward_model or llm"})
+    path: str | None = field(default=None, metadata={"help": "reward_model: local model folder"})
+    base_url: str | None = field(default=None, metadata={"help": "llm: e.g. http://localhost:8000/v1"})
+    model: str | None = field(default=None, metadata={"help": "llm: model name"})
+    api_key_env: str | None = field(default="ICON2_JUDGE_API_KEY", metadata={"help": "llm: environment variable holding the key"})
+    criterion: str = "helpful, honest and harmless"
+    timeout: float = 30.0
+    retries: int = 2
+    target_words: int | None = field(default=None, metadata={"help": "length: target length (None = longer is better)"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in JUDGE_KINDS:
+            raise ConfigError(f"judge kind must be one of {', '.join(JUDGE_KINDS)}, got {self.kind!r}")
+        if self.kind == "reward_model" and not self.path:
+            raise ConfigError("a reward_model judge needs path = the local folder of the model")
+        if self.kind == "llm" and not (self.base_url and self.model):
+            raise ConfigError("an llm judge needs base_url (e.g. http://localhost:8000/v1) and model")
+
+
+def make_judge(config: JudgeConfig | str) -> BaseJudge:
+    """Build a judge from its config (or just its kind).
+
+    Example:
+        >>> make_judge("vader").score("", "Great news!")
+    """
+    if isinstance(config, str):
+        config = JudgeConfig(kind=config)
+    if config.kind == "vader":
+        return VaderJudge()
+    if config.kind == "length":
+        return LengthJudge(config.target_words)
+    if config.kind == "reward_model":
+        return RewardModelJudge(config.path)
+    key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    return LLMJudge(config.base_url, config.model, key, criterion=config.criterion, timeout=config.timeout, retries=config.retries)
