@@ -78,9 +78,10 @@ def test_the_run_script_is_strict_bash_that_sets_up_and_serves():
 def test_compose_defines_web_worker_redis_and_postgres():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"web", "worker", "redis", "postgres"}
+    assert set(services) == {"web", "worker", "beat", "redis", "postgres"}
     assert "daphne" in " ".join(services["web"]["command"])
-    assert services["worker"]["command"].startswith("celery -A worker.celery_app worker -Q gpu,default --concurrency 1")
+    assert services["worker"]["command"].startswith("celery -A worker.celery_app worker -Q gpu,default -P solo")
+    assert "beat" in services["beat"]["command"]
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     assert services["web"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"

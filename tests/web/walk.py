@@ -114,6 +114,8 @@ TEAM_ROUTES: list[Route] = [
     Route("studio:run_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}, "POST", run_form_data),
     Route("studio:run_launch", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
     Route("studio:run_cancel", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
+    Route("jobs:stage_retry", Perm.EDIT, lambda w: {"pk": w.run.pk, "kind": "extract"}, "POST", lambda w: {}),
+    Route("jobs:review_finish", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
     Route("accounts:team_settings", Perm.MANAGE, lambda w: {"team_pk": w.team.pk}, "POST", lambda w: {"name": "Renamed team"}),
     Route(
         "accounts:member_role",

@@ -62,6 +62,8 @@ def instructions_import_upload(*, run: Run) -> int:
     """Store an uploaded list as the run's instructions (once)."""
     from webapp.studio.instructions import instructions_parse
 
+    if not run.instructions_file:
+        raise ValueError("the run has no uploaded instruction file; create a new run with one")
     run.instructions_file.open("rb")
     try:
         texts = instructions_parse(name=run.instructions_file.name, data=run.instructions_file.read())
@@ -115,7 +117,15 @@ def run_advance(*, run_id: int) -> Stage | None:
             if stage.kind in NOT_YET:
                 Stage.objects.filter(pk=stage.pk).update(status=Stage.Status.SKIPPED, message=NOT_YET[stage.kind])
                 continue
-            total = _work_items(stage)
+            try:
+                total = _work_items(stage)
+            except Exception as exc:  # e.g. an uploaded file that went missing
+                Stage.objects.filter(pk=stage.pk).update(
+                    status=Stage.Status.FAILED, finished_at=_now(), error=f"Could not prepare this stage: {exc}"
+                )
+                Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
+                started = stage
+                break
             if total == 0:
                 Stage.objects.filter(pk=stage.pk).update(
                     status=Stage.Status.FAILED, finished_at=_now(),
