@@ -1,0 +1,91 @@
+"""γ calibration: a whole table with coherence figures, a pick by the paper's rule, and clear refusals."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from icon2engine import Dimension, PromptPair, extract_directions
+from icon2engine.calibration import CalibrationConfig, calibrate, response_loglik
+from icon2engine.errors import ConfigError, InputError
+from icon2engine.judges import LengthJudge, VaderJudge
+
+DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a gloomy assistant."),))
+PROMPTS = ["Describe the sea.", "Tell me about a fox.", "What is a dog?", "Numbers 1 2 3.", "What?"]
+KEYS = {
+    "gamma_plus", "gamma_minus", "mean_score_chosen", "mean_score_rejected", "p_chosen_gt_rejected", "loglik_chosen",
+    "loglik_rejected", "distinct2_chosen", "distinct2_rejected", "excluded_reason",
+}
+
+
+@pytest.mark.parametrize(
+    "kwargs,says",
+    [
+        (dict(gamma_plus_grid=()), "gamma_plus_grid is empty"),
+        (dict(gamma_minus_grid=[]), "gamma_minus_grid is empty"),
+        (dict(gamma_plus_grid=(0.05, 2.0)), r"gamma_plus_grid holds 2.0, outside \(0.0, 1.0\]"),
+        (dict(gamma_plus_grid=(0.0,)), r"gamma_plus_grid holds 0.0, outside"),
+        (dict(gamma_minus_grid=(0.05,)), r"gamma_minus_grid holds 0.05, outside \[-1.0, 0.0\]"),
+        (dict(gamma_minus_grid=(float("nan"),)), "must be a finite number"),
+        (dict(gamma_plus_grid=(0.05, 0.05)), "duplicates"),
+        (dict(p_threshold=1.0), "p_threshold"),
+        (dict(n_instructions=0), "n_instructions"),
+        (dict(max_loglik_drop=-1.0), "max_loglik_drop"),
+    ],
+)
+def test_a_grid_that_is_empty_or_out_of_range_is_refused(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        CalibrationConfig(**kwargs)
+
+
+def test_the_loglik_of_an_empty_response_is_minus_infinity_and_batching_does_not_change_it(tiny_lm):
+    one = response_loglik(tiny_lm, PROMPTS[:3], ["The sea.", "", "A fox and a lazy dog."], batch_size=1)
+    many = response_loglik(tiny_lm, PROMPTS[:3], ["The sea.", "", "A fox and a lazy dog."], batch_size=8)
+    assert one[1] == many[1] == -math.inf
+    assert one[0] == pytest.approx(many[0], abs=1e-4) and one[2] == pytest.approx(many[2], abs=1e-4)
+    assert one[0] < 0
+
+
+def test_calibration_returns_every_setting_of_the_grid(tiny_lm):
+    ds = extract_directions(tiny_lm, DIM, PROMPTS[:4])
+    cfg = CalibrationConfig(gamma_plus_grid=(0.1, 0.5), gamma_minus_grid=(-0.1, -0.5, 0.0), n_instructions=4,
+                            max_new_tokens=6, layers=(1, 2), max_loglik_drop=None, min_distinct2=None)
+    res = calibrate(tiny_lm, ds, PROMPTS, LengthJudge(), cfg)
+    assert res.n_instructions == 4 and res.layers == (1, 2)
+    assert [(r["gamma_plus"], r["gamma_minus"]) for r in res.table] == [
+        (0.1, 0.0), (0.1, -0.1), (0.1, -0.5), (0.5, 0.0), (0.5, -0.1), (0.5, -0.5)
+    ]
+    assert all(set(r) == KEYS for r in res.table)
+    assert all(0.0 <= r["p_chosen_gt_rejected"] <= 1.0 for r in res.table)
+    assert "γ" in res.format_table() and res.as_dict()["table"] == res.table
+    if res.pick is None:
+        assert "p_threshold" in res.reason
+        with pytest.raises(InputError, match="picked no γ"):
+            res.steering()
+
+
+def test_calibration_needs_to_know_each_instructions_dimension_when_there_are_several(tiny_lm):
+    ds = extract_directions(tiny_lm, DIM, PROMPTS[:4])
+    other = extract_directions(tiny_lm, Dimension("other", (PromptPair("Talk about foxes.", "Talk about dogs."),)), PROMPTS[:4])
+    with pytest.raises(InputError, match="say which one each instruction uses"):
+        calibrate(tiny_lm, {"cheer": ds, "other": other}, PROMPTS, LengthJudge(), CalibrationConfig(n_instructions=2))
+
+
+@pytest.mark.slow
+def test_calibration_with_vader_picks_a_setting_that_separates_and_stays_coherent(embedded_lm, optimism_directions):
+    from test_behaviour_embedded import NEUTRAL
+
+    cfg = CalibrationConfig(
+        gamma_plus_grid=(0.05, 0.1, 0.2), gamma_minus_grid=(-0.02, -0.05, -0.1), n_instructions=12,
+        max_new_tokens=32, batch_size=42, layers=tuple(range(8, 16)),
+    )
+    res = calibrate(embedded_lm, optimism_directions, NEUTRAL, VaderJudge(), cfg)
+    print("\n" + res.format_table() + f"\nbaseline {res.baseline}\npick {res.pick}\n{res.reason}")
+    assert len(res.table) == 9 and all(set(r) == KEYS for r in res.table)
+    assert res.pick is not None, res.reason
+    row = next(r for r in res.table if (r["gamma_plus"], r["gamma_minus"]) == (res.pick["gamma_plus"], res.pick["gamma_minus"]))
+    assert row["p_chosen_gt_rejected"] >= 0.9
+    assert row["excluded_reason"] is None  # the coherence floor holds for the pick
+    assert row["loglik_chosen"] >= res.baseline["loglik_floor"] and row["distinct2_chosen"] >= 0.5
+    # γ = 0.2 × norm garbles SmolLM2's text; the floor sees it even where VADER likes it.
+    assert all("chosen log-likelihood" in (r["excluded_reason"] or "") for r in res.table if r["gamma_plus"] == 0.2)
