@@ -1,7 +1,9 @@
 """icon2engine: the Icon² method as a library (no Django).
 
-Extract direction vectors from contrastive system prompts, generate chosen/rejected pairs by
-steering hidden states up and down those directions, and export them for DPO.
+Extract direction vectors from contrastive system prompts, synthesise instructions with the
+model itself (Magpie), keep those where a dimension matters most, calibrate γ with a judge,
+generate chosen/rejected pairs by steering hidden states up and down those directions, and
+export them for DPO.
 
 Example:
     >>> from icon2engine import load_model, get_preset, default_feature_instructions
@@ -12,18 +14,27 @@ Example:
 """
 from __future__ import annotations
 
+from .calibration import CalibrationConfig, CalibrationResult, calibrate, response_loglik
+from .cleaning import CleaningReport, CleaningRules, clean_instructions
 from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptPair, SteeringConfig
 from .directions import DirectionSet, extract_directions
-from .errors import ConfigError, Icon2Error, InputError, LayerDetectionError, ModelLoadError, StopRequested
+from .errors import (
+    ConfigError, Icon2Error, InputError, JudgeError, LayerDetectionError, ModelLoadError, StopRequested, SynthesisShortfall,
+    TemplateError,
+)
 from .export import export_dataset
+from .filtering import ConsistencyScores, FilterConfig, Selection, score_instructions, select_top
 from .generation import SteeredPair, default_layers, generate_pairs, generate_rows
 from .hooks import add_to_block_outputs, record_block_outputs
+from .judges import Judge, JudgeConfig, LengthJudge, LLMJudge, RewardModelJudge, VaderJudge, make_judge
 from .instructions_io import parse_instructions, read_instructions
 from .layers import find_decoder_layers
 from .models import LoadedModel, embedded_model_dir, load_model
+from .pre_query import PreQuery, derive_pre_query
 from .presets import default_feature_instructions, get_preset, preset_names
 from .progress import NullProgress, Progress, RecordingProgress, TqdmProgress
 from .stats import StageStats
+from .synthesis import SynthesisConfig, SynthesisReport, SynthesisResult, synthesize
 from .vector_io import export_control_vector_gguf, load_directions, save_directions
 
 __all__ = [
@@ -34,4 +45,10 @@ __all__ = [
     "export_control_vector_gguf", "export_dataset", "extract_directions", "find_decoder_layers", "generate_pairs",
     "generate_rows", "get_preset", "load_directions", "load_model", "parse_instructions", "preset_names",
     "read_instructions", "record_block_outputs", "save_directions",
+    # synthesis, filtering, judges, calibration
+    "CalibrationConfig", "CalibrationResult", "CleaningReport", "CleaningRules", "ConsistencyScores", "FilterConfig",
+    "Judge", "JudgeConfig", "JudgeError", "LLMJudge", "LengthJudge", "PreQuery", "RewardModelJudge", "Selection",
+    "SynthesisConfig", "SynthesisReport", "SynthesisResult", "SynthesisShortfall", "TemplateError", "VaderJudge",
+    "calibrate", "clean_instructions", "derive_pre_query", "make_judge", "response_loglik", "score_instructions",
+    "select_top", "synthesize",
 ]

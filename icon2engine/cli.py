@@ -20,6 +20,9 @@ A first run, on the embedded SmolLM2-135M model (no download needed):
   icon2 extract --preset optimism --out vec/optimism.safetensors --gguf vec/optimism.gguf
   icon2 generate --vectors vec/optimism.safetensors --instructions my_instructions.txt \\
                  --gamma-plus 0.05 --gamma-minus -0.05 --layers 8-15 --out pairs.jsonl
+  icon2 synthesize --n 1000 --out instructions.jsonl --report synthesis.json
+  icon2 filter --vectors vec/optimism.safetensors --instructions instructions.jsonl --out kept.jsonl --scores scores.jsonl
+  icon2 calibrate --vectors vec/optimism.safetensors --instructions kept.jsonl --judge vader --layers 8-15 --out calibration.json
   icon2 export --pairs pairs.jsonl --out dataset/
   icon2 pipeline examples/optimism.toml     # all of the above from one file
 
@@ -129,6 +132,102 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _floats(value: str | None, flag: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise Icon2Error(f"{flag}: cannot read {value!r}; write comma-separated numbers, e.g. 0.02,0.05,0.1") from None
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> Path:
+    from .pipeline import write_atomic
+
+    return write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def cmd_synthesize(args) -> int:
+    from .cleaning import CleaningRules
+    from .models import load_model
+    from .pipeline import write_atomic
+    from .progress import TqdmProgress
+    from .synthesis import SynthesisConfig, synthesize
+
+    config = SynthesisConfig(max_attempts=args.max_attempts, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                             temperature=args.temperature, top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt)
+    rules = CleaningRules(min_words=args.min_words, max_words=args.max_words)
+    lm = load_model(_spec(args))
+    result = synthesize(lm, args.n, config, rules, allow_partial=args.allow_partial, progress=TqdmProgress())
+    if args.out.endswith(".txt"):
+        if any("\n" in t for t in result.instructions):
+            raise Icon2Error("some instructions span several lines; write them to a .jsonl file instead of .txt")
+        write_atomic(Path(args.out), "".join(t + "\n" for t in result.instructions))
+    else:
+        _write_jsonl(args.out, [{"instruction": t} for t in result.instructions])
+    if args.report:
+        write_atomic(Path(args.report), json.dumps(result.report.as_dict(), indent=2, ensure_ascii=False))
+    print(result.report.summary())
+    print(f"wrote {len(result.instructions)} instructions to {args.out}")
+    return 0
+
+
+def cmd_filter(args) -> int:
+    from .filtering import FilterConfig, score_instructions, select_top
+    from .instructions_io import read_instructions
+    from .models import load_model
+    from .pipeline import parse_layers
+    from .progress import TqdmProgress
+    from .vector_io import load_directions
+
+    keep = None if args.threshold is not None else args.keep_fraction
+    config = FilterConfig(method=args.method, keep_fraction=keep, threshold=args.threshold, layers=parse_layers(args.layers),
+                          chat_template=not args.bare_text, batch_size=args.batch_size)
+    sets = [load_directions(p) for p in args.vectors]
+    instructions = read_instructions(args.instructions, column=args.column)
+    lm = load_model(_spec(args))
+    scores = score_instructions(lm, sets, instructions, config, progress=TqdmProgress())
+    selection = select_top(scores, keep_fraction=config.keep_fraction, threshold=config.threshold)
+    if args.scores:
+        _write_jsonl(args.scores, scores.rows())
+    _write_jsonl(args.out, selection.as_rows())
+    print(f"kept {len(selection.instructions)} of {len(instructions)} instructions (score ≥ {selection.threshold:.4f}, "
+          f"method {config.method}) → {args.out}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .calibration import CalibrationConfig, calibrate
+    from .instructions_io import read_instructions
+    from .judges import JudgeConfig, make_judge
+    from .models import load_model
+    from .pipeline import parse_layers, write_atomic
+    from .progress import TqdmProgress
+    from .vector_io import load_directions
+
+    grid = {}
+    for key, flag in (("gamma_plus_grid", "--gamma-plus-grid"), ("gamma_minus_grid", "--gamma-minus-grid")):
+        value = _floats(getattr(args, key), flag)
+        if value is not None:
+            grid[key] = value
+    config = CalibrationConfig(**grid, n_instructions=args.n, p_threshold=args.p_threshold, layers=parse_layers(args.layers),
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                               max_loglik_drop=args.max_loglik_drop if args.max_loglik_drop > 0 else None)
+    judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
+                                   api_key_env=args.judge_key_env, criterion=args.criterion))
+    ds = load_directions(args.vectors)
+    instructions = read_instructions(args.instructions, column=args.column)
+    lm = load_model(_spec(args))
+    result = calibrate(lm, ds, instructions, judge, config, progress=TqdmProgress())
+    write_atomic(Path(args.out), json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    print(result.format_table())
+    print(f"baseline (unsteered): {result.baseline}")
+    if result.pick is None:
+        raise Icon2Error(f"no γ picked: {result.reason} (table saved to {args.out})")
+    print(f"pick: gamma_plus={result.pick['gamma_plus']} gamma_minus={result.pick['gamma_minus']} — {result.reason}")
+    return 0
+
+
 def cmd_pipeline(args) -> int:
     from .pipeline import load_pipeline_config, run_pipeline
     from .progress import TqdmProgress
@@ -141,7 +240,7 @@ def cmd_pipeline(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icon2",
-        description="Icon² engine: extract direction vectors from contrastive prompts and generate steered preference pairs.",
+        description="Icon² engine: extract direction vectors, synthesise and filter instructions, calibrate γ and generate steered preference pairs.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -178,6 +277,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .jsonl of pairs")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("synthesize", help="let the model write instructions itself (Magpie), cleaned and de-duplicated")
+    _model_args(p)
+    p.add_argument("--n", type=int, required=True, help="how many clean instructions to keep")
+    p.add_argument("--max-attempts", type=int, default=None, help="samples to draw at most (default 4 × --n)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--system-prompt", default=None, help="system prompt for the pre-query (default: the template's own)")
+    p.add_argument("--min-words", type=int, default=3)
+    p.add_argument("--max-words", type=int, default=60)
+    p.add_argument("--allow-partial", action="store_true", help="write what was kept when attempts run out (default: error)")
+    p.add_argument("--out", required=True, help="output .jsonl (or .txt, one per line)")
+    p.add_argument("--report", help="also write the drop report as .json")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("filter", help="score instructions by consistency with the directions and keep the top share")
+    _model_args(p)
+    p.add_argument("--vectors", action="append", required=True, help="direction file (repeat for several dimensions)")
+    p.add_argument("--instructions", required=True, help="instructions (.txt, .jsonl, .csv)")
+    p.add_argument("--column", default=None, help="CSV column / JSON field holding the instruction")
+    p.add_argument("--keep-fraction", type=float, default=0.1, help="keep this top share (default 0.1)")
+    p.add_argument("--threshold", type=float, default=None, help="or keep every score ≥ this")
+    p.add_argument("--method", default="centred", choices=["centred", "paper"], help="score (default centred)")
+    p.add_argument("--layers", default=None, help="layers to average over (default: all, as in the paper)")
+    p.add_argument("--bare-text", action="store_true", help="score the bare instruction, not the chat-formatted user turn")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="kept instructions, best first (.jsonl)")
+    p.add_argument("--scores", help="every instruction's scores (.jsonl), for a histogram or a later threshold")
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("calibrate", help="sweep γ⁺ × γ⁻ on a sample, score with a judge, pick γ (paper, App. J)")
+    _model_args(p)
+    p.add_argument("--vectors", required=True, help="direction file from 'icon2 extract'")
+    p.add_argument("--instructions", required=True, help="instructions to sample from (.txt, .jsonl, .csv)")
+    p.add_argument("--column", default=None)
+    p.add_argument("--judge", default="vader", choices=["vader", "length", "reward_model", "llm"])
+    p.add_argument("--judge-path", help="reward_model: local model folder")
+    p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    p.add_argument("--judge-model", help="llm: model name")
+    p.add_argument("--judge-key-env", default="ICON2_JUDGE_API_KEY", help="llm: environment variable holding the API key")
+    p.add_argument("--criterion", default="helpful, honest and harmless", help="llm: what 'better' means")
+    p.add_argument("--gamma-plus-grid", default=None, help="e.g. 0.02,0.05,0.1,0.15 (default)")
+    p.add_argument("--gamma-minus-grid", default=None, help="write it with =: --gamma-minus-grid=-0.02,-0.05,-0.1,-0.15 (default)")
+    p.add_argument("--n", type=int, default=100, help="instructions to sample (default 100)")
+    p.add_argument("--p-threshold", type=float, default=0.9)
+    p.add_argument("--max-loglik-drop", type=float, default=1.5, help="coherence floor in nats/token below unsteered (0: off)")
+    p.add_argument("--layers", default=None, help="blocks to steer, e.g. 8-15 (default: the middle third)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the whole table and the pick (.json)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("export", help="write pairs as a TRL preference dataset (JSONL + Parquet + card)")
     p.add_argument("--pairs", required=True, help="pairs .jsonl from 'icon2 generate'")

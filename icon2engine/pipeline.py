@@ -1,4 +1,11 @@
-"""Run the stages from one TOML/YAML config file: extract → generate → export."""
+"""Run the stages from one TOML/YAML config file: extract → synthesize → filter → calibrate → generate → export.
+
+Where the instructions come from: ``synthesize`` (the model writes them) when that stage runs,
+else the ``instructions`` list or file. ``filter`` keeps the top share and remembers each kept
+instruction's winning dimension, which ``generate`` then steers along. ``calibrate`` picks γ⁺
+and γ⁻ for ``generate`` (replacing ``[steering]``'s values; its layers are calibrated too).
+Every file is written to a temporary name and renamed when complete.
+"""
 from __future__ import annotations
 
 import json
@@ -8,15 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .calibration import CalibrationConfig
+from .cleaning import CleaningRules
 from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptPair, SteeringConfig, config_from_dict
-from .errors import ConfigError
+from .errors import ConfigError, InputError
+from .filtering import FilterConfig
 from .instructions_io import read_instructions
 from .presets import default_feature_instructions, get_preset
+from .judges import JudgeConfig
 from .progress import NullProgress, Progress
+from .synthesis import SynthesisConfig
 
-__all__ = ["PipelineConfig", "load_pipeline_config", "run_pipeline", "parse_layers"]
+__all__ = ["PipelineConfig", "SynthesisSection", "load_pipeline_config", "run_pipeline", "parse_layers", "write_atomic", "STAGES"]
 
-STAGES = ("extract", "generate", "export")
+STAGES = ("extract", "synthesize", "filter", "calibrate", "generate", "export")
+DEFAULT_STAGES = ("extract", "generate", "export")
 
 
 def parse_layers(value: Any) -> tuple[int, ...] | None:
@@ -65,6 +78,16 @@ def _instructions(entry: Any, base: Path, where: str) -> list[str] | None:
     raise ConfigError(f"{where}: give a list of instructions or a table with 'file' (and optional 'column')")
 
 
+
+@dataclass(frozen=True)
+class SynthesisSection:
+    """The ``[synthesize]`` section: how many to keep, sampling settings and cleaning rules."""
+
+    n_target: int
+    config: SynthesisConfig
+    rules: CleaningRules
+
+
 @dataclass
 class PipelineConfig:
     output: Path
@@ -75,13 +98,52 @@ class PipelineConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = DEFAULT_STAGES
     name: str = "Icon² preference pairs"
     export_gguf: bool = True
+    synthesize: SynthesisSection | None = None
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    calibrate: CalibrationConfig = field(default_factory=CalibrationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+def _synthesis_section(raw: dict | None, where: str) -> SynthesisSection:
+    raw = dict(raw or {})
+    if "n_target" not in raw:
+        raise ConfigError(f"{where}: say how many instructions to synthesise, e.g. n_target = 1000")
+    n_target = raw.pop("n_target")
+    if not isinstance(n_target, int) or isinstance(n_target, bool) or n_target < 1:
+        raise ConfigError(f"{where}: n_target must be a whole number of at least 1, got {n_target!r}")
+    rules = config_from_dict(CleaningRules, raw.pop("rules", None), where=f"{where}.rules")
+    return SynthesisSection(n_target=n_target, config=config_from_dict(SynthesisConfig, raw, where=where), rules=rules)
+
+
+def _grid_values(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return tuple(float(x) for x in value.split(",") if x.strip())
+        except ValueError:
+            raise ConfigError(f"{where}: cannot read {value!r}; write e.g. [0.02, 0.05, 0.1]") from None
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
-    """Read a pipeline config (``.toml``, ``.yaml``/``.yml`` or ``.json``). Paths are relative to the file."""
+    """Read a pipeline config (``.toml``, ``.yaml``/``.yml`` or ``.json``). Paths are relative to the file.
+
+    Example (TOML):
+        output = "out"
+        dimensions = ["optimism"]
+        stages = ["extract", "synthesize", "filter", "calibrate", "generate", "export"]
+        [synthesize]
+        n_target = 1000
+        [filter]
+        keep_fraction = 0.1
+        [calibrate]
+        gamma_plus_grid = [0.02, 0.05, 0.1]
+        gamma_minus_grid = [-0.02, -0.05, -0.1]
+        [judge]
+        kind = "vader"
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -101,7 +163,10 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
     except Exception as exc:  # yaml.YAMLError
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
-    known = {"output", "name", "model", "dimensions", "instructions", "feature_instructions", "extract", "steering", "generate", "stages", "export_gguf"}
+    known = {
+        "output", "name", "model", "dimensions", "instructions", "feature_instructions", "extract", "steering", "generate",
+        "stages", "export_gguf", "synthesize", "filter", "calibrate", "judge",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
@@ -111,15 +176,33 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
     dims = [_dimension(d, f"{path}: dimensions[{i}]") for i, d in enumerate(raw.get("dimensions") or [])]
     if not dims:
         raise ConfigError(f"{path}: no dimensions; add e.g. dimensions = [\"optimism\"] or a table with prompt_pairs")
-    stages = tuple(raw.get("stages", STAGES))
+    stages = tuple(raw.get("stages", DEFAULT_STAGES))
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ConfigError(f"{path}: unknown stage(s) {', '.join(bad)}; choose from {', '.join(STAGES)}")
+    stages = tuple(s for s in STAGES if s in stages)  # always in the method's order
     steering_raw = dict(raw.get("steering", {}))
     steering_raw["layers"] = parse_layers(steering_raw.get("layers"))
     instructions = _instructions(raw.get("instructions"), base, f"{path}: instructions") or []
-    if "generate" in stages and not instructions:
-        raise ConfigError(f"{path}: no instructions to generate pairs for; add instructions = {{ file = \"...\" }}")
+    needs = [s for s in ("filter", "calibrate", "generate") if s in stages]
+    if needs and not instructions and "synthesize" not in stages:
+        raise ConfigError(
+            f"{path}: no instructions for {', '.join(needs)}; add instructions = {{ file = \"...\" }} or the synthesize stage"
+        )
+    synth = _synthesis_section(raw.get("synthesize"), f"{path}: [synthesize]") if "synthesize" in stages else None
+    calib_raw = dict(raw.get("calibrate") or {})
+    for key in ("gamma_plus_grid", "gamma_minus_grid"):
+        if key in calib_raw:
+            calib_raw[key] = _grid_values(calib_raw[key], f"{path}: [calibrate] {key}")
+    if "layers" in calib_raw:
+        calib_raw["layers"] = parse_layers(calib_raw["layers"])
+    elif steering_raw.get("layers") is not None:
+        calib_raw["layers"] = steering_raw["layers"]  # calibrate where generation will steer
+    filter_raw = dict(raw.get("filter") or {})
+    if "layers" in filter_raw:
+        filter_raw["layers"] = parse_layers(filter_raw["layers"])
+    if "threshold" in filter_raw and "keep_fraction" not in filter_raw:
+        filter_raw["keep_fraction"] = None
     return PipelineConfig(
         output=(base / raw.get("output", "icon2-output")).resolve(),
         name=raw.get("name", "Icon² preference pairs"),
@@ -132,25 +215,52 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         generate=config_from_dict(GenerateConfig, raw.get("generate"), where="[generate]"),
         stages=stages,
         export_gguf=bool(raw.get("export_gguf", True)),
+        synthesize=synth,
+        filter=config_from_dict(FilterConfig, filter_raw, where="[filter]"),
+        calibrate=config_from_dict(CalibrationConfig, calib_raw, where="[calibrate]"),
+        judge=config_from_dict(JudgeConfig, raw.get("judge"), where="[judge]"),
     )
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write to ``<name>.partial`` and rename: a file that exists under its name is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
 def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=print) -> dict[str, Any]:
     """Run the configured stages and write everything under ``config.output``.
 
+    Files: ``vectors/``, ``instructions.jsonl`` + ``synthesis_report.json`` (synthesize),
+    ``scores.jsonl`` (every instruction's scores) + ``kept.jsonl`` (filter),
+    ``calibration.json`` (calibrate), ``pairs.jsonl`` (generate), ``dataset/`` (export).
+
     Returns a summary dict (paths and per-stage compute), also saved as ``summary.json``.
     """
+    from .calibration import calibrate
     from .directions import extract_directions
     from .export import export_dataset, read_pairs_jsonl
+    from .filtering import score_instructions, select_top
     from .generation import generate_pairs
+    from .judges import make_judge
     from .models import load_model
     from .stats import StageStats
+    from .synthesis import synthesize
     from .vector_io import export_control_vector_gguf, load_directions, save_directions
 
     progress = progress or NullProgress()
     out = config.output
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"output": str(out), "stages": {}}
+    # A judge that cannot load or be built fails before any slow stage runs.
+    judge = make_judge(config.judge) if "calibrate" in config.stages else None
     log(f"loading model {config.model.source} …")
     lm = load_model(config.model)
     directions = {}
@@ -169,19 +279,54 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     else:
         for dim in config.dimensions:
             directions[dim.name] = load_directions(vec_dir / f"{dim.name}.safetensors")
+    instructions = list(config.instructions)
+    per_instruction_dims: list[str] | None = None
+    if "synthesize" in config.stages:
+        section = config.synthesize
+        stats = StageStats(stage="synthesize")
+        result = synthesize(lm, section.n_target, section.config, section.rules, progress=progress, stats=stats)
+        instructions = result.instructions
+        write_atomic(out / "synthesis_report.json", json.dumps(result.report.as_dict(), indent=2, ensure_ascii=False))
+        write_atomic(out / "instructions.jsonl", _jsonl([{"instruction": t} for t in instructions]))
+        summary["stages"]["synthesize"] = dict(stats.as_dict(), **{k: result.report.as_dict()[k] for k in ("attempts", "kept", "acceptance_rate")})
+        log(f"synthesised {len(instructions)} instructions: {result.report.summary()}")
+    if "filter" in config.stages:
+        stats = StageStats(stage="filter")
+        scores = score_instructions(lm, directions, instructions, config.filter, progress=progress, stats=stats)
+        selection = select_top(scores, keep_fraction=config.filter.keep_fraction, threshold=config.filter.threshold)
+        write_atomic(out / "scores.jsonl", _jsonl(scores.rows()))
+        write_atomic(out / "kept.jsonl", _jsonl(selection.as_rows()))
+        instructions, per_instruction_dims = selection.instructions, selection.dimensions
+        summary["stages"]["filter"] = dict(stats.as_dict(), kept=len(instructions), threshold=selection.threshold)
+        log(f"kept {len(instructions)} of {len(scores.instructions)} instructions (score ≥ {selection.threshold:.3f})")
+    steering = config.steering
+    if "calibrate" in config.stages:
+        stats = StageStats(stage="calibrate")
+        result = calibrate(lm, directions, instructions, judge, config.calibrate, dimensions=per_instruction_dims,
+                           progress=progress, stats=stats)
+        write_atomic(out / "calibration.json", json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        summary["stages"]["calibrate"] = dict(stats.as_dict(), pick=result.pick)
+        log(result.format_table())
+        if result.pick is None:
+            raise InputError(f"calibration picked no γ ({result.reason}); the table is in {out / 'calibration.json'}")
+        from dataclasses import replace
+
+        steering = replace(steering, gamma_plus=result.pick["gamma_plus"], gamma_minus=result.pick["gamma_minus"],
+                           layers=result.layers)
+        log(f"calibrated: γ⁺={steering.gamma_plus} γ⁻={steering.gamma_minus} ({result.reason})")
     pairs_path = out / "pairs.jsonl"
     if "generate" in config.stages:
         stats = StageStats(stage="generate")
-        rows = []
-        for dim in config.dimensions:
-            pairs = generate_pairs(
-                lm, directions[dim.name], config.instructions, steering=config.steering,
-                config=config.generate, progress=progress, stats=stats,
-            )
-            rows += [dict(p.as_dict(), model=lm.name, model_revision=lm.revision) for p in pairs]
-        tmp = pairs_path.with_suffix(".jsonl.partial")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        os.replace(tmp, pairs_path)
+        if per_instruction_dims is not None:
+            pairs = generate_pairs(lm, directions, instructions, dimensions=per_instruction_dims, steering=steering,
+                                   config=config.generate, progress=progress, stats=stats)
+        else:
+            pairs = []
+            for dim in config.dimensions:
+                pairs += generate_pairs(lm, directions[dim.name], instructions, steering=steering,
+                                        config=config.generate, progress=progress, stats=stats)
+        rows = [dict(p.as_dict(), model=lm.name, model_revision=lm.revision) for p in pairs]
+        write_atomic(pairs_path, _jsonl(rows))
         summary["stages"]["generate"] = stats.as_dict()
         log(f"generated {len(rows)} pairs → {pairs_path}")
     if "export" in config.stages:
@@ -192,5 +337,5 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
         )
         summary["dataset"] = {k: str(v) for k, v in paths.items()}
         log(f"dataset → {out / 'dataset'}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
