@@ -35,7 +35,7 @@ class SynthesisConfig:
     """Sampling settings for Magpie synthesis (paper: temperature 1.0, top_p 1.0)."""
 
     max_attempts: int | None = field(default=None, metadata={"help": "samples to draw at most; None = 4 × n_target"})
-    batch_size: int = field(default=32, metadata={"help": "samples drawn together"})
+    batch_size: int = field(default=64, metadata={"help": "samples drawn together (64 measured fastest on 2 CPU cores)"})
     max_new_tokens: int = field(default=96, metadata={"help": "a sample that has not closed its turn by then is truncated"})
     temperature: float = 1.0
     top_p: float = 1.0
@@ -174,7 +174,7 @@ def sample_user_turns(
     }
     cache_kw = _cache_keyword(lm.model)
     out = lm.model(input_ids=prompt, use_cache=True)  # the shared prompt runs once
-    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
     cache.batch_repeat_interleave(n)
     logits = out.logits[:, -1].float().expand(n, -1)  # (n, vocab)
     alive = list(range(n))  # batch row -> sample index
