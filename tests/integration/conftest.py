@@ -62,6 +62,7 @@ def stack(tmp_path, django_db_blocker):
         redis.stop()
         if ALIAS in connections.databases:
             connections[ALIAS].close()
+            del connections[ALIAS]  # drop the cached connection too: the next stack has another database
             del connections.databases[ALIAS]
         drop()
 

@@ -29,3 +29,21 @@ def send_chunk(chunk_id: int, *, queue: str = "gpu") -> bool:
     except Exception as exc:  # kombu raises OperationalError and friends when Redis is down
         log.warning("could not enqueue chunk %s (%s); the periodic check will retry", chunk_id, exc)
         return False
+
+
+def broker_backlog(queue: str = "gpu") -> int | None:
+    """Messages waiting in a queue, or None when the broker cannot be asked.
+
+    The periodic check re-sends queued chunks only when nothing waits in the broker: after a
+    Redis restart the queue is empty although the database still says "queued".
+    """
+    if settings.ICON2_QUEUE == "none":
+        return 0
+    try:
+        import redis
+
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
+        return int(client.llen(queue))
+    except Exception as exc:
+        log.warning("could not read the broker's %s queue (%s)", queue, exc)
+        return None

@@ -362,11 +362,16 @@ def chunks_reap(*, stale_after_s: float | None = None, resend_after_s: float | N
             queue.send_chunk(chunk.pk)
             _stage_notify(chunk.stage_id)
             requeued += 1
-    for chunk in Chunk.objects.filter(
+    lost = Chunk.objects.filter(
         status=Chunk.Status.QUEUED,
         enqueued_at__lt=now - dt.timedelta(seconds=resend_after_s),
         stage__run__status__in=ACTIVE_RUN,
-    ):
+    )
+    # Chunks waiting behind busy workers are queued too: only when the broker holds nothing
+    # (Redis restarted empty, or a send failed) are their messages really gone.
+    if lost.exists() and queue.broker_backlog("gpu") != 0:
+        lost = lost.none()
+    for chunk in lost:
         if Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.QUEUED, enqueued_at=chunk.enqueued_at).update(enqueued_at=now):
             queue.send_chunk(chunk.pk)
             resent += 1
