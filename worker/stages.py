@@ -139,7 +139,7 @@ def synthesize(chunk, beat) -> Result:
         Instruction.objects.bulk_create(rows)
 
     compute = stats.as_dict()
-    compute.update(attempts=report["attempts"], acceptance_rate=report["acceptance_rate"], dropped=report["dropped"])
+    compute.update(attempts=report["attempts"], kept=report["passed"], acceptance_rate=report["acceptance_rate"], dropped=report["dropped"])
     return write, compute
 
 
@@ -176,4 +176,46 @@ def score(chunk, beat) -> Result:
     return write, stats.as_dict()
 
 
-HANDLERS: dict[str, Callable] = {"extract": extract, "synthesize": synthesize, "filter": score, "generate": generate}
+def calibrate(chunk, beat) -> Result:
+    """Sweep γ on a sample of the kept instructions with the configured judge; the pick becomes
+    the run's γ⁺/γ⁻ and the whole table is kept in the stage's metrics for the run page."""
+    from icon2engine import Icon2Error
+    from icon2engine.calibration import CalibrationConfig, calibrate as engine_calibrate
+    from icon2engine.judges import JudgeConfig, make_judge
+    from webapp.jobs.models import DirectionArtifact
+    from webapp.studio.models import Run, Stage
+
+    run = chunk.stage.run
+    lm = get_model(run.model)
+    rows = list(run.instructions.filter(kept=True).order_by("rank", "index"))
+    artifacts = {a.dimension_id: a for a in DirectionArtifact.objects.filter(run=run)}
+    directions = {str(k): load_directions(a.path) for k, a in artifacts.items()}
+    fallback = str(min(artifacts))
+    dims = [str(r.winner_id) if r.winner_id in artifacts else fallback for r in rows]
+    judge = make_judge(JudgeConfig(kind=settings.ICON2_CALIBRATION_JUDGE))
+    stats = StageStats(stage="calibrate")
+    result = engine_calibrate(
+        lm, directions, [r.text for r in rows], judge,
+        CalibrationConfig(
+            n_instructions=min(settings.ICON2_CALIBRATION_SAMPLE, len(rows)), layers=run_layers(run, lm.n_layers),
+            max_new_tokens=min(run.max_new_tokens, 64), seed=run.seed,
+        ),
+        dimensions=dims, progress=ChunkProgress(chunk, heartbeat=beat), stats=stats,
+    )
+    summary = result.as_dict()
+    summary.pop("examples", None)
+    if result.pick is None:
+        # Keep the table so the run page can show why, then fail the stage (retryable).
+        stage = Stage.objects.get(pk=chunk.stage_id)
+        Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "calibration": summary})
+        raise Icon2Error(f"calibration picked no γ: {result.reason}")
+
+    def write() -> None:
+        Run.objects.filter(pk=run.pk).update(gamma_plus=result.pick["gamma_plus"], gamma_minus=result.pick["gamma_minus"])
+        stage = Stage.objects.get(pk=chunk.stage_id)
+        Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "calibration": summary})
+
+    return write, stats.as_dict()
+
+
+HANDLERS: dict[str, Callable] = {"calibrate": calibrate, "extract": extract, "synthesize": synthesize, "filter": score, "generate": generate}

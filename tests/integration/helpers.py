@@ -18,20 +18,25 @@ def demo_project_id(browser: Browser) -> int:
     return int(re.search(r'href="/projects/(\d+)/"', html).group(1))
 
 
-def create_run(browser: Browser, *, name: str, instructions: list[str], max_new_tokens: int = 8,
-               keep_fraction: float = 1.0, dimension: str = "Optimism") -> int:
+def create_run(browser: Browser, *, name: str, instructions: list[str] | None, max_new_tokens: int = 8,
+               keep_fraction: float = 1.0, dimension: str = "Optimism", n_instructions: int = 8,
+               calibrate: bool = False) -> int:
     project = demo_project_id(browser)
     path = f"/projects/{project}/runs/new/"
     form = browser.form(path)
     data = {k: v for k, v in form.fields.items()}
     dim_value = next(v for v, label in form.choices["dimensions"] if label.lower().startswith(dimension.lower()))
     data.update(
-        name=name, instruction_source="upload", dimensions=[dim_value], keep_fraction=str(keep_fraction),
-        max_new_tokens=str(max_new_tokens), layer_start="8", layer_end="15", gamma_plus="0.05", gamma_minus="-0.05",
+        name=name, instruction_source="upload" if instructions else "synthesize", dimensions=[dim_value],
+        keep_fraction=str(keep_fraction), max_new_tokens=str(max_new_tokens), layer_start="8", layer_end="15",
+        gamma_plus="0.05", gamma_minus="-0.05", n_instructions=str(n_instructions),
     )
     for flag in ("require_review", "calibrate", "do_sample"):
         data.pop(flag, None)
-    status, url, html = browser.post(path, data, files={"instructions_file": ("list.txt", "\n".join(instructions).encode())})
+    if calibrate:
+        data["calibrate"] = "on"
+    files = {"instructions_file": ("list.txt", "\n".join(instructions).encode())} if instructions else None
+    status, url, html = browser.post(path, data, files=files)
     assert "/runs/" in url, f"run form refused ({status}): {re.findall(r'field-error[^>]*>([^<]+)', html)}"
     return run_id_from_url(url)
 

@@ -83,3 +83,28 @@ def test_a_user_of_another_team_cannot_open_the_runs_socket(stack, demo):
     # The owner gets in and receives the stored state.
     got = ws_events(stack, demo, run_id, timeout=10, until=lambda ev: len(ev) >= 9)
     assert {e["stage"] for e in got if e["type"] == "stage"} >= {"extract", "generate"}
+
+
+def test_a_run_that_synthesises_its_instructions_and_calibrates_gamma(stack, demo):
+    from webapp.jobs.models import Instruction
+
+    stack.env.update(ICON2_CALIBRATION_SAMPLE="4", ICON2_TORCH_THREADS="2", ICON2_SYNTH_CHUNK="4")
+    stack.start_worker("w1")
+    run_id = create_run(demo, name="Synthesised", instructions=None, n_instructions=8, keep_fraction=0.5,
+                        calibrate=True, max_new_tokens=16)
+    launch(demo, run_id)
+    status = wait_for(lambda: _finished(run_id), 900, "the run to finish")
+    synthesized = Instruction.objects.using(ALIAS).filter(run_id=run_id, source="synthesized")
+    assert 6 <= synthesized.count() <= 8  # two chunks of 4; a text both chunks drew is stored once
+    assert _stage(run_id, "synthesize").compute["acceptance_rate"] > 0
+    assert synthesized.filter(kept=True).count() == round(synthesized.count() * 0.5)
+    table = _stage(run_id, "calibrate").metrics["calibration"]["table"]
+    assert len(table) == 16 and {"gamma_plus", "gamma_minus", "p_chosen_gt_rejected"} <= set(table[0])
+    if status == "succeeded":
+        pick = _stage(run_id, "calibrate").metrics["calibration"]["pick"]
+        run = _run(run_id)
+        assert (run.gamma_plus, run.gamma_minus) == (pick["gamma_plus"], pick["gamma_minus"])
+        assert len(_pairs(run_id)) == _kept(run_id)
+    else:  # four instructions may not reach P > 0.9: then the stage says so and keeps the table
+        assert status == "failed", stack.log_tail()
+        assert "calibration picked no γ" in _stage(run_id, "calibrate").error

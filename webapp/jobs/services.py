@@ -269,6 +269,15 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
                 compute[key] += c.compute.get(key, 0)
             compute["device"] = c.compute.get("device", compute["device"])
         compute["wall_s"] = round(compute["wall_s"], 3)
+        if any("attempts" in c.compute for c in chunks):  # synthesis: how many samples it took
+            compute["attempts"] = sum(c.compute.get("attempts", 0) for c in chunks)
+            compute["kept"] = sum(c.compute.get("kept", 0) for c in chunks)
+            compute["acceptance_rate"] = round(compute["kept"] / compute["attempts"], 4) if compute["attempts"] else 0.0
+            dropped: dict[str, int] = {}
+            for c in chunks:
+                for reason, n in c.compute.get("dropped", {}).items():
+                    dropped[reason] = dropped.get(reason, 0) + n
+            compute["dropped"] = dropped
         compute["chunks"] = len(chunks)
         compute["workers"] = sorted({c.worker for c in chunks})
         stage = Stage.objects.select_related("run").get(pk=stage_id)
