@@ -33,3 +33,8 @@ document.addEventListener("htmx:wsClose", () => {
   const el = document.getElementById("live-indicator");
   if (el) el.textContent = "reconnecting… (polling)";
 });
+// The run section is reloaded in place when the run changes; keep the indicator honest.
+document.addEventListener("htmx:afterSettle", () => {
+  const el = document.getElementById("live-indicator");
+  if (el && window.icon2SocketOpen) el.textContent = "● live";
+});

@@ -41,7 +41,10 @@ def _render(event: dict) -> str:
         return render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True}) if stage else ""
     if event.get("type") == "run":
         run = Run.objects.get(pk=event["run"])
-        return render_to_string("studio/_run_status.html", {"run": run, "oob": True})
+        html = render_to_string("studio/_run_status.html", {"run": run, "oob": True})
+        if not event.get("snapshot"):  # a change: reload the run section (buttons, status line, pairs)
+            html += render_to_string("studio/_run_refresh.html", {"run": run})
+        return html
     return ""
 
 

@@ -95,6 +95,7 @@ def run_advance(*, run_id: int) -> Stage | None:
     """Start the next stage that is waiting, or finish the run. Idempotent."""
     to_send: list[tuple[int, str]] = []
     started: Stage | None = None
+    skipped: list[int] = []
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status not in (*ACTIVE_RUN, Run.Status.PAUSED):
@@ -116,6 +117,7 @@ def run_advance(*, run_id: int) -> Stage | None:
                 break
             if stage.kind in NOT_YET:
                 Stage.objects.filter(pk=stage.pk).update(status=Stage.Status.SKIPPED, message=NOT_YET[stage.kind])
+                skipped.append(stage.pk)
                 continue
             try:
                 total = _work_items(stage)
@@ -151,6 +153,8 @@ def run_advance(*, run_id: int) -> Stage | None:
         else:
             Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
         transaction.on_commit(lambda: [queue.send_chunk(cid, queue=q) for cid, q in to_send])
+    for stage_id in skipped:
+        _stage_notify(stage_id)
     if started is not None:
         _stage_notify(started.pk)
     _run_notify(run_id)
