@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
-__all__ = ["StageStats"]
+__all__ = ["StageStats", "total_stats"]
 
 
 @dataclass
@@ -24,3 +25,19 @@ class StageStats:
         d = asdict(self)
         d["wall_s"] = round(d["wall_s"], 3)
         return d
+
+
+def total_stats(stages: Iterable[StageStats], name: str = "total") -> StageStats:
+    """Sum of several stages' cost (the device of the last one that ran).
+
+    Example:
+        >>> total_stats([StageStats("extract", 1.0, 10), StageStats("generate", 2.0, 5, 40)]).wall_s
+        3.0
+    """
+    total = StageStats(stage=name)
+    for st in stages:
+        total.wall_s += st.wall_s
+        total.tokens_in += st.tokens_in
+        total.tokens_out += st.tokens_out
+        total.device = st.device or total.device
+    return total

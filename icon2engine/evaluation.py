@@ -1,0 +1,207 @@
+"""Evaluate a trained model against its base: pairwise judge, both orders, win rate with a Wilson interval,
+and the projection of each model's hidden states onto the direction vector.
+
+Ties count half a win in ``win_rate`` and its interval (AlpacaEval's convention); wins, ties and
+losses are also reported separately.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+
+from .chat import format_chat
+from .config import GenerateConfig, SteeringConfig, _finite
+from .directions import DirectionSet
+from .errors import ConfigError, InputError
+from .generation import generate_rows, resolve_layers
+from .judges import Judge
+from .models import LoadedModel
+from .progress import NullProgress, Progress
+from .stats import StageStats
+
+__all__ = ["EvalConfig", "EvalReport", "evaluate", "wilson_interval", "pairwise", "mean_projection"]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How responses are generated and compared (greedy by default, so the comparison is repeatable)."""
+
+    max_new_tokens: int = field(default=64, metadata={"help": "length of each response"})
+    batch_size: int = field(default=16, metadata={"help": "rows per generation batch"})
+    confidence: float = field(default=0.95, metadata={"help": "level of the win-rate interval"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks averaged for the projection; None = middle third"})
+
+    def __post_init__(self) -> None:
+        GenerateConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)  # same checks
+        if not 0.5 <= _finite("confidence", self.confidence) < 1.0:
+            raise ConfigError(f"confidence must be in [0.5, 1), got {self.confidence} (0.95 is usual)")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+
+
+@dataclass
+class EvalReport:
+    """Counts, win rate and interval of trained vs base, mean judge scores, projections, and per-instruction rows."""
+
+    n: int
+    wins: int
+    ties: int
+    losses: int
+    win_rate: float
+    ci_low: float
+    ci_high: float
+    judge: str
+    mean_score: dict[str, float]
+    projection: dict[str, float]
+    rows: list[dict]
+    stats: StageStats
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.pop("rows")
+        d["stats"] = self.stats.as_dict()
+        return d
+
+
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (``successes`` may be fractional: ties count half).
+
+    Example:
+        >>> wilson_interval(12, 16)
+        (0.505..., 0.898...)
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def pairwise(judge: Judge, instructions: Sequence[str], a: Sequence[str], b: Sequence[str]) -> list[float]:
+    """Per instruction, in [−1, 1]: how much better ``a`` is than ``b``, judged in both orders
+    (``compare(a, b)`` and ``−compare(b, a)`` averaged) to cancel position bias."""
+    out = []
+    for text, x, y in zip(instructions, a, b):
+        out.append((float(judge.compare(text, x, y)) - float(judge.compare(text, y, x))) / 2)
+    return out
+
+
+@torch.inference_mode()
+def mean_projection(
+    lm: LoadedModel, direction: DirectionSet, instructions: Sequence[str], responses: Sequence[str],
+    layers: Sequence[int] | None = None, batch_size: int = 16,
+) -> float:
+    """Mean of h^l · u^l over the response tokens and the given blocks (default: the middle third).
+
+    The model reads each instruction and response (chat template applied); larger means its
+    states lie further along the direction (e.g. more optimistic).
+    """
+    band = resolve_layers(layers, lm.n_layers)
+    tok = lm.tokenizer
+    total, count = 0.0, 0
+    u = direction.vectors.float()  # (n_layers, hidden)
+    for start in range(0, len(instructions), batch_size):
+        texts = instructions[start : start + batch_size]
+        resps = responses[start : start + batch_size]
+        prompts = [format_chat(tok, t) for t in texts]
+        for prompt, resp in zip(prompts, resps):
+            if not resp.strip():
+                continue
+            p_len = len(tok(prompt, add_special_tokens=False)["input_ids"])
+            enc = tok(prompt + resp, return_tensors="pt", add_special_tokens=False).to(lm.device)
+            out = lm.model(**enc, output_hidden_states=True)
+            for layer in band:
+                h = out.hidden_states[layer + 1][0, p_len:].float().cpu()  # (response_tokens, hidden)
+                if h.shape[0] == 0:
+                    continue
+                total += float((h @ u[layer]).sum())
+                count += h.shape[0]
+    return total / count if count else 0.0
+
+
+def evaluate(
+    base: LoadedModel,
+    trained: LoadedModel,
+    instructions: Sequence[str],
+    judge: Judge,
+    config: EvalConfig | None = None,
+    *,
+    direction: DirectionSet | None = None,
+    steering: SteeringConfig | None = None,
+    progress: Progress | None = None,
+    stats: StageStats | None = None,
+) -> EvalReport:
+    """Compare the trained model with its base on held-out instructions.
+
+    Args:
+        base, trained: the two models (same tokenizer).
+        instructions: held-out instructions, never trained on.
+        judge: any engine judge; compared in both orders.
+        direction: if given, the mean projection of each model's states onto it is reported.
+        steering: if given with ``direction``, the steered base (γ⁺ of ``steering``) is generated
+            and scored as a third system.
+
+    Returns:
+        :class:`EvalReport`: trained-vs-base wins/ties/losses, ``win_rate`` (ties count half) with
+        a Wilson interval, mean judge score per system, mean projection per system.
+
+    Example:
+        >>> rep = evaluate(lm, res.lm, held_out, VaderJudge(), direction=ds)
+        >>> rep.win_rate, rep.ci_low, rep.mean_score
+    """
+    config = config or EvalConfig()
+    progress = progress or NullProgress()
+    stats = stats if stats is not None else StageStats(stage="evaluate")
+    instructions = list(instructions)
+    if not instructions:
+        raise InputError("no held-out instructions to evaluate on; give at least one")
+    gen = GenerateConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+    responses = {
+        "base": generate_rows(base, instructions, gen, stats=stats).texts,
+        "trained": generate_rows(trained, instructions, gen, stats=stats).texts,
+    }
+    if steering is not None and direction is not None:
+        responses["steered"] = generate_rows(
+            base, instructions, gen, coefficients=[steering.gamma_plus] * len(instructions),
+            directions=[direction], layers=steering.layers, steer_prompt=steering.steer_prompt, stats=stats,
+        ).texts
+    t0 = time.perf_counter()
+    progress.start("evaluate", len(instructions))
+    try:
+        scores = {k: judge.score_many(instructions, v) for k, v in responses.items()}
+        prefs = []
+        for i, text in enumerate(instructions):
+            prefs += pairwise(judge, [text], [responses["trained"][i]], [responses["base"][i]])
+            progress.advance(1)
+        projection = {}
+        if direction is not None:
+            for k, v in responses.items():
+                projection[k] = mean_projection(base if k != "trained" else trained, direction, instructions, v,
+                                                config.layers, config.batch_size)
+    finally:
+        progress.finish()
+        stats.add_time(time.perf_counter() - t0, str(base.device))
+    wins = sum(p > 0 for p in prefs)
+    losses = sum(p < 0 for p in prefs)
+    ties = len(prefs) - wins - losses
+    rate = (wins + ties / 2) / len(prefs)
+    low, high = wilson_interval(wins + ties / 2, len(prefs), config.confidence)
+    rows = [
+        {"instruction": t, **{k: responses[k][i] for k in responses}, **{f"score_{k}": scores[k][i] for k in scores},
+         "preference": prefs[i]}
+        for i, t in enumerate(instructions)
+    ]
+    return EvalReport(
+        n=len(prefs), wins=wins, ties=ties, losses=losses, win_rate=rate, ci_low=low, ci_high=high,
+        judge=getattr(judge, "name", type(judge).__name__),
+        mean_score={k: sum(v) / len(v) for k, v in scores.items()}, projection=projection, rows=rows, stats=stats,
+    )
