@@ -24,6 +24,8 @@ A first run, on the embedded SmolLM2-135M model (no download needed):
   icon2 filter --vectors vec/optimism.safetensors --instructions instructions.jsonl --out kept.jsonl --scores scores.jsonl
   icon2 calibrate --vectors vec/optimism.safetensors --instructions kept.jsonl --judge vader --layers 8-15 --out calibration.json
   icon2 export --pairs pairs.jsonl --out dataset/
+  icon2 train --pairs dataset/ --out runs/optimism --max-steps 32 --max-length 128
+  icon2 evaluate --trained runs/optimism --instructions held_out.txt --judge vader --vectors vec/optimism.safetensors --out eval.json
   icon2 pipeline examples/optimism.toml     # all of the above from one file
 
 γ is a fraction of each layer's mean hidden-state norm (0.05 is a good start; ≥ 0.2 degrades text).
@@ -228,6 +230,78 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _read_pairs(path: str) -> list[dict]:
+    from .export import read_pairs_jsonl
+
+    p = Path(path)
+    return read_pairs_jsonl(p / "pairs.jsonl" if p.is_dir() else p)
+
+
+def cmd_train(args) -> int:
+    from .models import load_model
+    from .progress import TqdmProgress
+    from .training import TrainConfig, train_dpo
+
+    # Settings and data first: bad values are reported before the model loads.
+    config = TrainConfig(method=args.method, beta=args.beta, learning_rate=args.lr, epochs=args.epochs,
+                         max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                         max_length=args.max_length, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                         save_steps=args.save_steps, bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
+                         seed=args.seed)
+    rows = _read_pairs(args.pairs)
+    lm = load_model(_spec(args))
+    res = train_dpo(lm, rows, args.out, config, dataset_name=args.dataset_name or str(args.pairs),
+                    resume=not args.restart, progress=TqdmProgress())
+    if res.stopped:
+        print(f"stopped after {res.steps} steps; checkpoint kept at {res.checkpoint} (run again to resume)")
+        return 3
+    last = res.log[-1] if res.log else {}
+    print(f"trained {res.steps} steps in {res.stats.wall_s:.0f}s; last loss {last.get('loss', float('nan')):.4f} "
+          f"accuracy {last.get('accuracy', float('nan')):.2f}; saved to {res.model_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .config import SteeringConfig
+    from .evaluation import EvalConfig, evaluate
+    from .instructions_io import read_instructions
+    from .judges import JudgeConfig, make_judge
+    from .models import load_model
+    from .pipeline import parse_layers, write_atomic
+    from .progress import TqdmProgress
+    from .training import load_trained
+    from .vector_io import load_directions
+
+    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, layers=parse_layers(args.layers))
+    steering = SteeringConfig(args.gamma_plus, -0.05, parse_layers(args.steer_layers)) if args.gamma_plus else None
+    judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
+                                   api_key_env=args.judge_key_env, criterion=args.criterion))
+    direction = load_directions(args.vectors) if args.vectors else None
+    instructions = read_instructions(args.instructions, column=args.column)
+    base = load_model(_spec(args))
+    trained = load_trained(base, args.trained)
+    rep = evaluate(base, trained, instructions, judge, config, direction=direction, steering=steering,
+                   progress=TqdmProgress())
+    write_atomic(Path(args.out), json.dumps({**rep.summary(), "rows": rep.rows}, indent=2, ensure_ascii=False))
+    print(f"trained vs base on {rep.n} instructions ({rep.judge}, both orders): {rep.wins} wins, {rep.ties} ties, "
+          f"{rep.losses} losses; win rate {rep.win_rate:.2f} (ties count half), "
+          f"{config.confidence:.0%} interval [{rep.ci_low:.2f}, {rep.ci_high:.2f}]")
+    print("mean score: " + ", ".join(f"{k} {v:.3f}" for k, v in rep.mean_score.items()))
+    if rep.projection:
+        print("mean projection onto the direction: " + ", ".join(f"{k} {v:.2f}" for k, v in rep.projection.items()))
+    print(f"report: {args.out}")
+    return 0
+
+
+def _judge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", default="vader", choices=["vader", "length", "reward_model", "llm"])
+    p.add_argument("--judge-path", help="reward_model: local model folder")
+    p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    p.add_argument("--judge-model", help="llm: model name")
+    p.add_argument("--judge-key-env", default="ICON2_JUDGE_API_KEY", help="llm: environment variable holding the API key")
+    p.add_argument("--criterion", default="helpful, honest and harmless", help="llm: what 'better' means")
+
+
 def cmd_pipeline(args) -> int:
     from .pipeline import load_pipeline_config, run_pipeline
     from .progress import TqdmProgress
@@ -338,6 +412,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--name", default="Icon² preference pairs", help="dataset name for the card")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="DPO on the pairs with TRL (LoRA by default); resumes from the last checkpoint")
+    _model_args(p)
+    p.add_argument("--pairs", required=True, help="pairs .jsonl from 'icon2 generate', or an exported dataset (folder or .jsonl)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints/, adapter/ or model/, train_log.jsonl, README.md")
+    p.add_argument("--method", default="lora", choices=["lora", "full"])
+    p.add_argument("--beta", type=float, default=0.1, help="DPO β (paper: 0.1)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (LoRA on CPU: 1e-4; paper, full fine-tune: 5e-7)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimiser steps (-1: run the epochs)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--max-length", type=int, default=256, help="prompt + response tokens")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--save-steps", type=int, default=20)
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower (GPUs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset-name", default=None, help="name of the dataset for the model card")
+    p.add_argument("--restart", action="store_true", help="ignore existing checkpoints and start over")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="trained vs base on held-out instructions: win rate (both orders) and projection")
+    _model_args(p)
+    p.add_argument("--trained", required=True, help="run folder from 'icon2 train'")
+    p.add_argument("--instructions", required=True, help="held-out instructions (.txt, .jsonl, .csv)")
+    p.add_argument("--column", default=None)
+    _judge_args(p)
+    p.add_argument("--vectors", help="direction file: also report the mean projection onto it")
+    p.add_argument("--gamma-plus", type=float, default=0.0, help="with --vectors: also score the steered base at this γ⁺")
+    p.add_argument("--steer-layers", default=None, help="blocks to steer for the steered base, e.g. 8-15")
+    p.add_argument("--layers", default=None, help="blocks averaged for the projection (default: the middle third)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="report .json (summary and every response)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="run the stages from one .toml/.yaml config file")
     p.add_argument("config")

@@ -1,10 +1,13 @@
-"""Run the stages from one TOML/YAML config file: extract → synthesize → filter → calibrate → generate → export.
+"""Run the stages from one TOML/YAML config file: extract → synthesize → filter → calibrate → generate → export
+→ train → evaluate.
 
 Where the instructions come from: ``synthesize`` (the model writes them) when that stage runs,
 else the ``instructions`` list or file. ``filter`` keeps the top share and remembers each kept
 instruction's winning dimension, which ``generate`` then steers along. ``calibrate`` picks γ⁺
 and γ⁻ for ``generate`` (replacing ``[steering]``'s values; its layers are calibrated too).
-Every file is written to a temporary name and renamed when complete.
+Every file is written to a temporary name and renamed when complete. ``train`` runs DPO on the
+pairs (``[train]`` holds :class:`TrainConfig`); ``evaluate`` compares the trained model with the
+base on ``[evaluate] instructions`` (held out) with ``[judge]``.
 """
 from __future__ import annotations
 
@@ -19,16 +22,18 @@ from .calibration import CalibrationConfig
 from .cleaning import CleaningRules
 from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptPair, SteeringConfig, config_from_dict
 from .errors import ConfigError, InputError
+from .evaluation import EvalConfig
 from .filtering import FilterConfig
 from .instructions_io import read_instructions
 from .presets import default_feature_instructions, get_preset
 from .judges import JudgeConfig
 from .progress import NullProgress, Progress
 from .synthesis import SynthesisConfig
+from .training import TrainConfig
 
 __all__ = ["PipelineConfig", "SynthesisSection", "load_pipeline_config", "run_pipeline", "parse_layers", "write_atomic", "STAGES"]
 
-STAGES = ("extract", "synthesize", "filter", "calibrate", "generate", "export")
+STAGES = ("extract", "synthesize", "filter", "calibrate", "generate", "export", "train", "evaluate")
 DEFAULT_STAGES = ("extract", "generate", "export")
 
 
@@ -105,6 +110,9 @@ class PipelineConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     calibrate: CalibrationConfig = field(default_factory=CalibrationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    held_out: list[str] = field(default_factory=list)
 
 
 def _synthesis_section(raw: dict | None, where: str) -> SynthesisSection:
@@ -165,7 +173,7 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
     known = {
         "output", "name", "model", "dimensions", "instructions", "feature_instructions", "extract", "steering", "generate",
-        "stages", "export_gguf", "synthesize", "filter", "calibrate", "judge",
+        "stages", "export_gguf", "synthesize", "filter", "calibrate", "judge", "train", "evaluate",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -203,6 +211,14 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         filter_raw["layers"] = parse_layers(filter_raw["layers"])
     if "threshold" in filter_raw and "keep_fraction" not in filter_raw:
         filter_raw["keep_fraction"] = None
+    eval_raw = dict(raw.get("evaluate") or {})
+    held_out = _instructions(eval_raw.pop("instructions", None), base, f"{path}: [evaluate] instructions") or []
+    if "layers" in eval_raw:
+        eval_raw["layers"] = parse_layers(eval_raw["layers"])
+    if "evaluate" in stages and not held_out:
+        raise ConfigError(
+            f"{path}: the evaluate stage needs held-out instructions; add [evaluate] instructions = {{ file = \"...\" }}"
+        )
     return PipelineConfig(
         output=(base / raw.get("output", "icon2-output")).resolve(),
         name=raw.get("name", "Icon² preference pairs"),
@@ -219,6 +235,9 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         filter=config_from_dict(FilterConfig, filter_raw, where="[filter]"),
         calibrate=config_from_dict(CalibrationConfig, calib_raw, where="[calibrate]"),
         judge=config_from_dict(JudgeConfig, raw.get("judge"), where="[judge]"),
+        train=config_from_dict(TrainConfig, raw.get("train"), where="[train]"),
+        evaluate=config_from_dict(EvalConfig, eval_raw, where="[evaluate]"),
+        held_out=held_out,
     )
 
 
@@ -240,7 +259,8 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
 
     Files: ``vectors/``, ``instructions.jsonl`` + ``synthesis_report.json`` (synthesize),
     ``scores.jsonl`` (every instruction's scores) + ``kept.jsonl`` (filter),
-    ``calibration.json`` (calibrate), ``pairs.jsonl`` (generate), ``dataset/`` (export).
+    ``calibration.json`` (calibrate), ``pairs.jsonl`` (generate), ``dataset/`` (export), ``train/`` (train:
+    adapter or model, log, model card), ``evaluation.json`` (evaluate).
 
     Returns a summary dict (paths and per-stage compute), also saved as ``summary.json``.
     """
@@ -260,7 +280,7 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"output": str(out), "stages": {}}
     # A judge that cannot load or be built fails before any slow stage runs.
-    judge = make_judge(config.judge) if "calibrate" in config.stages else None
+    judge = make_judge(config.judge) if {"calibrate", "evaluate"} & set(config.stages) else None
     log(f"loading model {config.model.source} …")
     lm = load_model(config.model)
     directions = {}
@@ -337,5 +357,31 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
         )
         summary["dataset"] = {k: str(v) for k, v in paths.items()}
         log(f"dataset → {out / 'dataset'}")
+    trained = None
+    if "train" in config.stages:
+        from .training import train_dpo
+
+        stats = StageStats(stage="train")
+        res = train_dpo(lm, read_pairs_jsonl(pairs_path), out / "train", config.train, dataset_name=config.name,
+                        run_name=out.name, progress=progress, stats=stats)
+        summary["stages"]["train"] = dict(stats.as_dict(), steps=res.steps, stopped=res.stopped)
+        if res.stopped:
+            log(f"training stopped after {res.steps} steps; checkpoint {res.checkpoint} kept (run again to resume)")
+            write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+            return summary
+        trained = res.lm
+        log(f"trained {res.steps} steps → {res.model_dir}")
+    if "evaluate" in config.stages:
+        from .evaluation import evaluate
+        from .training import load_trained
+
+        trained = trained or load_trained(lm, out / "train")
+        stats = StageStats(stage="evaluate")
+        rep = evaluate(lm, trained, config.held_out, judge, config.evaluate,
+                       direction=directions[config.dimensions[0].name], progress=progress, stats=stats)
+        write_atomic(out / "evaluation.json", json.dumps({**rep.summary(), "rows": rep.rows}, indent=2, ensure_ascii=False))
+        summary["stages"]["evaluate"] = dict(stats.as_dict(), win_rate=rep.win_rate, ci=[rep.ci_low, rep.ci_high],
+                                             wins=rep.wins, ties=rep.ties, losses=rep.losses)
+        log(f"trained vs base: win rate {rep.win_rate:.2f} [{rep.ci_low:.2f}, {rep.ci_high:.2f}] ({rep.judge})")
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary

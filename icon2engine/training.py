@@ -345,6 +345,9 @@ def train_dpo(
         peft_config=peft_config,
         callbacks=[callback],
     )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # progress goes through ``progress``, not print()
     resume_from = _latest_checkpoint(ckpt_dir) if resume else None
     if resume_from is None and log_path.exists():
         log_path.unlink()
@@ -395,6 +398,7 @@ def train_dpo(
 
 def _wrap(base: LoadedModel, model: torch.nn.Module, name: str) -> LoadedModel:
     model.eval()
+    model.config.use_cache = True  # the trainer turns the KV cache off; generation needs it back
     attr, layers = find_decoder_layers(model, base.layers_attr)
     return LoadedModel(model=model, tokenizer=base.tokenizer, name=f"{base.name}+{name}", revision="trained",
                        layers_attr=attr, layers=layers)
