@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "webapp.accounts",
     "webapp.studio",
     "webapp.jobs",
+    "webapp.review",
 ]
 
 MIDDLEWARE = [

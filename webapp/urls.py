@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("webapp.accounts.urls")),
     path("", include("webapp.jobs.urls")),
+    path("", include("webapp.review.urls")),
     path("", include("webapp.studio.urls")),
 ]

@@ -11,7 +11,7 @@ from django.urls import get_resolver, reverse
 
 from webapp.accounts.roles import ROLE_PERMS, Perm
 
-from .walk import CURRENT_TEAM_ROUTES, PERSONAL_URL_NAMES, TEAM_ROUTES, Route
+from .walk import CURRENT_TEAM_ROUTES, PERSONAL_URL_NAMES, TEAM_ROUTES, TOKEN_URL_NAMES, Route
 
 MEMBERS = ["owner", "engineer", "annotator", "viewer"]
 ROLE_OF = {"owner": "owner", "engineer": "engineer", "annotator": "annotator", "viewer": "viewer"}
@@ -36,7 +36,8 @@ def _assert_outcome(response, expected: int | None, *, route: Route, htmx: bool)
         assert response.status_code == expected, response.content[:500]
         return
     assert response.status_code in (200, 302), f"{response.status_code}: {response.content[:800]!r}"
-    if route.method == "GET" and response.status_code == 200 and route.name != "studio:dimension_pair_row":
+    is_page = response.get("Content-Type", "").startswith("text/html")
+    if route.method == "GET" and response.status_code == 200 and is_page and route.name != "studio:dimension_pair_row":
         has_layout = b'class="topbar"' in response.content
         assert has_layout is (not htmx), "htmx requests get the partial, full requests the whole page"
 
@@ -91,10 +92,10 @@ def test_anonymous_visitors_are_sent_to_log_in(route, client, ours):
 
 
 def test_the_walk_covers_every_url_of_the_app():
-    walked = {route.name for route in [*TEAM_ROUTES, *CURRENT_TEAM_ROUTES]} | PERSONAL_URL_NAMES
+    walked = {route.name for route in [*TEAM_ROUTES, *CURRENT_TEAM_ROUTES]} | PERSONAL_URL_NAMES | TOKEN_URL_NAMES
     resolver = get_resolver()
     names = set()
-    for namespace in ("studio", "accounts"):
+    for namespace in ("studio", "accounts", "review"):
         _, sub = resolver.namespace_dict[namespace]
         names |= {f"{namespace}:{name}" for name in sub.reverse_dict if isinstance(name, str)}
     assert names - walked == set(), "add new URLs to tests/web/walk.py"

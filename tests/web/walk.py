@@ -48,6 +48,19 @@ def _invite(world: TeamWorld) -> Invite:
     return Invite.objects.create(team=world.team, role="viewer", created_by=owner)
 
 
+def _pair(world: TeamWorld):
+    from webapp.jobs.models import Instruction, Pair
+
+    instruction, _ = Instruction.objects.get_or_create(
+        run=world.run, index=999, defaults={"text": "Say hi.", "source": "synthesized", "kept": True, "rank": 0}
+    )
+    pair, _ = Pair.objects.get_or_create(
+        instruction=instruction,
+        defaults={"run": world.run, "dimension": world.dimension, "chosen": "Hi!", "rejected": "No.", "gamma_plus": 0.05, "gamma_minus": -0.05},
+    )
+    return pair
+
+
 def _viewer_membership(world: TeamWorld):
     return world.team.memberships.exclude(role="owner").order_by("-pk").first() or world.team.memberships.first()
 
@@ -116,6 +129,21 @@ TEAM_ROUTES: list[Route] = [
     Route("studio:run_cancel", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
     Route("jobs:stage_retry", Perm.EDIT, lambda w: {"pk": w.run.pk, "kind": "extract"}, "POST", lambda w: {}),
     Route("jobs:review_finish", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
+    Route("review:queue", Perm.REVIEW, lambda w: {"pk": w.run.pk}),
+    Route("review:verdict", Perm.REVIEW, lambda w: {"pk": w.run.pk}, "POST", lambda w: {"assignment": "0", "choice": "left"}),
+    Route("review:undo", Perm.REVIEW, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),
+    Route("review:edit", Perm.REVIEW, lambda w: {"pk": w.run.pk}, "POST", lambda w: {"assignment": "0", "side": "left", "text": "x"}),
+    Route("review:lead", Perm.EDIT, lambda w: {"pk": w.run.pk}),
+    Route(
+        "review:resolve",
+        Perm.EDIT,
+        lambda w: {"pk": w.run.pk, "pair_pk": _pair(w).pk},
+        "POST",
+        lambda w: {"outcome": "confirm", "version": "0"},
+    ),
+    Route("review:download", Perm.EDIT, lambda w: {"pk": w.run.pk, "fmt": "jsonl"}),
+    Route("review:download", Perm.EDIT, lambda w: {"pk": w.run.pk, "fmt": "parquet"}),
+    Route("review:download", Perm.EDIT, lambda w: {"pk": w.run.pk, "fmt": "card"}),
     Route("accounts:team_settings", Perm.MANAGE, lambda w: {"team_pk": w.team.pk}, "POST", lambda w: {"name": "Renamed team"}),
     Route(
         "accounts:member_role",
@@ -169,4 +197,9 @@ PERSONAL_URL_NAMES = {
     "accounts:password_change",
     "accounts:password_change_done",
     "accounts:invite",
+    "review:api_token_new",
+    "review:api_token_revoke",
 }
+
+# URLs that authenticate with an API token instead of a session (tested in tests/web/test_review_api.py).
+TOKEN_URL_NAMES = {"review:api_dataset"}

@@ -37,6 +37,7 @@ def _access(request: HttpRequest, team_id: int) -> dict:
         "membership": membership,
         "can_edit": role_allows(membership.role, Perm.EDIT),
         "can_manage": role_allows(membership.role, Perm.MANAGE),
+        "can_review": role_allows(membership.role, Perm.REVIEW),
     }
 
 

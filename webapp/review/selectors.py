@@ -1,0 +1,239 @@
+"""Reads for review: queues, progress, each pair's resolved verdict, agreement, the gated dataset."""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q, QuerySet
+
+from webapp.accounts.models import Membership
+from webapp.accounts.roles import Perm, ROLE_PERMS
+from webapp.jobs.models import Pair
+from webapp.review.agreement import run_agreement, steering_agreement
+from webapp.review.models import AuditEvent, PairEdit, Resolution, ReviewAssignment, Verdict
+from webapp.studio.models import Run
+
+PENDING = "pending"  # nobody has given a verdict that counts yet
+DISPUTED = "disputed"  # the verdicts disagree and no lead has resolved it
+
+
+def reviewer_list(*, run: Run) -> QuerySet[Membership]:
+    """Team members who may review: annotators, engineers and owners, in a stable order."""
+    roles = [role for role, perms in ROLE_PERMS.items() if Perm.REVIEW in perms]
+    return Membership.objects.filter(team_id=run.project.team_id, role__in=roles).select_related("user").order_by("user__username", "pk")
+
+
+def assignment_list_for_user(*, run: Run, user: AbstractBaseUser) -> QuerySet[ReviewAssignment]:
+    return ReviewAssignment.objects.filter(pair__run=run, annotator=user).select_related("pair__instruction")
+
+
+def _active_verdicts() -> Q:
+    return Q(verdicts__voided_at__isnull=True)
+
+
+def assignment_next_for_user(*, run: Run, user: AbstractBaseUser) -> ReviewAssignment | None:
+    """The annotator's first pair without a standing verdict (an undone one comes back)."""
+    return (
+        assignment_list_for_user(run=run, user=user)
+        .annotate(standing=Count("verdicts", filter=_active_verdicts()))
+        .filter(standing=0)
+        .first()
+    )
+
+
+def verdict_latest_for_user(*, run: Run, user: AbstractBaseUser) -> Verdict | None:
+    return (
+        Verdict.objects.filter(assignment__pair__run=run, assignment__annotator=user, voided_at__isnull=True)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+@dataclass
+class Progress:
+    username: str
+    done: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+
+def progress_for_user(*, run: Run, user: AbstractBaseUser) -> Progress:
+    qs = assignment_list_for_user(run=run, user=user)
+    done = qs.filter(verdicts__voided_at__isnull=True).distinct().count()
+    return Progress(username=user.get_username(), done=done, total=qs.count())
+
+
+def progress_list(*, run: Run) -> list[Progress]:
+    rows = (
+        ReviewAssignment.objects.filter(pair__run=run)
+        .values("annotator__username")
+        .annotate(total=Count("pk", distinct=True), done=Count("pk", distinct=True, filter=_active_verdicts()))
+        .order_by("annotator__username")
+    )
+    return [Progress(username=r["annotator__username"], done=r["done"], total=r["total"]) for r in rows]
+
+
+@dataclass
+class PairReview:
+    """Everything review knows about one pair."""
+
+    pair: Pair
+    chosen: str
+    rejected: str
+    edited: bool
+    verdicts: list[Verdict] = field(default_factory=list)  # standing ones, with annotator loaded
+    resolution: Resolution | None = None
+    version: int = 0
+
+    @property
+    def orders(self) -> list[str]:
+        return [v.order for v in self.verdicts if v.order != Verdict.Order.SKIP]
+
+    @property
+    def annotators(self) -> list[str]:
+        return sorted({v.assignment.annotator.get_username() for v in self.verdicts if v.order != Verdict.Order.SKIP})
+
+    @property
+    def outcome(self) -> str:
+        """confirm, swap, drop (a lead's resolution or a unanimous verdict), pending or disputed."""
+        if self.resolution is not None:
+            return self.resolution.outcome
+        orders = set(self.orders)
+        if not orders:
+            return PENDING
+        if len(orders) > 1:
+            return DISPUTED
+        (order,) = orders
+        return order if order in (Verdict.Order.CONFIRM, Verdict.Order.SWAP) else Resolution.Outcome.DROP
+
+    @property
+    def agreement(self) -> float | None:
+        """The share of standing verdicts that agree with the most common one."""
+        orders = self.orders
+        if not orders:
+            return None
+        return max(orders.count(o) for o in set(orders)) / len(orders)
+
+
+def pair_review_list(*, run: Run, pairs: QuerySet[Pair] | None = None) -> list[PairReview]:
+    pairs = list((pairs if pairs is not None else Pair.objects.filter(run=run)).select_related("instruction", "dimension"))
+    ids = [p.pk for p in pairs]
+    all_verdicts = Verdict.objects.filter(assignment__pair_id__in=ids).select_related("assignment__annotator")
+    standing: dict[int, list[Verdict]] = defaultdict(list)
+    changes: dict[int, int] = defaultdict(int)
+    for verdict in all_verdicts:
+        pair_id = verdict.assignment.pair_id
+        changes[pair_id] += 2 if verdict.voided_at else 1
+        if verdict.voided_at is None:
+            standing[pair_id].append(verdict)
+    latest_edit: dict[tuple[int, str], PairEdit] = {}
+    for edit in PairEdit.objects.filter(pair_id__in=ids):
+        latest_edit[(edit.pair_id, edit.side)] = edit
+        changes[edit.pair_id] += 1
+    resolutions: dict[int, Resolution] = {}
+    for resolution in Resolution.objects.filter(pair_id__in=ids).select_related("resolved_by"):
+        resolutions[resolution.pair_id] = resolution
+        changes[resolution.pair_id] += 1
+    out = []
+    for pair in pairs:
+        chosen_edit, rejected_edit = latest_edit.get((pair.pk, "chosen")), latest_edit.get((pair.pk, "rejected"))
+        out.append(
+            PairReview(
+                pair=pair,
+                chosen=chosen_edit.text if chosen_edit else pair.chosen,
+                rejected=rejected_edit.text if rejected_edit else pair.rejected,
+                edited=bool(chosen_edit or rejected_edit),
+                verdicts=standing[pair.pk],
+                resolution=resolutions.get(pair.pk),
+                version=changes[pair.pk],
+            )
+        )
+    return out
+
+
+def pair_review_get(*, pair: Pair) -> PairReview:
+    return pair_review_list(run=pair.run, pairs=Pair.objects.filter(pk=pair.pk))[0]
+
+
+def review_summary(*, run: Run) -> dict:
+    """Agreement between annotators, with the steering direction, and what the lead must resolve."""
+    reviews = pair_review_list(run=run)
+    labels = {
+        r.pair.pk: {v.assignment.annotator.get_username(): v.order for v in r.verdicts if v.order != Verdict.Order.SKIP}
+        for r in reviews
+    }
+    outcomes = defaultdict(int)
+    for r in reviews:
+        outcomes[r.outcome] += 1
+    disagreements = [r for r in reviews if len(set(r.orders)) > 1]
+    return {
+        "reviews": reviews,
+        "agreement": run_agreement({k: v for k, v in labels.items() if len(v) >= 2}),
+        "steering": steering_agreement([o for r in reviews for o in r.orders]),
+        "outcomes": dict(outcomes),
+        "disagreements": disagreements,
+        "unresolved": sum(1 for r in disagreements if r.resolution is None),
+    }
+
+
+def dataset_rows(*, run: Run) -> tuple[list[dict], dict]:
+    """The pairs training and export may use, as TRL conversational rows, and what was done.
+
+    With review required, only pairs whose resolved verdict confirms an order are kept; a swap
+    flips chosen and rejected; tie, both bad, pending and disputed pairs are left out. Without
+    review every pair passes as generated."""
+    reviews = pair_review_list(run=run)
+    model = run.model.path_or_id or run.model.name
+    rows = []
+    counts = defaultdict(int)
+    for r in reviews:
+        outcome = r.outcome if run.require_review else "not_reviewed"
+        counts[outcome] += 1
+        if run.require_review and outcome not in (Resolution.Outcome.CONFIRM, Resolution.Outcome.SWAP):
+            continue
+        chosen, rejected = (r.rejected, r.chosen) if outcome == Resolution.Outcome.SWAP else (r.chosen, r.rejected)
+        prompt = r.pair.instruction.text
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": prompt}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "prompt_id": _prompt_id(prompt),
+                "dimension": r.pair.dimension.name if r.pair.dimension else "",
+                "gamma_plus": float(r.pair.gamma_plus),
+                "gamma_minus": float(r.pair.gamma_minus),
+                "layers": [int(x) for x in r.pair.layers],
+                "model": model,
+                "model_revision": run.model.revision,
+                "seed": int(r.pair.seed),
+                "verdict": outcome,
+                "annotators": r.annotators,
+                "agreement": r.agreement,
+                "edited": r.edited,
+            }
+        )
+    meta = {
+        "require_review": run.require_review,
+        "total": len(reviews),
+        "kept": len(rows),
+        "counts": dict(counts),
+        "note": (
+            "Only pairs whose reviewed verdict confirms an order are included; swapped pairs are flipped."
+            if run.require_review
+            else "Review was not required for this run: all pairs are included as generated, none were reviewed."
+        ),
+    }
+    return rows, meta
+
+
+def _prompt_id(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+def audit_list(*, run: Run, limit: int = 200) -> QuerySet[AuditEvent]:
+    return run.review_events.select_related("actor", "pair__instruction")[:limit]

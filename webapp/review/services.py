@@ -1,0 +1,174 @@
+"""Writes for review. Every service takes the acting user and checks what only it can check
+(that the pair is assigned to them, that a resolution is not stale); role checks happen in the
+selectors the views call first."""
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from collections import Counter
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.jobs.models import Pair
+from webapp.review.models import ApiToken, AuditEvent, PairEdit, Resolution, ReviewAssignment, Verdict
+from webapp.review.selectors import pair_review_get, reviewer_list, verdict_latest_for_user
+from webapp.studio.models import Run
+
+TOKEN_PREFIX = "icn2_"
+
+
+def _audit(*, run: Run, actor: AbstractBaseUser | None, action: str, pair: Pair | None = None, **detail) -> None:
+    AuditEvent.objects.create(run=run, pair=pair, actor=actor, action=action, detail=detail)
+
+
+def review_assign(*, run: Run, rng: random.Random | None = None) -> int:
+    """Give each pair to `run.review_k` distinct reviewers (fewer if the team has fewer), least
+    loaded first, ties broken round-robin by name. Idempotent; returns how many were created."""
+    rng = rng or random.Random()
+    reviewers = [m.user for m in reviewer_list(run=run)]
+    if not reviewers:
+        return 0
+    k = min(run.review_k, len(reviewers))
+    existing = ReviewAssignment.objects.filter(pair__run=run).values_list("pair_id", "annotator_id")
+    load = Counter(annotator_id for _, annotator_id in existing)
+    has: dict[int, set[int]] = {}
+    for pair_id, annotator_id in existing:
+        has.setdefault(pair_id, set()).add(annotator_id)
+    created = []
+    turn = 0
+    for pair_id in Pair.objects.filter(run=run).order_by("instruction__rank", "pk").values_list("pk", flat=True):
+        mine = has.get(pair_id, set())
+        for _ in range(k - len(mine)):
+            candidates = [u for u in reviewers if u.pk not in mine]
+            # Rotate the starting point so equal loads spread round-robin.
+            candidates = candidates[turn % len(candidates):] + candidates[: turn % len(candidates)]
+            user = min(candidates, key=lambda u: load[u.pk])
+            turn += 1
+            mine.add(user.pk)
+            load[user.pk] += 1
+            created.append(ReviewAssignment(pair_id=pair_id, annotator=user, left_is_chosen=rng.random() < 0.5))
+    ReviewAssignment.objects.bulk_create(created, ignore_conflicts=True)
+    if created:
+        _audit(run=run, actor=None, action=AuditEvent.Action.ASSIGN, assignments=len(created), k=run.review_k)
+    return len(created)
+
+
+def _assignment_of(*, run: Run, user: AbstractBaseUser, assignment_id: int) -> ReviewAssignment:
+    assignment = ReviewAssignment.objects.select_related("pair").filter(pk=assignment_id, pair__run=run).first()
+    if assignment is None or assignment.annotator_id != user.pk:
+        raise ValidationError("This pair is not assigned to you.")
+    return assignment
+
+
+def _order_of(choice: str, *, left_is_chosen: bool) -> str:
+    if choice == Verdict.Choice.LEFT:
+        return Verdict.Order.CONFIRM if left_is_chosen else Verdict.Order.SWAP
+    if choice == Verdict.Choice.RIGHT:
+        return Verdict.Order.SWAP if left_is_chosen else Verdict.Order.CONFIRM
+    return choice  # tie, both_bad and skip read the same either way
+
+
+@transaction.atomic
+def verdict_submit(*, run: Run, user: AbstractBaseUser, assignment_id: int, choice: str, rationale: str = "") -> Verdict:
+    """Record the annotator's verdict on a pair assigned to them (a new verdict replaces theirs)."""
+    if choice not in Verdict.Choice.values:
+        raise ValidationError(f"Unknown verdict {choice!r}; use one of {', '.join(Verdict.Choice.values)}.")
+    assignment = _assignment_of(run=run, user=user, assignment_id=assignment_id)
+    now = timezone.now()
+    assignment.verdicts.filter(voided_at__isnull=True).update(voided_at=now)
+    verdict = Verdict.objects.create(
+        assignment=assignment,
+        choice=choice,
+        order=_order_of(choice, left_is_chosen=assignment.left_is_chosen),
+        rationale=rationale.strip(),
+    )
+    _audit(run=run, actor=user, action=AuditEvent.Action.VERDICT, pair=assignment.pair, choice=choice,
+           order=verdict.order, rationale=verdict.rationale)
+    return verdict
+
+
+@transaction.atomic
+def verdict_undo(*, run: Run, user: AbstractBaseUser) -> Verdict:
+    """Void the annotator's latest standing verdict in this run; that pair comes back to them."""
+    verdict = verdict_latest_for_user(run=run, user=user)
+    if verdict is None:
+        raise ValidationError("There is no verdict to undo.")
+    verdict.voided_at = timezone.now()
+    verdict.save(update_fields=["voided_at"])
+    _audit(run=run, actor=user, action=AuditEvent.Action.UNDO, pair=verdict.assignment.pair, choice=verdict.choice)
+    return verdict
+
+
+@transaction.atomic
+def pair_edit(*, run: Run, user: AbstractBaseUser, assignment_id: int, side: str, text: str) -> PairEdit:
+    """Replace one response's text (the side as the annotator sees it: left or right); the
+    original stays on the pair and in the edit row."""
+    assignment = _assignment_of(run=run, user=user, assignment_id=assignment_id)
+    if side not in ("left", "right"):
+        raise ValidationError("Edit the left or the right response.")
+    text = text.strip()
+    if not text:
+        raise ValidationError("A response cannot be empty; write some text or cancel the edit.")
+    pair_side = PairEdit.Side.CHOSEN if (side == "left") == assignment.left_is_chosen else PairEdit.Side.REJECTED
+    review = pair_review_get(pair=assignment.pair)
+    current = review.chosen if pair_side == PairEdit.Side.CHOSEN else review.rejected
+    if text == current:
+        raise ValidationError("The text is unchanged.")
+    edit = PairEdit.objects.create(pair=assignment.pair, side=pair_side, original=current, text=text, editor=user)
+    _audit(run=run, actor=user, action=AuditEvent.Action.EDIT, pair=assignment.pair, side=pair_side, view_side=side,
+           before=current, after=text)
+    return edit
+
+
+@transaction.atomic
+def pair_resolve(*, run: Run, pair: Pair, outcome: str, based_on_version: int, user: AbstractBaseUser, note: str = "") -> Resolution:
+    """A lead settles a pair. Refused if anything changed since they looked (stale version)."""
+    if pair.run_id != run.pk:
+        raise ValidationError("This pair belongs to another run.")
+    if outcome not in Resolution.Outcome.values:
+        raise ValidationError(f"Unknown resolution {outcome!r}; use confirm, swap or drop.")
+    Pair.objects.select_for_update().filter(pk=pair.pk).first()  # serialise resolutions of one pair
+    current = pair_review_get(pair=pair).version
+    if current != based_on_version:
+        raise ValidationError("Someone changed this pair's review since you opened it; look again and resolve it anew.")
+    resolution = Resolution.objects.create(pair=pair, outcome=outcome, based_on_version=based_on_version, note=note.strip(),
+                                           resolved_by=user)
+    _audit(run=run, actor=user, action=AuditEvent.Action.RESOLVE, pair=pair, outcome=outcome, note=resolution.note)
+    return resolution
+
+
+def api_token_create(*, user: AbstractBaseUser, name: str = "training script") -> str:
+    """A new token for `user`; returned once, only its hash is kept."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    ApiToken.objects.create(user=user, name=name.strip()[:80] or "training script",
+                            token_hash=_hash(token), prefix=token[:12])
+    return token
+
+
+def api_token_authenticate(*, token: str) -> AbstractBaseUser:
+    """The user a token belongs to; PermissionDenied for a missing or unknown token."""
+    if not token:
+        raise PermissionDenied("Send your API token as 'Authorization: Bearer <token>'.")
+    api_token = ApiToken.objects.select_related("user").filter(token_hash=_hash(token)).first()
+    if api_token is None or not api_token.user.is_active:
+        raise PermissionDenied("Unknown API token.")
+    ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=timezone.now())
+    return api_token.user
+
+
+def api_token_revoke(*, user: AbstractBaseUser, token_id: int) -> None:
+    ApiToken.objects.filter(user=user, pk=token_id).delete()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+
+
+def export_record(*, run: Run, user: AbstractBaseUser, fmt: str, via: str) -> None:
+    _audit(run=run, actor=user, action=AuditEvent.Action.EXPORT, fmt=fmt, via=via)
