@@ -30,7 +30,7 @@ def assignment_list_for_user(*, run: Run, user: AbstractBaseUser) -> QuerySet[Re
 
 
 def _active_verdicts() -> Q:
-    return Q(verdicts__voided_at__isnull=True)
+    return Q(verdicts__pk__isnull=False, verdicts__voided_at__isnull=True)
 
 
 def assignment_next_for_user(*, run: Run, user: AbstractBaseUser) -> ReviewAssignment | None:
@@ -64,7 +64,7 @@ class Progress:
 
 def progress_for_user(*, run: Run, user: AbstractBaseUser) -> Progress:
     qs = assignment_list_for_user(run=run, user=user)
-    done = qs.filter(verdicts__voided_at__isnull=True).distinct().count()
+    done = qs.filter(_active_verdicts()).distinct().count()
     return Progress(username=user.get_username(), done=done, total=qs.count())
 
 
