@@ -1,0 +1,89 @@
+"""The review pages: Anna's queue, the htmx swap, errors shown in place, the lead's page and downloads."""
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from django.urls import reverse
+
+from webapp.review.models import ReviewAssignment, Verdict
+
+from .review_helpers import make_pairs
+
+pytestmark = pytest.mark.django_db
+
+COLUMNS = {
+    "prompt", "chosen", "rejected", "prompt_id", "dimension", "gamma_plus", "gamma_minus", "layers", "model",
+    "model_revision", "seed", "verdict", "annotators", "agreement", "edited",
+}
+
+
+def test_anna_sees_one_pair_with_unlabelled_sides_and_the_shortcuts(ours, annotator, client_for):
+    make_pairs(ours.run, 3)
+    content = client_for(annotator).get(reverse("review:queue", args=[ours.run.pk])).content.decode()
+    assert "Instruction 0" in content and 'data-text="left"' in content and 'data-text="right"' in content
+    assert "γ⁺" not in content and "chosen" not in content.lower().replace("choice", "")
+    assert "Keyboard shortcuts" in content and "<kbd>u</kbd>" in content
+
+
+def test_a_verdict_over_htmx_returns_the_next_pair_without_the_layout(ours, annotator, client_for):
+    ours.run.review_k = 3
+    ours.run.save()
+    make_pairs(ours.run, 2)
+    client = client_for(annotator, htmx=True)
+    client.get(reverse("review:queue", args=[ours.run.pk]))
+    first = ReviewAssignment.objects.filter(annotator=annotator).first()
+    response = client.post(reverse("review:verdict", args=[ours.run.pk]), {"assignment": first.pk, "choice": "tie"})
+    content = response.content.decode()
+    assert response.status_code == 200 and 'class="topbar"' not in content
+    assert "Instruction 1" in content and "1 of 2 reviewed" in content
+    assert Verdict.objects.get().order == "tie"
+
+
+def test_an_edit_that_empties_a_response_shows_a_clear_error(ours, annotator, client_for):
+    make_pairs(ours.run, 3)
+    client = client_for(annotator, htmx=True)
+    client.get(reverse("review:queue", args=[ours.run.pk]))
+    mine = ReviewAssignment.objects.filter(annotator=annotator).first()
+    response = client.post(reverse("review:edit", args=[ours.run.pk]), {"assignment": mine.pk, "side": "left", "text": ""})
+    assert "cannot be empty" in response.content.decode()
+
+
+def test_victor_the_viewer_cannot_submit_verdicts(ours, viewer, client_for):
+    make_pairs(ours.run, 3)
+    response = client_for(viewer).post(reverse("review:verdict", args=[ours.run.pk]), {"assignment": 1, "choice": "left"})
+    assert response.status_code == 403
+    assert not Verdict.objects.exists()
+
+
+def test_anna_cannot_launch_runs_or_open_the_lead_page(ours, annotator, client_for):
+    client = client_for(annotator)
+    assert client.post(reverse("studio:run_launch", args=[ours.run.pk])).status_code == 403
+    assert client.get(reverse("review:lead", args=[ours.run.pk])).status_code == 403
+
+
+def test_the_run_page_links_to_review_for_annotators_and_to_export_for_leads(ours, annotator, owner, client_for):
+    page = client_for(annotator).get(reverse("studio:run", args=[ours.run.pk])).content.decode()
+    assert "Review pairs" in page and "Agreement &amp; export" not in page
+    page = client_for(owner).get(reverse("studio:run", args=[ours.run.pk])).content.decode()
+    assert "Review pairs" in page and "Agreement &amp; export" in page
+
+
+def test_olivia_downloads_jsonl_and_parquet_with_the_review_columns(ours, owner, client_for):
+    ours.run.require_review = False
+    ours.run.save()
+    make_pairs(ours.run, 3)
+    client = client_for(owner)
+    lead = client.get(reverse("review:lead", args=[ours.run.pk])).content.decode()
+    assert "all pairs are included" in lead
+    jsonl = client.get(reverse("review:download", args=[ours.run.pk, "jsonl"]))
+    rows = [json.loads(line) for line in b"".join(jsonl.streaming_content if jsonl.streaming else [jsonl.content]).decode().splitlines()]
+    assert len(rows) == 3 and set(rows[0]) == COLUMNS
+    assert rows[0]["prompt"] == [{"role": "user", "content": "Instruction 0: explain topic 0."}]
+    table = pq.read_table(io.BytesIO(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])).content))
+    assert set(table.column_names) == COLUMNS and table.num_rows == 3
+    assert table.to_pylist()[0]["chosen"][0]["role"] == "assistant"
+    card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
+    assert "Review was not required" in card and "Pairs in this dataset: 3" in card
