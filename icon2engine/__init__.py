@@ -3,7 +3,7 @@
 Extract direction vectors from contrastive system prompts, synthesise instructions with the
 model itself (Magpie), keep those where a dimension matters most, calibrate γ with a judge,
 generate chosen/rejected pairs by steering hidden states up and down those directions, and
-export them for DPO.
+export them for DPO, train with DPO (LoRA by default) and evaluate the trained model against its base.
 
 Example:
     >>> from icon2engine import load_model, get_preset, default_feature_instructions
@@ -11,6 +11,8 @@ Example:
     >>> lm = load_model("embedded")
     >>> ds = extract_directions(lm, get_preset("optimism"), default_feature_instructions())
     >>> pairs = generate_pairs(lm, ds, ["Describe a rainy Monday."], steering=SteeringConfig(0.05, -0.05))
+    >>> res = train_dpo(lm, pairs, "runs/optimism", TrainConfig(max_steps=32, max_length=128))
+    >>> evaluate(lm, res.lm, ["Describe a bus ride."], VaderJudge(), direction=ds).win_rate
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .errors import (
     ConfigError, Icon2Error, InputError, JudgeError, LayerDetectionError, ModelLoadError, StopRequested, SynthesisShortfall,
     TemplateError,
 )
+from .evaluation import EvalConfig, EvalReport, evaluate, wilson_interval
 from .export import export_dataset
 from .filtering import ConsistencyScores, FilterConfig, Selection, score_instructions, select_top
 from .generation import SteeredPair, default_layers, generate_pairs, generate_rows
@@ -33,8 +36,9 @@ from .models import LoadedModel, embedded_model_dir, load_model
 from .pre_query import PreQuery, derive_pre_query
 from .presets import default_feature_instructions, get_preset, preset_names
 from .progress import NullProgress, Progress, RecordingProgress, TqdmProgress
-from .stats import StageStats
+from .stats import StageStats, total_stats
 from .synthesis import SynthesisConfig, SynthesisReport, SynthesisResult, synthesize
+from .training import TrainConfig, TrainingError, TrainResult, load_trained, train_dpo
 from .vector_io import export_control_vector_gguf, load_directions, save_directions
 
 __all__ = [
@@ -51,4 +55,7 @@ __all__ = [
     "SynthesisConfig", "SynthesisReport", "SynthesisResult", "SynthesisShortfall", "TemplateError", "VaderJudge",
     "calibrate", "clean_instructions", "derive_pre_query", "make_judge", "response_loglik", "score_instructions",
     "select_top", "synthesize",
+    # training, evaluation, compute
+    "EvalConfig", "EvalReport", "TrainConfig", "TrainResult", "TrainingError", "evaluate", "load_trained", "total_stats",
+    "train_dpo", "wilson_interval",
 ]

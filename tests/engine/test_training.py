@@ -133,3 +133,26 @@ def test_bad_settings_say_what_to_change(kwargs, fix):
 def test_paper_settings():
     cfg = TrainConfig.paper()
     assert (cfg.method, cfg.beta, cfg.learning_rate, cfg.epochs) == ("full", 0.1, 5e-7, 1.0)
+
+
+def test_out_of_memory_stops_cleanly_and_keeps_the_last_checkpoint(tiny_lm, tmp_path, monkeypatch):
+    from trl import DPOTrainer
+
+    from icon2engine.training import TrainingError
+
+    real_step = DPOTrainer.training_step
+
+    def step(self, *args, **kwargs):
+        if self.state.global_step >= 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(DPOTrainer, "training_step", step)
+    cfg = TrainConfig(**{**FAST, "max_steps": 3, "save_steps": 1})
+    with pytest.raises(TrainingError, match=r"out of memory.*lower batch_size or max_length.*checkpoint-1") as info:
+        train_dpo(tiny_lm, PAIRS, tmp_path / "run", cfg)
+    assert info.value.checkpoint.endswith("checkpoint-1")
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-1").is_dir()
+    monkeypatch.setattr(DPOTrainer, "training_step", real_step)
+    res = train_dpo(tiny_lm, PAIRS, tmp_path / "run", cfg)
+    assert res.steps == 3 and not res.stopped
