@@ -3,8 +3,12 @@
   if (window.icon2ReviewKeys) return;
   window.icon2ReviewKeys = true;
   var busy = false;
+  // htmx wires up swapped-in forms only when they settle; a fast key press must not beat it
+  // (the form would submit natively and reload the page).
+  function ready(el) { if (window.htmx && el) window.htmx.process(el.closest("form") || el); return el; }
   document.addEventListener("htmx:beforeRequest", function () { busy = true; });
-  document.addEventListener("htmx:afterSettle", function () { busy = false; });
+  document.addEventListener("htmx:afterSwap", function () { busy = false; });
+  document.addEventListener("htmx:afterRequest", function () { busy = false; });
   document.addEventListener("htmx:responseError", function () { busy = false; });
 
   function openEdit(side) {
@@ -40,7 +44,7 @@
         target.blur();
         event.preventDefault();
       } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-        (form || target.form).requestSubmit();
+        ready(form || target.form).requestSubmit();
         event.preventDefault();
       }
       return;
@@ -49,10 +53,10 @@
     var choice = KEYS[event.key];
     if (choice) {
       var button = document.querySelector("#verdict-form [data-key=" + choice + "]");
-      if (button) { button.click(); event.preventDefault(); }
+      if (button) { ready(button).click(); event.preventDefault(); }
     } else if (event.key === "u") {
       var undo = document.querySelector("#undo-form button:not([disabled])");
-      if (undo) { undo.click(); event.preventDefault(); }
+      if (undo) { ready(undo).click(); event.preventDefault(); }
     } else if (event.key === "e" || event.key === "r") {
       openEdit(event.key === "e" ? "left" : "right");
       event.preventDefault();
