@@ -242,3 +242,21 @@ def test_the_audit_log_records_verdicts_undo_edits_and_resolutions(ours, owner, 
     assert events[-1].detail["rationale"] == "clearer"
     assert events[0].detail["note"] == "off topic"
     assert AuditEvent.objects.filter(action="assign").exists()
+
+
+def test_passing_the_gate_writes_only_the_reviewed_pairs_for_training(ours, owner, settings):
+    import json
+    from pathlib import Path
+
+    from webapp.jobs.services import review_finish
+    from webapp.studio.models import Run, Stage
+
+    _gate_setup(ours, ["confirm", "swap", "both_bad"])
+    ours.run.stages.filter(kind="review").update(status=Stage.Status.RUNNING)
+    Run.objects.filter(pk=ours.run.pk).update(status=Run.Status.PAUSED)
+    review_finish(run=ours.run)
+    stage = ours.run.stages.get(kind="review")
+    assert stage.status == Stage.Status.SUCCEEDED
+    assert stage.message == "2 of 3 pairs passed review."
+    lines = (Path(settings.MEDIA_ROOT) / stage.metrics["dataset_jsonl"]).read_text().splitlines()
+    assert [json.loads(line)["verdict"] for line in lines] == ["confirm", "swap"]

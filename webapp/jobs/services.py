@@ -344,9 +344,17 @@ def stage_retry(*, stage: Stage) -> Stage:
 
 
 def review_finish(*, run: Run) -> None:
-    """The review gate is passed: training may start. (Issue 7 will check the verdicts here.)"""
+    """The review gate is passed: training may start, on the gated dataset only (pairs whose
+    resolved verdict confirms an order, swaps flipped), which is written to disk here and
+    described in the review stage's metrics."""
+    from webapp.review.services import review_dataset_write
+
+    if not run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).exists():
+        return
+    gate = review_dataset_write(run=run)
     updated = run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).update(
-        status=Stage.Status.SUCCEEDED, finished_at=_now(), message=""
+        status=Stage.Status.SUCCEEDED, finished_at=_now(), metrics=gate,
+        message=f"{gate['kept']} of {gate['total']} pairs passed review.",
     )
     if updated:
         Run.objects.filter(pk=run.pk, status=Run.Status.PAUSED).update(status=Run.Status.RUNNING)

@@ -107,6 +107,10 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
 
+    @property
+    def summary(self) -> str:
+        return " · ".join(f"{key}: {value}" for key, value in self.detail.items() if value not in ("", None))
+
 
 class ApiToken(models.Model):
     """A per-user token; only its SHA-256 is stored, the token itself is shown once."""

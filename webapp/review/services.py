@@ -172,3 +172,23 @@ def _hash(token: str) -> str:
 
 def export_record(*, run: Run, user: AbstractBaseUser, fmt: str, via: str) -> None:
     _audit(run=run, actor=user, action=AuditEvent.Action.EXPORT, fmt=fmt, via=via)
+
+
+def review_dataset_write(*, run: Run) -> dict:
+    """Write the gated dataset (JSONL, Parquet, card) next to the run's other artifacts, for the
+    training stage to read. Returns what was written: counts and paths relative to MEDIA_ROOT."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from webapp.review import export
+    from webapp.review.selectors import dataset_rows
+
+    rows, meta = dataset_rows(run=run)
+    relative = Path("teams") / str(run.project.team_id) / "runs" / str(run.pk) / "reviewed"
+    folder = Path(settings.MEDIA_ROOT) / relative
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pairs.jsonl").write_bytes(export.to_jsonl(rows))
+    (folder / "pairs.parquet").write_bytes(export.to_parquet(rows))
+    (folder / "README.md").write_text(export.dataset_card(run=run, rows=rows, meta=meta), encoding="utf-8")
+    return {**meta, "dataset_jsonl": str(relative / "pairs.jsonl"), "dataset_parquet": str(relative / "pairs.parquet")}
