@@ -81,6 +81,11 @@ def test_anna_reviews_ten_pairs_with_the_keyboard_only(live_server, page, screen
             page.keyboard.press("Control+Enter")
             expect(page.locator(".messages")).to_contain_text("Saved your edit")
             expect(page.locator("[data-text=left]")).to_contain_text("A rewritten, friendlier answer.")
+        if i == 0:
+            page.keyboard.press("n")
+            expect(page.locator("#rationale")).to_be_focused()
+            page.keyboard.type("Kinder and it answers the question.")
+            page.keyboard.press("Escape")
         if i == UNDO_AT:
             # A wrong verdict first, then undo brings the same pair back.
             page.keyboard.press("t")
@@ -100,6 +105,7 @@ def test_anna_reviews_ten_pairs_with_the_keyboard_only(live_server, page, screen
     assert len(standing) == 10
     for order, assignment in zip(PLAN, assignments):
         assert standing[assignment.pair_id].order == order, assignment.pair.instruction.text
+    assert standing[assignments[0].pair_id].rationale == "Kinder and it answers the question."
     voided = Verdict.objects.get(voided_at__isnull=False)
     assert voided.assignment == assignments[UNDO_AT] and voided.choice == "tie"
     edit = PairEdit.objects.get()
