@@ -87,3 +87,40 @@ def test_olivia_downloads_jsonl_and_parquet_with_the_review_columns(ours, owner,
     assert table.to_pylist()[0]["chosen"][0]["role"] == "assistant"
     card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
     assert "Review was not required" in card and "Pairs in this dataset: 3" in card
+
+
+def test_anna_is_not_shown_which_response_was_steered_up_on_the_run_page(ours, annotator, viewer, client_for):
+    make_pairs(ours.run, 2)
+    assert 'id="pairs"' not in client_for(annotator).get(reverse("studio:run", args=[ours.run.pk])).content.decode()
+    assert 'id="pairs"' in client_for(viewer).get(reverse("studio:run", args=[ours.run.pk])).content.decode()
+
+
+def test_a_stale_resolution_on_the_lead_page_shows_an_error_and_changes_nothing(ours, owner, client_for):
+    from webapp.review.models import Resolution
+
+    pair = make_pairs(ours.run, 1)[0]
+    response = client_for(owner).post(
+        reverse("review:resolve", args=[ours.run.pk, pair.pk]), {"outcome": "swap", "version": "5"}, follow=True
+    )
+    assert "Someone changed this pair" in response.content.decode()
+    assert not Resolution.objects.exists()
+
+
+def test_olivia_sees_everyones_progress_and_resolves_a_disagreement(ours, owner, engineer, client_for):
+    from webapp.review import selectors, services
+
+    ours.run.review_k = 2
+    ours.run.save()
+    pair = make_pairs(ours.run, 1)[0]
+    services.review_assign(run=ours.run)
+    first, second = pair.assignments.all()
+    services.verdict_submit(run=ours.run, user=first.annotator, assignment_id=first.pk, choice="left")
+    services.verdict_submit(run=ours.run, user=second.annotator, assignment_id=second.pk, choice="right" if first.left_is_chosen == second.left_is_chosen else "left")
+    client = client_for(owner)
+    page = client.get(reverse("review:lead", args=[ours.run.pk])).content.decode()
+    assert first.annotator.get_username() in page and "1 / 1" in page
+    assert 'data-unresolved>1<' in page
+    version = selectors.pair_review_get(pair=pair).version
+    client.post(reverse("review:resolve", args=[ours.run.pk, pair.pk]), {"outcome": "drop", "version": version})
+    assert selectors.pair_review_get(pair=pair).outcome == "drop"
+    assert 'data-unresolved>0<' in client.get(reverse("review:lead", args=[ours.run.pk])).content.decode()
