@@ -32,6 +32,13 @@ def review_assign(*, run: Run, rng: random.Random | None = None) -> int:
     reviewers = [m.user for m in reviewer_list(run=run)]
     if not reviewers:
         return 0
+    with transaction.atomic():
+        # Two people opening their queues at once must not both top a pair up to k: lock the run.
+        Run.objects.select_for_update().filter(pk=run.pk).first()
+        return _assign_locked(run=run, reviewers=reviewers, rng=rng)
+
+
+def _assign_locked(*, run: Run, reviewers: list, rng: random.Random) -> int:
     k = min(run.review_k, len(reviewers))
     existing = ReviewAssignment.objects.filter(pair__run=run).values_list("pair_id", "annotator_id")
     load = Counter(annotator_id for _, annotator_id in existing)
