@@ -13,12 +13,13 @@ class ChunkProgress:
     two generated rows). Raises StopRequested from ``advance`` once the run is cancelled, so
     work stops within one batch."""
 
-    def __init__(self, chunk, *, scale: float = 1.0, heartbeat=None) -> None:
+    def __init__(self, chunk, *, scale: float = 1.0, heartbeat=None, percent: bool = False) -> None:
         from django.conf import settings
 
         self.chunk = chunk
         self.scale = scale
         self.interval_s = settings.ICON2_PROGRESS_INTERVAL_MS / 1000
+        self.percent = percent  # the engine's total (e.g. training steps) maps onto the chunk's 0..size
         self.heartbeat = heartbeat
         self.done_units = 0
         self.base = 0  # items finished by earlier engine stages within this chunk
@@ -28,6 +29,8 @@ class ChunkProgress:
     def start(self, stage: str, total: int | None) -> None:
         self.base += int(self.done_units * self.scale)
         self.done_units = 0
+        if self.percent and total:
+            self.base, self.scale = 0, self.chunk.size / total
 
     def advance(self, n: int = 1, **metrics: Any) -> None:
         from webapp.jobs.services import chunk_progress

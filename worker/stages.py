@@ -5,6 +5,7 @@ services inside the transaction that marks the chunk done; ``compute`` is small 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -218,4 +219,101 @@ def calibrate(chunk, beat) -> Result:
     return write, stats.as_dict()
 
 
-HANDLERS: dict[str, Callable] = {"calibrate": calibrate, "extract": extract, "synthesize": synthesize, "filter": score, "generate": generate}
+def _held_out(run) -> tuple[list[int], list[int]]:
+    """(instruction ids to evaluate on, pair ids kept out of training).
+
+    The filter's rejects were never turned into pairs, so they are natural held-out
+    instructions. When the filter kept (nearly) everything, a fifth of the pairs is set aside."""
+    rejects = list(run.instructions.filter(kept=False).order_by("index").values_list("pk", flat=True))
+    limit = settings.ICON2_EVAL_MAX
+    if len(rejects) >= 4:
+        return rejects[:limit], []
+    pairs = list(run.pairs.order_by("-instruction__rank").values_list("pk", "instruction_id"))
+    n = max(2, len(pairs) // 5) if len(pairs) >= 4 else 0
+    return rejects + [iid for _, iid in pairs[:n]][: max(0, limit - len(rejects))], [pid for pid, _ in pairs[:n]]
+
+
+def train(chunk, beat) -> Result:
+    """DPO on the pairs that passed the review gate (all pairs when review is not required)."""
+    from icon2engine import Icon2Error, StopRequested
+    from icon2engine.training import TrainConfig, train_dpo
+    from webapp.jobs.models import Pair
+    from webapp.review.selectors import dataset_rows
+    from webapp.studio.models import Stage
+
+    run = chunk.stage.run
+    lm = get_model(run.model)
+    eval_ids, reserved = _held_out(run)
+    reserved_prompts = set(Pair.objects.filter(pk__in=reserved).values_list("instruction__text", flat=True))
+    rows, meta = dataset_rows(run=run)
+    rows = [r for r in rows if r["prompt"][0]["content"] not in reserved_prompts]
+    if not rows:
+        raise Icon2Error(
+            "no pairs to train on: none passed review (or all were set aside for evaluation); "
+            "review more pairs, or generate more"
+        )
+    config = TrainConfig(
+        method="lora" if run.dpo_use_lora else "full", beta=run.dpo_beta, learning_rate=run.dpo_learning_rate,
+        epochs=float(run.dpo_epochs), batch_size=run.dpo_batch_size, max_length=run.dpo_max_length,
+        lora_r=run.dpo_lora_r, seed=run.seed,
+    )
+    stats = StageStats(stage="train")
+    out = _run_dir(run) / "trained"
+    result = train_dpo(
+        lm, rows, out, config, dataset_name=f"{run.project.name} / {run.name}", run_name=f"run-{run.pk}",
+        progress=ChunkProgress(chunk, heartbeat=beat, percent=True), stats=stats,
+    )
+    if result.stopped:
+        raise StopRequested("the run was cancelled; the last checkpoint is kept for a retry")
+    last = result.log[-1] if result.log else {}
+
+    def write() -> None:
+        stage = Stage.objects.get(pk=chunk.stage_id)
+        Stage.objects.filter(pk=stage.pk).update(metrics={
+            **stage.metrics, "output_dir": str(out), "steps": result.steps, "pairs": len(rows),
+            "gate": meta.get("counts", {}), "held_out_instructions": eval_ids, "reserved_pairs": reserved,
+            "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+            "curve": [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in result.log][-200:],
+        })
+
+    return write, stats.as_dict()
+
+
+def evaluate(chunk, beat) -> Result:
+    """Trained against base on held-out instructions, judged in both orders, with projections."""
+    from icon2engine import Icon2Error
+    from icon2engine.evaluation import EvalConfig, evaluate as engine_evaluate
+    from icon2engine.judges import JudgeConfig, make_judge
+    from icon2engine.training import load_trained
+    from webapp.jobs.models import DirectionArtifact, Instruction
+    from webapp.studio.models import Stage
+
+    run = chunk.stage.run
+    train_stage = run.stages.get(kind="train")
+    ids = train_stage.metrics.get("held_out_instructions") or []
+    texts = list(Instruction.objects.filter(pk__in=ids).order_by("index").values_list("text", flat=True))
+    if not texts:
+        raise Icon2Error("no held-out instructions to evaluate on: lower the keep fraction or add instructions")
+    base = get_model(run.model)
+    trained = load_trained(base, train_stage.metrics["output_dir"])
+    artifact = DirectionArtifact.objects.filter(run=run).order_by("dimension_id").first()
+    direction = load_directions(artifact.path) if artifact else None
+    stats = StageStats(stage="evaluate")
+    report = engine_evaluate(
+        base, trained, texts, make_judge(JudgeConfig(kind=settings.ICON2_EVAL_JUDGE)),
+        EvalConfig(max_new_tokens=min(run.max_new_tokens, 64), layers=run_layers(run, base.n_layers)),
+        direction=direction, progress=ChunkProgress(chunk, heartbeat=beat, percent=True), stats=stats,
+    )
+    summary = report.summary()
+    summary.pop("stats", None)
+    summary["examples"] = report.rows[:5]
+    summary = json.loads(json.dumps(summary, default=float))  # numpy scalars → plain JSON numbers
+
+    def write() -> None:
+        stage = Stage.objects.get(pk=chunk.stage_id)
+        Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "evaluation": summary})
+
+    return write, stats.as_dict()
+
+
+HANDLERS: dict[str, Callable] = {"train": train, "evaluate": evaluate, "calibrate": calibrate, "extract": extract, "synthesize": synthesize, "filter": score, "generate": generate}

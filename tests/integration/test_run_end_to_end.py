@@ -60,6 +60,12 @@ def test_a_run_created_over_http_streams_progress_and_stores_its_pairs(stack, de
     pairs = _pairs(run_id)
     assert len(pairs) == len(set(pairs)) == _kept(run_id) == 4
     assert _stage(run_id, "generate").compute["tokens_out"] > 0
+    # DPO on the pairs (review not required: all pass), then trained vs base on held-out instructions.
+    train = _stage(run_id, "train")
+    assert train.status == "succeeded" and train.metrics["steps"] >= 1 and train.metrics["pairs"] >= 1
+    evaluation = _stage(run_id, "evaluate").metrics["evaluation"]
+    assert evaluation["n"] == len(train.metrics["held_out_instructions"]) >= 2
+    assert 0.0 <= evaluation["ci_low"] <= evaluation["win_rate"] <= evaluation["ci_high"] <= 1.0
 
 
 def test_a_user_of_another_team_cannot_open_the_runs_socket(stack, demo):

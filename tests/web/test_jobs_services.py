@@ -169,9 +169,9 @@ def test_review_pauses_the_run_until_a_lead_lets_it_continue(ours, owner, django
     assert run.stages.get(kind="review").status == Stage.Status.RUNNING
     services.review_finish(run=run)
     run.refresh_from_db()
-    assert run.status == Run.Status.SUCCEEDED
-    assert run.stages.get(kind="train").status == Stage.Status.SKIPPED
-    assert "not part of this release" in run.stages.get(kind="train").message
+    assert run.status == Run.Status.RUNNING
+    train = run.stages.get(kind="train")
+    assert train.status == Stage.Status.QUEUED and train.chunks.count() == 1
 
 
 def test_every_progress_payload_survives_a_json_round_trip(launched):
@@ -197,3 +197,16 @@ def test_every_progress_payload_survives_a_json_round_trip(launched):
     assert ("stage", "extract", "running") in kinds and ("stage", "extract", "succeeded") in kinds
     for message in received:
         assert json.loads(json.dumps(message)) == message
+
+
+def test_the_run_page_shows_training_and_the_win_rate_once_they_exist(ours, owner, client_for):
+    run = ours.run
+    run.stages.filter(kind="train").update(status="succeeded", metrics={
+        "steps": 4, "pairs": 12, "output_dir": "/tmp/x", "final": {"loss": 0.61, "margins": 0.2, "accuracy": 0.75}})
+    run.stages.filter(kind="evaluate").update(status="succeeded", metrics={"evaluation": {
+        "n": 16, "wins": 11, "ties": 2, "losses": 3, "win_rate": 0.75, "ci_low": 0.5, "ci_high": 0.9, "judge": "vader",
+        "mean_score": {"base": 0.3, "trained": 0.6}, "projection": {"base": 1.0, "trained": 2.0}}})
+    html = client_for(owner).get(f"/runs/{run.pk}/").content.decode()
+    assert "Training and evaluation" in html and "75%</strong> win rate" in html and "11 / 2 / 3" in html
+    run.stages.filter(kind="evaluate").update(status="failed")
+    assert "win rate" not in client_for(owner).get(f"/runs/{run.pk}/").content.decode()

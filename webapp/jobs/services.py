@@ -23,10 +23,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
 MAX_ATTEMPTS = 3
-NOT_YET = {
-    Stage.Kind.TRAIN: "DPO training is not part of this release yet; export the pairs and train with TRL.",
-    Stage.Kind.EVALUATE: "Evaluation is not part of this release yet.",
-}
+PERCENT_STAGES = (Stage.Kind.TRAIN, Stage.Kind.EVALUATE)  # one chunk; progress reported in percent
 
 
 def _now() -> dt.datetime:
@@ -53,6 +50,8 @@ def _work_items(stage: Stage) -> int:
         return run.instructions.count()
     if stage.kind == Stage.Kind.CALIBRATE:
         return 1
+    if stage.kind in PERCENT_STAGES:
+        return 100
     if stage.kind == Stage.Kind.GENERATE:
         return run.instructions.filter(kept=True).count()
     return 0
@@ -115,10 +114,6 @@ def run_advance(*, run_id: int) -> Stage | None:
                 Run.objects.filter(pk=run.pk).update(status=Run.Status.PAUSED)
                 started = stage
                 break
-            if stage.kind in NOT_YET:
-                Stage.objects.filter(pk=stage.pk).update(status=Stage.Status.SKIPPED, message=NOT_YET[stage.kind])
-                skipped.append(stage.pk)
-                continue
             try:
                 total = _work_items(stage)
             except Exception as exc:  # e.g. an uploaded file that went missing

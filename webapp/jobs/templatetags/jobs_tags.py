@@ -11,3 +11,15 @@ register = template.Library()
 def run_pairs_preview(run, limit: int = 8) -> dict:
     pairs = pair_list_for_run(run=run)
     return {"pairs": list(pairs[:limit]), "pair_count": pairs.count()}
+
+
+@register.inclusion_tag("jobs/_outcome.html")
+def run_outcome(run) -> dict:
+    """Training's last figures and the evaluation's win rate, when those stages have run."""
+    stages = {s.kind: s for s in run.stages.all()}
+    train, evaluate = stages.get("train"), stages.get("evaluate")
+    return {
+        "train": train.metrics.get("final") if train and train.status == "succeeded" else None,
+        "train_stage": train,
+        "evaluation": evaluate.metrics.get("evaluation") if evaluate and evaluate.status == "succeeded" else None,
+    }
