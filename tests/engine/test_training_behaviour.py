@@ -44,7 +44,7 @@ def test_dpo_on_steered_pairs_makes_unsteered_answers_more_positive(embedded_lm,
     t_gen = time.perf_counter() - t0
     res = train_dpo(
         embedded_lm, pairs, tmp_path / "run",
-        TrainConfig(max_steps=16, batch_size=4, max_length=96, learning_rate=2e-4, lora_r=8, lora_alpha=16),
+        TrainConfig(max_steps=24, batch_size=4, max_length=96, learning_rate=2e-4, lora_r=8, lora_alpha=16),
     )
     t_train = time.perf_counter() - t0 - t_gen
     t1 = time.perf_counter()
