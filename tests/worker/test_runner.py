@@ -1,5 +1,8 @@
 """The worker's chunk runner, in-process (no broker): bad input fails the stage with a clear,
-retryable error instead of a traceback or a silent partial result."""
+retryable error instead of a traceback or a silent partial result.
+
+Transactional tests: the runner closes stale connections between tasks, as a worker must,
+which would close the connection of a test wrapped in a transaction (PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +15,7 @@ from webapp.studio.services import dimension_create, model_create, project_creat
 
 
 @pytest.fixture
-def owner(db):
+def owner(transactional_db):
     return get_user_model().objects.create_user(username="olivia", password="pw-123456789")
 
 
