@@ -52,6 +52,24 @@ def run_layers(run, n_layers: int) -> tuple[int, ...] | None:
     return tuple(range(run.layer_start, run.layer_end + 1))
 
 
+def run_directions(run) -> dict[str, "DirectionSet"]:
+    """The run's extracted direction sets, keyed (and named) by dimension id, in id order."""
+    from webapp.jobs.models import DirectionArtifact
+
+    directions = {}
+    for a in DirectionArtifact.objects.filter(run=run).order_by("dimension_id"):
+        ds = load_directions(a.path)
+        ds.dimension = str(a.dimension_id)
+        directions[ds.dimension] = ds
+    return directions
+
+
+def steering_dimensions(rows, directions: dict) -> list[str]:
+    """Per instruction, the dimension it is steered along: the filter's winner, else the first."""
+    first = next(iter(directions), None)
+    return [str(r.winner_id) if str(r.winner_id) in directions else first for r in rows]
+
+
 def extract(chunk, beat) -> Result:
     from webapp.jobs.models import DirectionArtifact
 
@@ -81,15 +99,13 @@ def extract(chunk, beat) -> Result:
 
 
 def generate(chunk, beat) -> Result:
-    from webapp.jobs.models import DirectionArtifact, Pair
+    from webapp.jobs.models import Pair
 
     run = chunk.stage.run
     lm = get_model(run.model)
     rows = list(run.instructions.filter(kept=True).order_by("rank", "index").select_related("winner"))[chunk.start : chunk.stop]
-    artifacts = {a.dimension_id: a for a in DirectionArtifact.objects.filter(run=run)}
-    directions = {str(dim_id): load_directions(a.path) for dim_id, a in artifacts.items()}
-    fallback = str(min(artifacts)) if artifacts else None
-    dims = [str(r.winner_id) if r.winner_id in artifacts else fallback for r in rows]
+    directions = run_directions(run)
+    dims = steering_dimensions(rows, directions)
     steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers))
     config = GenerateConfig(
         max_new_tokens=run.max_new_tokens, batch_size=settings.ICON2_GENERATE_BATCH, do_sample=run.do_sample,
@@ -153,15 +169,11 @@ def score(chunk, beat) -> Result:
     when the last chunk is in (webapp.jobs.services._finalize_filter).
     """
     from icon2engine.filtering import FilterConfig, score_instructions
-    from webapp.jobs.models import DirectionArtifact
 
     run = chunk.stage.run
     lm = get_model(run.model)
     rows = list(run.instructions.order_by("index"))[chunk.start : chunk.stop]
-    artifacts = list(DirectionArtifact.objects.filter(run=run).order_by("dimension_id"))
-    directions = {str(a.dimension_id): load_directions(a.path) for a in artifacts}
-    for name, ds in directions.items():
-        ds.dimension = name
+    directions = run_directions(run)
     stats = StageStats(stage="filter")
     scores = score_instructions(
         lm, directions, [r.text for r in rows], FilterConfig(method="paper", keep_fraction=1.0),
@@ -183,16 +195,13 @@ def calibrate(chunk, beat) -> Result:
     from icon2engine import Icon2Error
     from icon2engine.calibration import CalibrationConfig, calibrate as engine_calibrate
     from icon2engine.judges import JudgeConfig, make_judge
-    from webapp.jobs.models import DirectionArtifact
     from webapp.studio.models import Run, Stage
 
     run = chunk.stage.run
     lm = get_model(run.model)
     rows = list(run.instructions.filter(kept=True).order_by("rank", "index"))
-    artifacts = {a.dimension_id: a for a in DirectionArtifact.objects.filter(run=run)}
-    directions = {str(k): load_directions(a.path) for k, a in artifacts.items()}
-    fallback = str(min(artifacts))
-    dims = [str(r.winner_id) if r.winner_id in artifacts else fallback for r in rows]
+    directions = run_directions(run)
+    dims = steering_dimensions(rows, directions)
     judge = make_judge(JudgeConfig(kind=settings.ICON2_CALIBRATION_JUDGE))
     stats = StageStats(stage="calibrate")
     result = engine_calibrate(
@@ -285,7 +294,7 @@ def evaluate(chunk, beat) -> Result:
     from icon2engine.evaluation import EvalConfig, evaluate as engine_evaluate
     from icon2engine.judges import JudgeConfig, make_judge
     from icon2engine.training import load_trained
-    from webapp.jobs.models import DirectionArtifact, Instruction
+    from webapp.jobs.models import Instruction
     from webapp.studio.models import Stage
 
     run = chunk.stage.run
@@ -296,8 +305,7 @@ def evaluate(chunk, beat) -> Result:
         raise Icon2Error("no held-out instructions to evaluate on: lower the keep fraction or add instructions")
     base = get_model(run.model)
     trained = load_trained(base, train_stage.metrics["output_dir"])
-    artifact = DirectionArtifact.objects.filter(run=run).order_by("dimension_id").first()
-    direction = load_directions(artifact.path) if artifact else None
+    direction = next(iter(run_directions(run).values()), None)
     stats = StageStats(stage="evaluate")
     report = engine_evaluate(
         base, trained, texts, make_judge(JudgeConfig(kind=settings.ICON2_EVAL_JUDGE)),
