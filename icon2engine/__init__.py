@@ -19,7 +19,8 @@ from __future__ import annotations
 from .calibration import CalibrationConfig, CalibrationResult, calibrate, response_loglik
 from .cleaning import CleaningReport, CleaningRules, clean_instructions
 from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptPair, SteeringConfig
-from .directions import DirectionSet, extract_directions
+from .cost import merge_estimates, sample_and_rank_estimate
+from .directions import DirectionSet, direction_cosines, extract_directions
 from .errors import (
     ConfigError, Icon2Error, InputError, JudgeError, LayerDetectionError, ModelLoadError, StopRequested, SynthesisShortfall,
     TemplateError,
@@ -33,6 +34,7 @@ from .judges import Judge, JudgeConfig, LengthJudge, LLMJudge, RewardModelJudge,
 from .instructions_io import parse_instructions, read_instructions
 from .layers import find_decoder_layers
 from .models import LoadedModel, embedded_model_dir, load_model
+from .playground import compare_steering
 from .pre_query import PreQuery, derive_pre_query
 from .presets import default_feature_instructions, get_preset, preset_names
 from .progress import NullProgress, Progress, RecordingProgress, TqdmProgress
@@ -58,4 +60,6 @@ __all__ = [
     # training, evaluation, compute
     "EvalConfig", "EvalReport", "TrainConfig", "TrainResult", "TrainingError", "evaluate", "load_trained", "total_stats",
     "train_dpo", "wilson_interval",
+    # playground, direction comparison, baseline cost
+    "compare_steering", "direction_cosines", "merge_estimates", "sample_and_rank_estimate",
 ]

@@ -17,7 +17,7 @@ from .models import LoadedModel
 from .progress import NullProgress, Progress
 from .stats import StageStats
 
-__all__ = ["DirectionSet", "extract_directions", "first_component"]
+__all__ = ["DirectionSet", "direction_cosines", "extract_directions", "first_component"]
 
 
 @dataclass
@@ -227,3 +227,33 @@ def extract_directions(
         prompts_hash=dimension.prompts_hash,
         n_pairs=n_pairs,
     )
+
+
+def direction_cosines(sets: Sequence[DirectionSet]) -> list[list[list[float]]]:
+    """Per layer, the cosine similarity of every pair of direction sets (how alike two dimensions are).
+
+    Args:
+        sets: direction sets of one model (equal number of layers and hidden size).
+
+    Returns:
+        ``out[layer][i][j]``: cosine between set i's and set j's vector at that layer, rounded to
+        6 places (small JSON: an ``n_layers × n × n`` nested list).
+
+    Example:
+        >>> direction_cosines([optimism, formality])[12]  # layer 12
+        [[1.0, 0.213457], [0.213457, 1.0]]
+    """
+    if not sets:
+        raise InputError("no direction sets to compare; give at least one")
+    first = sets[0]
+    for ds in sets[1:]:
+        if (ds.n_layers, ds.hidden_size) != (first.n_layers, first.hidden_size):
+            raise InputError(
+                f"direction set {ds.dimension!r} has {ds.n_layers} layers × {ds.hidden_size} but "
+                f"{first.dimension!r} has {first.n_layers} × {first.hidden_size}; "
+                "compare only sets extracted from the same model"
+            )
+    vecs = torch.stack([ds.vectors for ds in sets]).double()  # (n_sets, n_layers, hidden)
+    unit = vecs / vecs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cos = torch.einsum("ilh,jlh->lij", unit, unit)  # (n_layers, n_sets, n_sets)
+    return [[[round(float(x), 6) for x in row] for row in layer] for layer in cos.tolist()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -99,6 +99,7 @@ def generate_rows(
     system: str | None = None,
     progress: Progress | None = None,
     stats: StageStats | None = None,
+    on_step: Callable[[dict[int, str]], None] | None = None,
 ) -> Generation:
     """Generate one response per row; row r is steered by ``coefficients[r]`` along
     ``directions[direction_index[r]]`` at ``layers`` (γ relative to each layer's mean norm).
@@ -106,6 +107,12 @@ def generate_rows(
     With no coefficients (or all zero) no hook is installed: plain batched generation.
     Rows are batched in order of prompt length to waste little on padding; results come
     back in the order given. Greedy decoding gives the same text batched or one at a time.
+
+    Args:
+        on_step: called after every decoding step with ``{row: response text so far}`` (row in
+            the order given, text not yet stripped) for the rows of the current batch that had
+            not finished; a row's last text, stripped, is what ``texts`` holds. See
+            :class:`~icon2engine.streaming.RowStreamer`.
     """
     progress = progress or NullProgress()
     stats = stats if stats is not None else StageStats(stage="generate")
@@ -144,6 +151,8 @@ def generate_rows(
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
     from transformers import GenerationConfig
 
+    from .streaming import RowStreamer  # imports transformers, which the engine loads only when it generates
+
     gen_kwargs = dict(
         max_new_tokens=int(config.max_new_tokens),
         min_new_tokens=int(config.min_new_tokens) or None,
@@ -173,8 +182,9 @@ def generate_rows(
                     deltas[layer] = (scale[:, None] * stacked[didx, layer]).to(lm.device)  # (batch, hidden)
             if config.do_sample:
                 torch.manual_seed(config.seed + batch_no)
+            stream = {} if on_step is None else {"streamer": RowStreamer(tok, rows, eos, on_step)}
             with add_to_block_outputs(lm.layers, deltas, prompt_too=steer_prompt):
-                out = lm.model.generate(**enc, generation_config=generation_config)
+                out = lm.model.generate(**enc, generation_config=generation_config, **stream)
             gen = out[:, enc["input_ids"].shape[1] :].cpu()  # (batch, new)
             for row, seq in zip(rows, gen):
                 ids = seq.tolist()

@@ -77,3 +77,34 @@ def test_on_the_embedded_model_the_middle_layers_separate_held_out_pairs(optimis
     assert min(optimism_directions.mean_diff_cosine[8:16]) > 0.9
     # Hidden-state norms grow with depth (≈50 at block 0 to ≈700 at block 29 on SmolLM2).
     assert optimism_directions.mean_norm[0] < optimism_directions.mean_norm[15] < optimism_directions.mean_norm[29]
+
+
+def _set(vectors, name="d"):
+    from icon2engine import DirectionSet
+
+    n = vectors.shape[0]
+    return DirectionSet(name, vectors, [1.0] * n, [0.5] * n, [1.0] * n, [1.0] * n)
+
+
+def test_direction_cosines_are_one_on_the_diagonal_symmetric_and_minus_one_for_a_negated_set():
+    from icon2engine import direction_cosines
+
+    vecs = torch.nn.functional.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    other = torch.nn.functional.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(1)), dim=1)
+    cos = direction_cosines([_set(vecs, "a"), _set(other, "b"), _set(-vecs, "not a")])
+    assert len(cos) == 3 and all(len(m) == 3 and all(len(row) == 3 for row in m) for m in cos)
+    for layer, m in enumerate(cos):
+        assert [m[i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+        assert all(m[i][j] == m[j][i] for i in range(3) for j in range(3))
+        assert m[0][2] == -1.0
+        assert m[0][1] == pytest.approx(float(vecs[layer] @ other[layer]), abs=2e-6)
+        assert -1.0 < m[0][1] < 1.0
+
+
+def test_direction_cosines_refuse_sets_of_different_models():
+    from icon2engine import direction_cosines
+
+    with pytest.raises(InputError, match="same model"):
+        direction_cosines([_set(torch.ones(3, 16)), _set(torch.ones(4, 16), "deeper")])
+    with pytest.raises(InputError, match="no direction sets"):
+        direction_cosines([])
