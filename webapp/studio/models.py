@@ -264,6 +264,16 @@ class Run(models.Model):
     def team_id(self) -> int:
         return self.project.team_id
 
+    def layer_band(self, n_layers: int) -> tuple[int, int] | None:
+        """The steered blocks (first, last), inclusive: the run's setting, or the middle third
+        of ``n_layers`` exactly as the engine picks it (icon2engine.generation.default_layers)."""
+        if not n_layers:
+            return None
+        if self.layer_start is not None and self.layer_end is not None:
+            return self.layer_start, min(self.layer_end, n_layers - 1)
+        start = n_layers // 3
+        return start, max(start + 1, (2 * n_layers) // 3) - 1
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if (self.layer_start is None) != (self.layer_end is None):

@@ -16,6 +16,7 @@ urlpatterns = [
     path("projects/<int:project_pk>/dimensions/pair-row/", views.dimension_pair_row, name="dimension_pair_row"),
     path("projects/<int:project_pk>/dimensions/preset/", views.dimension_preset, name="dimension_preset"),
     path("projects/<int:project_pk>/runs/new/", views.run_new, name="run_new"),
+    path("projects/<int:pk>/compare/", views.run_compare, name="run_compare"),
     path("dimensions/<int:pk>/", views.dimension_detail, name="dimension"),
     path("dimensions/<int:pk>/delete/", views.dimension_delete, name="dimension_delete"),
     path("models/", views.model_list, name="models"),

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import current_membership, current_team_remember, membership_get, role_require
 from webapp.studio import services
+from webapp.studio.comparison import MIN_RUNS, run_comparison, run_list_for_comparison
 from webapp.studio.forms import DimensionEditor, ModelSpecForm, PairRow, ProjectForm, RunForm
 from webapp.studio.presets import preset_list
 from webapp.studio.selectors import (
@@ -348,6 +349,26 @@ def run_new(request: HttpRequest, project_pk: int) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk)
     return render(request, "studio/run_detail.html", {"run": run, "project": run.project, **_access(request, run.project.team_id)})
+
+
+@login_required
+@require_GET
+def run_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """Runs of a project side by side (`?runs=<id>&runs=<id>…`); with fewer than two, the picker."""
+    project = project_get_for_user(user=request.user, pk=pk)
+    runs = run_list_for_comparison(project=project, ids=request.GET.getlist("runs"))
+    return render(
+        request,
+        "studio/run_compare.html",
+        {
+            "project": project,
+            "comparison": run_comparison(runs=runs) if len(runs) >= MIN_RUNS else None,
+            "selected": {run.pk for run in runs},
+            "runs": run_list_for_project(project=project),
+            "min_runs": MIN_RUNS,
+            **_access(request, project.team_id),
+        },
+    )
 
 
 @login_required
