@@ -13,7 +13,7 @@ class ChunkProgress:
     two generated rows). Raises StopRequested from ``advance`` once the run is cancelled, so
     work stops within one batch."""
 
-    def __init__(self, chunk, *, scale: float = 1.0, heartbeat=None, percent: bool = False) -> None:
+    def __init__(self, chunk, *, scale: float = 1.0, heartbeat=None, percent: bool = False, curve: bool = False) -> None:
         from django.conf import settings
 
         self.chunk = chunk
@@ -25,6 +25,7 @@ class ChunkProgress:
         self.base = 0  # items finished by earlier engine stages within this chunk
         self._last = 0.0
         self._metrics: dict[str, Any] = {}
+        self.curve: list[dict] | None = [] if curve else None  # every logged point (training), for live charts
 
     def start(self, stage: str, total: int | None) -> None:
         self.base += int(self.done_units * self.scale)
@@ -37,6 +38,8 @@ class ChunkProgress:
 
         self.done_units += n
         self._metrics.update(metrics)
+        if self.curve is not None and "loss" in metrics:
+            self.curve.append({"step": len(self.curve) + 1, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
         if self.heartbeat is not None and self.heartbeat.cancelled:
             raise StopRequested("the run was cancelled")
         now = time.monotonic()
@@ -44,7 +47,10 @@ class ChunkProgress:
             return
         self._last = now
         done = min(self.chunk.size, self.base + int(self.done_units * self.scale))
-        if chunk_progress(chunk=self.chunk, done=done, metrics=self._metrics or None):
+        metrics = dict(self._metrics)
+        if self.curve:
+            metrics["curve"] = self.curve[-200:]
+        if chunk_progress(chunk=self.chunk, done=done, metrics=metrics or None):
             raise StopRequested("the run was cancelled")
 
     def finish(self) -> None:

@@ -19,6 +19,7 @@ from icon2engine import (
     StageStats,
     SteeringConfig,
     default_feature_instructions,
+    direction_cosines,
     export_control_vector_gguf,
     extract_directions,
     generate_pairs,
@@ -86,14 +87,21 @@ def extract(chunk, beat) -> Result:
         ds = extract_directions(lm, spec, feats, ExtractConfig(seed=run.seed), progress=progress, stats=stats)
         path = save_directions(ds, out / f"dimension-{dim.pk}.safetensors")
         gguf = export_control_vector_gguf(ds, out / f"dimension-{dim.pk}.gguf", getattr(lm.model.config, "model_type", "llama"))
-        results.append((dim, path, gguf, ds.diagnostics()))
+        results.append((dim, path, gguf, ds))
+    # Are the dimensions distinct? Cosines between their directions, per layer, for the run page.
+    cosines = {"dimensions": [dim.pk for dim, *_ in results], "layers": direction_cosines([r[3] for r in results])} if len(results) > 1 else None
 
     def write() -> None:
-        for dim, path, gguf, diagnostics in results:
+        from webapp.studio.models import Stage
+
+        for dim, path, gguf, ds in results:
             DirectionArtifact.objects.update_or_create(
                 run=run, dimension=dim,
-                defaults={"path": str(path), "gguf_path": str(gguf), "diagnostics": diagnostics},
+                defaults={"path": str(path), "gguf_path": str(gguf), "diagnostics": ds.diagnostics()},
             )
+        if cosines:
+            stage = Stage.objects.get(pk=chunk.stage_id)
+            Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "cosines": cosines})
 
     return write, stats.as_dict()
 
@@ -116,6 +124,8 @@ def generate(chunk, beat) -> Result:
         lm, directions, [r.text for r in rows], dimensions=dims, steering=steering, config=config,
         progress=ChunkProgress(chunk, scale=0.5, heartbeat=beat), stats=stats,
     )
+    compute = stats.as_dict()
+    compute["sample_and_rank"] = _sample_and_rank(stats, [r.text for r in rows], pairs)
 
     def write() -> None:
         Pair.objects.bulk_create(
@@ -129,7 +139,30 @@ def generate(chunk, beat) -> Result:
             ]
         )
 
-    return write, stats.as_dict()
+    return write, compute
+
+
+def _sample_and_rank(stats: StageStats, instructions: list[str], pairs) -> dict:
+    """What the paper's baseline would have cost for these instructions: its generation priced
+    from this chunk's own measured generation, its judging from timing the configured judge on
+    a few of the responses just made."""
+    import time
+
+    from icon2engine.cost import sample_and_rank_estimate
+    from icon2engine.judges import JudgeConfig, make_judge
+
+    judge = make_judge(JudgeConfig(kind=settings.ICON2_EVAL_JUDGE))
+    sample = min(8, len(pairs))
+    prompts = [instructions[i] for i in range(sample)] * 2
+    responses = [p.chosen for p in pairs[:sample]] + [p.rejected for p in pairs[:sample]]
+    t0 = time.perf_counter()
+    if responses:
+        judge.score_many(prompts, responses)
+    per_response = (time.perf_counter() - t0) / max(1, len(responses))
+    return sample_and_rank_estimate(
+        stats, rows_generated=2 * len(pairs), n_instructions=len(pairs), samples=settings.ICON2_COST_SAMPLES,
+        judge_s_per_response=per_response,
+    )
 
 
 def synthesize(chunk, beat) -> Result:
@@ -270,7 +303,7 @@ def train(chunk, beat) -> Result:
     out = _run_dir(run) / "trained"
     result = train_dpo(
         lm, rows, out, config, dataset_name=f"{run.project.name} / {run.name}", run_name=f"run-{run.pk}",
-        progress=ChunkProgress(chunk, heartbeat=beat, percent=True), stats=stats,
+        progress=ChunkProgress(chunk, heartbeat=beat, percent=True, curve=True), stats=stats,
     )
     if result.stopped:
         raise StopRequested("the run was cancelled; the last checkpoint is kept for a retry")

@@ -277,6 +277,14 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
                 for reason, n in c.compute.get("dropped", {}).items():
                     dropped[reason] = dropped.get(reason, 0) + n
             compute["dropped"] = dropped
+        estimates = [c.compute["sample_and_rank"] for c in chunks if c.compute.get("sample_and_rank")]
+        if estimates:  # generation: the sample-and-rank estimate adds up over chunks
+            merged = dict(estimates[0])
+            for e in estimates[1:]:
+                for key, value in e.items():
+                    if key != "samples" and isinstance(value, (int, float)):
+                        merged[key] = merged.get(key, 0) + value
+            compute["sample_and_rank"] = merged
         compute["chunks"] = len(chunks)
         compute["workers"] = sorted({c.worker for c in chunks})
         stage = Stage.objects.select_related("run").get(pk=stage_id)
@@ -392,3 +400,60 @@ def chunks_reap(*, stale_after_s: float | None = None, resend_after_s: float | N
             queue.send_chunk(chunk.pk)
             resent += 1
     return {"requeued": requeued, "failed": failed, "resent": resent}
+
+
+def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
+    """Keep the instructions whose stored consistency is at least ``threshold``.
+
+    Re-applies the filter from the scores the filter stage stored: no model is called. When
+    pairs were already generated from the old selection, they are dropped and the stages after
+    the filter run again (calibration, generation, …); pairs that annotators have reviewed are
+    never dropped: such a run is refused, and a new run is the way to try another threshold.
+    """
+    from django.core.exceptions import ValidationError
+
+    from webapp.review.models import Verdict
+
+    if threshold is None or not isinstance(threshold, (int, float)) or threshold != threshold or abs(threshold) == float("inf"):
+        raise ValidationError("Give the threshold as a number, e.g. 0.25.")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status in ACTIVE_RUN:
+            raise ValidationError("The run is working: wait until it pauses or finishes (or cancel it), then move the threshold.")
+        stage = run.stages.filter(kind=Stage.Kind.FILTER).first()
+        if stage is None or stage.status != Stage.Status.SUCCEEDED:
+            raise ValidationError("The filter has not scored this run's instructions yet.")
+        if Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).exists():
+            raise ValidationError(
+                "Annotators have already reviewed this run's pairs, and a new threshold would drop their work. "
+                "Start a new run with a different keep fraction instead."
+            )
+        rows = list(run.instructions.filter(consistency__isnull=False).order_by("-consistency", "index"))
+        kept = [r for r in rows if r.consistency >= threshold]
+        if not kept:
+            raise ValidationError(
+                f"No instruction scores {threshold:.4g} or more (the highest is {rows[0].consistency:.4g}); lower the threshold."
+                if rows else "No instruction was scored."
+            )
+        for r in rows:
+            r.kept, r.rank = False, None
+        for rank, r in enumerate(kept):
+            r.kept, r.rank = True, rank
+        Instruction.objects.bulk_update(rows, ["kept", "rank"], batch_size=500)
+        Stage.objects.filter(pk=stage.pk).update(metrics={
+            **stage.metrics, "kept": len(kept), "threshold": float(threshold), "threshold_set_by": "hand",
+        })
+        Run.objects.filter(pk=run.pk).update(keep_fraction=round(len(kept) / len(rows), 6))
+        later = run.stages.filter(order__gt=stage.order).exclude(status__in=[Stage.Status.PENDING, Stage.Status.SKIPPED])
+        rerun = later.exists() or run.pairs.exists()
+        if rerun:
+            run.pairs.all().delete()
+            Chunk.objects.filter(stage__run=run, stage__order__gt=stage.order).delete()
+            later.update(status=Stage.Status.PENDING, progress_done=0, progress_total=0, message="", metrics={},
+                         compute={}, error="", started_at=None, finished_at=None, heartbeat_at=None)
+            if run.status != Run.Status.DRAFT:
+                Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)
+    if rerun and run.status != Run.Status.DRAFT:
+        run_advance(run_id=run.pk)
+    _run_notify(run.pk)
+    return {"kept": len(kept), "scored": len(rows), "threshold": float(threshold), "regenerating": rerun}
