@@ -73,6 +73,11 @@ say "Starting a Celery worker (queues gpu,default; log in var/log/worker.log)"
 "$VENV/bin/celery" -A worker.celery_app worker -Q gpu,default -P solo -n "worker1@%h" -l INFO \
   >var/log/worker.log 2>&1 &
 PIDS+=($!)
+# The playground answers on a queue of its own, so a try never waits behind a run's long chunks.
+say "Starting the playground worker (queue interactive; log in var/log/playground.log)"
+"$VENV/bin/celery" -A worker.celery_app worker -Q interactive -P solo -n "playground@%h" -l INFO \
+  >var/log/playground.log 2>&1 &
+PIDS+=($!)
 "$VENV/bin/celery" -A worker.celery_app beat -l INFO --schedule var/celerybeat-schedule >var/log/beat.log 2>&1 &
 PIDS+=($!)
 

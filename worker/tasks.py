@@ -11,6 +11,13 @@ def run_chunk(chunk_id: int) -> None:
     run(chunk_id)
 
 
+@app.task(name="worker.tasks.playground", acks_late=False)
+def playground(probe_id: int) -> None:
+    from worker.playground import run_probe
+
+    run_probe(probe_id)
+
+
 @app.task(name="worker.tasks.reap")
 def reap() -> dict:
     from webapp.jobs.services import chunks_reap

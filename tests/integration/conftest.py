@@ -48,6 +48,8 @@ def stack(tmp_path, django_db_blocker):
     url, drop = _database(tmp_path)
     s = Stack(tmp_path, url, redis)
     try:
+        s.env["ICON2_STATIC_ROOT"] = str(tmp_path / "static")  # DEBUG is off: whitenoise serves collected files
+        s.manage("collectstatic", "--noinput")
         s.manage("migrate", "--noinput")
         s.manage("bootstrap_demo")
         s.start_web()

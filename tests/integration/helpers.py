@@ -20,16 +20,18 @@ def demo_project_id(browser: Browser) -> int:
 
 def create_run(browser: Browser, *, name: str, instructions: list[str] | None, max_new_tokens: int = 8,
                keep_fraction: float = 1.0, dimension: str = "Optimism", n_instructions: int = 8,
-               calibrate: bool = False) -> int:
+               calibrate: bool = False, extra_dimensions: tuple[str, ...] = (), seed: int = 0,
+               gamma: float = 0.05) -> int:
     project = demo_project_id(browser)
     path = f"/projects/{project}/runs/new/"
     form = browser.form(path)
     data = {k: v for k, v in form.fields.items()}
-    dim_value = next(v for v, label in form.choices["dimensions"] if label.lower().startswith(dimension.lower()))
+    dim_values = [next(v for v, label in form.choices["dimensions"] if label.lower().startswith(d.lower()))
+                  for d in (dimension, *extra_dimensions)]
     data.update(
-        name=name, instruction_source="upload" if instructions else "synthesize", dimensions=[dim_value],
+        name=name, instruction_source="upload" if instructions else "synthesize", dimensions=dim_values, seed=str(seed),
         keep_fraction=str(keep_fraction), max_new_tokens=str(max_new_tokens), layer_start="8", layer_end="15",
-        gamma_plus="0.05", gamma_minus="-0.05", n_instructions=str(n_instructions),
+        gamma_plus=str(gamma), gamma_minus=str(-gamma), n_instructions=str(n_instructions),
     )
     for flag in ("require_review", "calibrate", "do_sample"):
         data.pop(flag, None)

@@ -130,8 +130,8 @@ class Stack:
         self._spawn("web", [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "webapp.asgi:application"])
         wait_for(lambda: urllib.request.urlopen(self.url("/accounts/login/"), timeout=2).status == 200, 60, "daphne")
 
-    def start_worker(self, name: str) -> subprocess.Popen:
-        return self._spawn(name, [str(BIN / "celery"), "-A", "worker.celery_app", "worker", "-Q", "gpu,default",
+    def start_worker(self, name: str, queues: str = "gpu,default") -> subprocess.Popen:
+        return self._spawn(name, [str(BIN / "celery"), "-A", "worker.celery_app", "worker", "-Q", queues,
                                   "-P", "solo", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"])
 
     def start_beat(self) -> None:

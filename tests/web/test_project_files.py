@@ -78,10 +78,11 @@ def test_the_run_script_is_strict_bash_that_sets_up_and_serves():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
 
 
-def test_compose_defines_web_worker_redis_and_postgres():
+def test_compose_defines_web_workers_redis_and_postgres():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"web", "worker", "beat", "redis", "postgres"}
+    assert set(services) == {"web", "worker", "playground", "beat", "redis", "postgres"}
+    assert "-Q interactive" in services["playground"]["command"]  # the playground never waits behind runs
     assert "daphne" in " ".join(services["web"]["command"])
     assert services["worker"]["command"].startswith("celery -A worker.celery_app worker -Q gpu,default -P solo")
     assert "beat" in services["beat"]["command"]

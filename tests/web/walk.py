@@ -48,6 +48,13 @@ def _invite(world: TeamWorld) -> Invite:
     return Invite.objects.create(team=world.team, role="viewer", created_by=owner)
 
 
+def _probe(world: TeamWorld):
+    from webapp.jobs.models import Probe
+
+    probe, _ = Probe.objects.get_or_create(run=world.run, dimension=world.dimension, defaults={"instruction": "Say hi.", "gamma": 0.2})
+    return probe
+
+
 def _pair(world: TeamWorld):
     from webapp.jobs.models import Instruction, Pair
 
@@ -88,6 +95,17 @@ TEAM_ROUTES: list[Route] = [
     Route("studio:project", Perm.READ, lambda w: {"pk": w.project.pk}),
     Route("studio:dimension", Perm.READ, lambda w: {"pk": w.dimension.pk}),
     Route("studio:run", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("studio:run_compare", Perm.READ, lambda w: {"pk": w.project.pk}),
+    Route("jobs:run_directions", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("jobs:run_filter", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("jobs:run_calibration", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("jobs:run_training", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("jobs:run_cost", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("jobs:run_playground", Perm.READ, lambda w: {"pk": w.run.pk}),
+    Route("jobs:probe", Perm.READ, lambda w: {"pk": _probe(w).pk}),
+    Route("jobs:run_filter", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {"threshold": "0.5"}),
+    Route("jobs:run_playground", Perm.REVIEW, lambda w: {"pk": w.run.pk}, "POST",
+          lambda w: {"instruction": "Say hi.", "dimension": w.dimension.pk, "gamma": "0.2", "max_new_tokens": "8"}),
     Route("accounts:team_settings", Perm.READ, lambda w: {"team_pk": w.team.pk}),
     Route("accounts:team_switch", Perm.READ, method="POST", data=lambda w: {"team": w.team.pk}),
     Route("studio:project_edit", Perm.EDIT, lambda w: {"pk": w.project.pk}),

@@ -38,7 +38,14 @@ def _snapshot(run_id: int) -> list[dict]:
 def _render(event: dict) -> str:
     if event.get("type") == "stage":
         stage = Stage.objects.filter(run_id=event["run"], kind=event["stage"]).first()
-        return render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True}) if stage else ""
+        if stage is None:
+            return ""
+        html = render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True})
+        if stage.kind in (Stage.Kind.TRAIN, Stage.Kind.EVALUATE):  # the training tab's curves, live
+            from webapp.jobs.diagnostics import training_panel
+
+            html += render_to_string("jobs/_training_live.html", {"panel": training_panel(run=stage.run), "oob": True})
+        return html
     if event.get("type") == "run":
         run = Run.objects.get(pk=event["run"])
         html = render_to_string("studio/_run_status.html", {"run": run, "oob": True})
@@ -82,3 +89,43 @@ class RunProgressConsumer(AsyncWebsocketConsumer):
             html = await database_sync_to_async(_render)(event)
             if html:
                 await self.send(text_data=html)
+
+
+def _visible_probe(user, probe_id: int) -> dict | None:
+    from webapp.jobs.probes import probe_get_for_user
+    from webapp.jobs.events import probe_event
+
+    try:
+        return probe_event(probe_get_for_user(user=user, pk=probe_id))
+    except Http404:
+        return None
+
+
+class ProbeConsumer(AsyncWebsocketConsumer):
+    """A playground request's stream: the stored state first, then the texts as they grow
+    (JSON, read by static/js/playground.js). Members of the run's team only."""
+
+    joined = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.probe_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        if user is None or not user.is_authenticated or await database_sync_to_async(_visible_probe)(user, self.probe_id) is None:
+            await self.close()
+            return
+        await self.channel_layer.group_add(events.probe_group(self.probe_id), self.channel_name)
+        self.joined = True
+        await self.accept()
+        # Read after joining the group, so nothing falls between the snapshot and the stream.
+        snapshot = await database_sync_to_async(_visible_probe)(user, self.probe_id)
+        await self.send(text_data=json.dumps(dict(snapshot, snapshot=True)))
+
+    async def disconnect(self, code: int) -> None:
+        if self.joined:
+            await self.channel_layer.group_discard(events.probe_group(self.probe_id), self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        pass
+
+    async def probe_event(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message["event"]))

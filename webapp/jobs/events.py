@@ -43,3 +43,23 @@ def notify(run_id: int, event: dict) -> None:
         async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.event", "event": payload})
     except Exception as exc:
         log.warning("progress for run %s not sent (%s)", run_id, exc)
+
+
+def probe_group(probe_id: int) -> str:
+    return f"probe.{probe_id}"
+
+
+def probe_event(probe) -> dict:
+    return {"type": "probe", "probe": probe.pk, "status": probe.status, "outputs": probe.outputs,
+            "message": probe.message, "error": probe.error[:500]}
+
+
+def notify_probe(probe_id: int, event: dict) -> None:
+    """Send a playground update (the three texts so far, or the final state). Never raises."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(probe_group(probe_id), {"type": "probe.event", "event": event})
+    except Exception as exc:
+        log.warning("playground update for %s not sent (%s)", probe_id, exc)

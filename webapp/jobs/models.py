@@ -6,6 +6,7 @@ chunk can never store its results twice.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from webapp.studio.models import Dimension, Run, Stage
@@ -100,3 +101,46 @@ class DirectionArtifact(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "dimension"], name="direction_unique_per_run_dimension")]
+
+
+class Probe(models.Model):
+    """One playground request: an instruction answered unsteered, at +γ and at −γ, side by side.
+
+    The worker streams the three responses token by token over the channel layer and stores
+    them here as they grow (and in full at the end), so a page that opens late still sees them.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    SIDES = ("unsteered", "plus", "minus")
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="probes")
+    dimension = models.ForeignKey(Dimension, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    instruction = models.TextField()
+    gamma = models.FloatField()
+    layer_start = models.PositiveIntegerField(null=True, blank=True)
+    layer_end = models.PositiveIntegerField(null=True, blank=True)
+    max_new_tokens = models.PositiveIntegerField(default=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"probe {self.pk}: {self.instruction[:40]}"
+
+    @property
+    def layers_label(self) -> str:
+        return "middle third" if self.layer_start is None else f"{self.layer_start}–{self.layer_end}"

@@ -47,3 +47,18 @@ def broker_backlog(queue: str = "gpu") -> int | None:
     except Exception as exc:
         log.warning("could not read the broker's %s queue (%s)", queue, exc)
         return None
+
+
+def send_probe(probe_id: int) -> bool:
+    """Enqueue a playground request on the ``interactive`` queue, which a worker of its own
+    serves, so it never waits behind a run's long chunks."""
+    if settings.ICON2_QUEUE == "none":
+        return False
+    from worker.celery_app import app
+
+    try:
+        app.send_task(PLAYGROUND_TASK, args=[probe_id], queue="interactive")
+        return True
+    except Exception as exc:
+        log.warning("could not enqueue playground request %s (%s)", probe_id, exc)
+        return False

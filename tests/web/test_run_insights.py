@@ -1,0 +1,171 @@
+"""The run page's evidence tabs: directions, the consistency filter, calibration, training, cost.
+
+Runs here are written the way the worker writes them (tests/web/finished.py); no model is
+loaded. tests/browser/test_run_insights.py opens the same tabs on a real run.
+"""
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from webapp.jobs import diagnostics, services
+from webapp.jobs.models import Chunk, Instruction
+from webapp.studio.models import Dimension, Stage
+
+from .finished import finish_run
+
+
+@pytest.fixture
+def finished(ours):
+    second = Dimension.objects.create(project=ours.project, name="Honesty")
+    return finish_run(ours.run, second_dimension=second)
+
+
+def _get(client, name, run, **params):
+    return client.get(reverse(name, args=[run.pk]), params).content.decode()
+
+
+def test_olivia_sees_each_layers_separation_with_the_steered_band_marked(client_for, owner, finished):
+    html = _get(client_for(owner), "jobs:run_directions", finished)
+    assert "<svg" in html and "steered" in html
+    assert html.count('class="in-band"') == 2 * 10  # layers 10–19 of 30, for both dimensions
+    assert "Steered layers 10–19" in html and "Best single layer" in html
+    assert "Are the dimensions distinct?" in html and "The directions are distinct" in html
+
+
+def test_overlapping_dimensions_are_called_out(client_for, owner, finished):
+    stage = finished.stages.get(kind="extract")
+    dims = stage.metrics["cosines"]["dimensions"]
+    stage.metrics["cosines"]["layers"] = [[[1.0, 0.8], [0.8, 1.0]]] * 30
+    stage.save()
+    assert "Some directions overlap (|cos| up to 0.80)" in _get(client_for(owner), "jobs:run_directions", finished)
+    assert len(dims) == 2
+
+
+def test_the_histogram_shows_every_scored_instruction_and_the_current_threshold(client_for, owner, finished):
+    html = _get(client_for(owner), "jobs:run_filter", finished)
+    assert "20 instructions scored" in html and '<strong id="kept-now">5</strong>' in html
+    assert 'data-kept="5"' in html and "keep ≥" in html
+    panel = diagnostics.filter_panel(run=finished)
+    assert sum(b.count for b in panel.bins) == 20 and sum(b.kept for b in panel.bins) == 5
+
+
+def test_moving_the_threshold_previews_the_kept_count_and_the_instructions_either_side(client_for, viewer, finished):
+    html = _get(client_for(viewer, htmx=True), "jobs:run_filter", finished, threshold="0.25", preview="1")
+    assert html.startswith('<div id="filter-preview">')
+    assert 'data-kept="7"' in html  # scores 0.3 … 0.9
+    above = html.split('id="just-above"')[1].split("</ul>")[0]
+    below = html.split('id="just-below"')[1].split("</ul>")[0]
+    assert "Instruction number 13" in above and "Instruction number 12" in below
+    assert finished.instructions.filter(kept=True).count() == 5  # a preview stores nothing
+
+
+def test_applying_a_threshold_refilters_from_stored_scores_without_any_model_call(client_for, engineer, finished, monkeypatch):
+    import icon2engine
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the filter must not load a model")
+
+    monkeypatch.setattr(icon2engine, "load_model", no_model)
+    before = dict(finished.instructions.values_list("pk", "scores"))
+    consistency = dict(finished.instructions.values_list("pk", "consistency"))
+    filter_chunks = Chunk.objects.filter(stage__run=finished, stage__kind="filter").count()
+    response = client_for(engineer).post(reverse("jobs:run_filter", args=[finished.pk]), {"threshold": "-0.05"}, follow=True)
+    html = response.content.decode()
+    assert "Threshold -0.05 applied: 10 of 20 instructions kept" in html
+    assert finished.instructions.filter(kept=True).count() == 10
+    assert set(finished.instructions.filter(kept=True).values_list("index", flat=True)) == set(range(10, 20))
+    assert dict(finished.instructions.values_list("pk", "scores")) == before  # not recomputed
+    assert dict(finished.instructions.values_list("pk", "consistency")) == consistency
+    assert Chunk.objects.filter(stage__run=finished, stage__kind="filter").count() == filter_chunks  # no filter work queued
+    stage = finished.stages.get(kind="filter")
+    assert stage.metrics["kept"] == 10 and stage.metrics["threshold"] == -0.05 and stage.status == "succeeded"
+
+
+def test_a_new_threshold_on_a_finished_run_regenerates_the_pairs(engineer, finished, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.filter_threshold_apply(run=finished, threshold=0.45)
+    finished.refresh_from_db()
+    assert result == {"kept": 5, "scored": 20, "threshold": 0.45, "regenerating": True}
+    assert finished.pairs.count() == 0 and finished.status == "running"
+    stages = dict(finished.stages.values_list("kind", "status"))
+    assert stages["filter"] == "succeeded" and stages["calibrate"] == "queued"
+    assert stages["generate"] == stages["train"] == stages["evaluate"] == "pending"
+    assert finished.keep_fraction == 0.25
+
+
+def test_a_threshold_is_refused_while_the_run_works_or_once_pairs_are_reviewed(finished, annotator):
+    from django.core.exceptions import ValidationError
+
+    from webapp.review.models import ReviewAssignment, Verdict
+
+    finished.status = "running"
+    finished.save()
+    with pytest.raises(ValidationError, match="The run is working"):
+        services.filter_threshold_apply(run=finished, threshold=0.0)
+    finished.status = "paused"
+    finished.save()
+    pair = finished.pairs.first()
+    assignment = ReviewAssignment.objects.create(pair=pair, annotator=annotator, left_is_chosen=True)
+    Verdict.objects.create(assignment=assignment, choice="left", order="confirm")
+    with pytest.raises(ValidationError, match="Annotators have already reviewed"):
+        services.filter_threshold_apply(run=finished, threshold=0.0)
+    with pytest.raises(ValidationError, match="No instruction scores 5 or more"):
+        Verdict.objects.all().delete()
+        services.filter_threshold_apply(run=finished, threshold=5)
+    assert finished.instructions.filter(kept=True).count() == 5
+
+
+def test_a_threshold_that_is_not_a_number_is_explained(client_for, engineer, finished):
+    html = client_for(engineer).post(reverse("jobs:run_filter", args=[finished.pk]), {"threshold": "high"}).content.decode()
+    assert "“high” is not a number" in html and finished.instructions.filter(kept=True).count() == 5
+
+
+def test_an_annotator_may_look_at_the_histogram_but_not_move_the_threshold(client_for, annotator, finished):
+    client = client_for(annotator)
+    assert client.get(reverse("jobs:run_filter", args=[finished.pk])).status_code == 200
+    assert client.post(reverse("jobs:run_filter", args=[finished.pk]), {"threshold": "0"}).status_code == 403
+    assert finished.instructions.filter(kept=True).count() == 5
+
+
+def test_calibration_curves_mark_the_picked_gamma_and_the_coherence_floor(client_for, owner, finished):
+    html = _get(client_for(owner), "jobs:run_calibration", finished)
+    assert "γ⁺ = 0.1" in html and "γ⁻ = -0.1" in html
+    assert "γ⁺ 0.1" in html and "coherence floor" in html and "-3.40 nats per token" in html
+    assert html.count('class="picked"') == 1
+    panel = diagnostics.calibration_panel(run=finished)
+    assert [p["gamma"] for p in panel.by_gamma] == [-0.1, -0.05, 0.0, 0.05, 0.1]
+
+
+def test_a_run_without_calibration_says_so_and_points_at_the_playground(client_for, owner, ours):
+    html = _get(client_for(owner), "jobs:run_calibration", ours.run)
+    assert "calibration was off" in html and reverse("jobs:run_playground", args=[ours.run.pk]) in html
+
+
+def test_training_curves_and_the_win_rate_with_its_interval(client_for, viewer, finished):
+    html = _get(client_for(viewer), "jobs:run_training", finished)
+    assert 'data-steps="3"' in html and "DPO loss" in html and "Reward margin and accuracy" in html
+    assert "75%</strong> win rate" in html and "50–90%" in html and "11 / 2 / 3" in html
+
+
+def test_the_training_curve_is_pushed_to_open_pages_while_dpo_runs(ours):
+    from webapp.jobs.consumers import _render
+
+    ours.run.stages.filter(kind="train").update(status="running", metrics={"curve": [{"step": 1, "loss": 0.69, "margins": 0.0, "accuracy": 0.5}]})
+    html = _render({"type": "stage", "run": ours.run.pk, "stage": "train"})
+    assert 'id="training-live" hx-swap-oob="true" data-steps="1"' in html and "badge-running" in html
+
+
+def test_the_cost_panel_sets_compute_per_stage_against_the_sample_and_rank_estimate(client_for, owner, finished):
+    html = _get(client_for(owner), "jobs:run_cost", finished)
+    assert "Sample-and-rank (estimate)" in html and "6.0 s" in html
+    # extract + filter + calibrate + generate = 8 s against 6 s
+    assert "<strong>8.0 s</strong>" in html and "<strong>1.33×</strong>" in html and "<strong>0.33×</strong>" in html
+    assert html.count("2.00 s") == 8  # every stage's wall time in the table
+
+
+def test_every_tab_works_on_a_draft_run_with_nothing_recorded(client_for, owner, ours):
+    for name in ("jobs:run_directions", "jobs:run_filter", "jobs:run_calibration", "jobs:run_training", "jobs:run_cost", "jobs:run_playground"):
+        response = client_for(owner).get(reverse(name, args=[ours.run.pk]))
+        assert response.status_code == 200, name
+        assert 'class="tabs"' in response.content.decode()

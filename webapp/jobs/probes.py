@@ -1,0 +1,80 @@
+"""Playground services: create a request, and the worker's claim / progress / finish calls.
+
+The row is the truth (status, the three texts so far, the error); channel-layer messages only
+carry the same small JSON to open pages, as they happen.
+"""
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from webapp.accounts.roles import Perm
+from webapp.accounts.selectors import role_require
+from webapp.jobs import events, queue
+from webapp.jobs.models import Probe
+from webapp.studio.models import Run
+
+STALE_QUEUED_S = 20  # after this long without a worker, the page says how to start one
+
+
+def probe_create(*, run: Run, actor: AbstractBaseUser, data: dict) -> Probe:
+    role_require(user=actor, team=run.project.team_id, perm=Perm.REVIEW)
+    probe = Probe.objects.create(run=run, created_by=actor, **data)
+    transaction.on_commit(lambda: queue.send_probe(probe.pk))
+    return probe
+
+
+def probe_get_for_user(*, user: AbstractBaseUser, pk: int) -> Probe:
+    """A probe of a run the user may see (404 otherwise)."""
+    from webapp.studio.selectors import run_get_for_user
+
+    probe = Probe.objects.select_related("run", "dimension").filter(pk=pk).first()
+    if probe is None:
+        raise Http404("No such playground request.")
+    run_get_for_user(user=user, pk=probe.run_id)
+    return probe
+
+
+def probe_list_for_run(*, run: Run, limit: int = 5):
+    return Probe.objects.filter(run=run).select_related("dimension", "created_by")[:limit]
+
+
+def _notify(probe_id: int) -> None:
+    probe = Probe.objects.get(pk=probe_id)
+    events.notify_probe(probe_id, events.probe_event(probe))
+
+
+def probe_claim(*, probe_id: int, worker: str) -> Probe | None:
+    if not Probe.objects.filter(pk=probe_id, status=Probe.Status.QUEUED).update(
+        status=Probe.Status.RUNNING, worker=worker, started_at=timezone.now(), message="Loading the model…"
+    ):
+        return None
+    _notify(probe_id)
+    return Probe.objects.select_related("run__model", "dimension").get(pk=probe_id)
+
+
+def probe_progress(*, probe: Probe, outputs: dict | None = None, message: str | None = None, store: bool = True) -> None:
+    """New text (or a message) for open pages; stored too when ``store`` (the worker throttles it)."""
+    fields: dict = {}
+    if outputs is not None:
+        fields["outputs"] = outputs
+    if message is not None:
+        fields["message"] = message[:300]
+    if store and fields:
+        Probe.objects.filter(pk=probe.pk, status=Probe.Status.RUNNING).update(**fields)
+    events.notify_probe(probe.pk, {"type": "probe", "probe": probe.pk, "status": Probe.Status.RUNNING,
+                                   "outputs": outputs or {}, "message": message or "", "error": ""})
+
+
+def probe_finish(*, probe: Probe, outputs: dict) -> None:
+    Probe.objects.filter(pk=probe.pk).update(
+        status=Probe.Status.SUCCEEDED, outputs=outputs, message="", finished_at=timezone.now()
+    )
+    _notify(probe.pk)
+
+
+def probe_fail(*, probe: Probe, error: str) -> None:
+    Probe.objects.filter(pk=probe.pk).update(status=Probe.Status.FAILED, error=error[:2000], finished_at=timezone.now())
+    _notify(probe.pk)
