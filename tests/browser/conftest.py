@@ -6,7 +6,9 @@ async code; the ORM calls the tests make are safe, so allow them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 
 
-@pytest.fixture(scope="module")
-def browser(django_db_setup):
-    """Chromium for one test module. The test database exists before Playwright's loop starts,
-    and async-safety checks are relaxed only while this browser is open."""
+@contextlib.contextmanager
+def chromium_browser() -> Iterator:
+    """Headless system Chromium. Playwright's sync API runs an event loop in this thread, which
+    makes Django think it is in async code; the ORM calls the tests make are safe, so async-safety
+    checks are relaxed only while the browser is open."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing; install it with `apt-get install -y chromium`.")
     from playwright.sync_api import sync_playwright
@@ -29,13 +32,22 @@ def browser(django_db_setup):
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-            yield browser
-            browser.close()
+            try:
+                yield browser
+            finally:
+                browser.close()
     finally:
         if previous is None:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_setup):
+    """Chromium for one test module, started once the test database exists."""
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture

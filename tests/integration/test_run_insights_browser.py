@@ -9,11 +9,9 @@ responses) and the side-by-side comparison.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.browser.conftest import SCREENSHOTS, chromium_browser
 from tests.integration.conftest import ALIAS
 from tests.integration.helpers import INSTRUCTIONS, create_run, demo_project_id, launch
 from tests.integration.stack import wait_for
@@ -30,30 +28,17 @@ def _status(run_id: int) -> str | None:
 
 @pytest.fixture
 def chromium(stack):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing; install it with `apt-get install -y chromium`.")
-    from playwright.sync_api import sync_playwright
-
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread; our ORM reads are safe
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(20_000)
-            page = context.new_page()
-            page.goto(stack.url("/accounts/login/"))
-            page.fill("input[name=username]", "demo")
-            page.fill("input[name=password]", "integration-pass-123")
-            page.click("button[type=submit]")
-            page.wait_for_url(lambda url: "/accounts/login/" not in url)
-            yield page
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    """A logged-in page on the stack's web server."""
+    with chromium_browser() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.goto(stack.url("/accounts/login/"))
+        page.fill("input[name=username]", "demo")
+        page.fill("input[name=password]", "integration-pass-123")
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        yield page
 
 
 def _open_tab(page, label: str) -> None:
