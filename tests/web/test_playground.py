@@ -136,3 +136,19 @@ def test_the_probe_socket_admits_the_team_replays_the_state_and_streams(ours, ou
 
     async_to_sync(scenario)()
     assert not math.isnan(probe.gamma)
+
+
+def test_a_try_whose_worker_stopped_says_so(client_for, annotator, ours):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    probe = Probe.objects.create(run=ours.run, dimension=ours.dimension, instruction="Say hi.", gamma=0.2, status="running",
+                                 started_at=timezone.now() - dt.timedelta(minutes=10), outputs={"plus": "Hel"})
+    html = client_for(annotator).get(reverse("jobs:probe", args=[probe.pk])).content.decode()
+    assert "its worker most likely stopped" in html
+
+
+def test_the_review_queue_links_to_the_playground(client_for, annotator, ours):
+    html = client_for(annotator).get(reverse("review:queue", args=[ours.run.pk])).content.decode()
+    assert reverse("jobs:run_playground", args=[ours.run.pk]) in html

@@ -142,5 +142,13 @@ class Probe(models.Model):
         return f"probe {self.pk}: {self.instruction[:40]}"
 
     @property
+    def stalled(self) -> bool:
+        """Running for longer than any try takes: its worker most likely stopped."""
+        from django.utils import timezone
+
+        return self.status == self.Status.RUNNING and self.started_at is not None and (
+            timezone.now() - self.started_at).total_seconds() > 300
+
+    @property
     def layers_label(self) -> str:
         return "middle third" if self.layer_start is None else f"{self.layer_start}–{self.layer_end}"
