@@ -164,7 +164,7 @@ def line_chart(
         a, b = max(PAD_LEFT, a), min(width - PAD_RIGHT, b)
         parts.append(f'<rect class="chart-band" x="{a:.1f}" y="{PAD_TOP}" width="{max(0.0, b - a):.1f}" height="{height - PAD_TOP - PAD_BOTTOM}"/>')
         if band_label:
-            parts.append(f'<text class="chart-band-label" x="{(a + b) / 2:.1f}" y="{PAD_TOP + 12}" text-anchor="middle">{escape(band_label)}</text>')
+            parts.append(f'<text class="chart-band-label" x="{(a + b) / 2:.1f}" y="{height - PAD_BOTTOM - 5}" text-anchor="middle">{escape(band_label)}</text>')
     parts += _frame(width, height, title, x_label, y_label, sx, sy, ticks_x, nice_ticks(y_lo, y_hi, 4))
     for r in rules:
         y = sy(r.y)

@@ -59,9 +59,9 @@ def direction_panel(*, run: Run) -> DirectionPanel:
             r["in_band"] = bool(band and band[0] <= r["layer"] <= band[1])
         quality = charts.line_chart(
             [
-                charts.Series("separation accuracy (held out)", [(r["layer"], r.get("separation_accuracy")) for r in rows], style=0),
-                charts.Series("explained variance (PC1)", [(r["layer"], r.get("explained_variance")) for r in rows], style=1),
-                charts.Series("cosine with mean difference", [(r["layer"], r.get("mean_diff_cosine")) for r in rows], style=2, dashed=True),
+                charts.Series("separation (held out)", [(r["layer"], r.get("separation_accuracy")) for r in rows], style=0),
+                charts.Series("explained var. (PC1)", [(r["layer"], r.get("explained_variance")) for r in rows], style=1),
+                charts.Series("cos with mean diff.", [(r["layer"], r.get("mean_diff_cosine")) for r in rows], style=2, dashed=True),
             ],
             title=f"{a.dimension.name}: how well each layer separates the two prompts",
             x_label="layer", y_label="fraction", y_range=(0, 1.05), x_band=band, band_label="steered",
