@@ -55,16 +55,43 @@ def test_each_view_of_a_finished_run_opens_in_a_browser_and_the_playground_strea
     stack.env.update(ICON2_CALIBRATION_SAMPLE="4", ICON2_TORCH_THREADS="1", ICON2_EVAL_MAX="6")
     stack.start_worker("w1")
     stack.start_worker("playground", queues="interactive")
-    # Run A: two dimensions, fixed γ, trained and evaluated. Run B: other settings, γ calibrated.
+    # Run A: two dimensions, fixed γ, trained and evaluated. Run B: other settings, γ calibrated; it runs first.
     run_a = create_run(demo, name="Two dimensions", instructions=INSTRUCTIONS, extra_dimensions=("Honesty",),
                        keep_fraction=0.5, max_new_tokens=12)
     run_b = create_run(demo, name="Calibrated", instructions=INSTRUCTIONS, keep_fraction=0.75, max_new_tokens=12,
                        calibrate=True, seed=7, gamma=0.1)
-    launch(demo, run_a)
     launch(demo, run_b)
-    assert wait_for(lambda: _status(run_a), 900, "run A to finish") == "succeeded", stack.log_tail()
     status_b = wait_for(lambda: _status(run_b), 900, "run B to finish")
     page = chromium
+
+    # 5 (live). Run A's training tab is open before A is launched; its curve must arrive over the socket.
+    watcher = page.context.new_page()
+    watcher.goto(stack.url(f"/runs/{run_a}/training/"))
+    watcher.wait_for_selector("#live-indicator:has-text('live')")
+    launch(demo, run_a)
+
+    # 4. The playground, while run A keeps the run worker busy: three responses streamed token by
+    # token from the interactive worker, done before run A is.
+    page.goto(stack.url(f"/runs/{run_b}/playground/"))
+    page.fill("textarea[name=instruction]", "Describe your week at work.")
+    page.fill("input[name=gamma]", "0.1")
+    page.fill("input[name=max_new_tokens]", "24")
+    page.click("text=Generate side by side")
+    page.wait_for_selector(".probe[data-status=succeeded]", timeout=180_000)
+    assert _status(run_a) is None, "the try waited until the run had finished"
+    texts = {side: page.locator(f'.probe pre[data-side="{side}"]').inner_text() for side in ("unsteered", "plus", "minus")}
+    assert all(texts.values()), texts
+    assert len(set(texts.values())) == 3, texts
+    assert int(page.locator(".probe").get_attribute("data-updates")) > 3  # arrived piece by piece, not at once
+    _shot(page, "playground")
+
+    watcher.wait_for_function(
+        "Number(document.querySelector('#training-live').dataset.steps) >= 1"
+        " && document.querySelector('#training-live .badge-running') !== null",
+        timeout=300_000,
+    )  # a point of the curve, drawn while DPO is still running
+    _shot(watcher, "training-live")
+    assert wait_for(lambda: _status(run_a), 900, "run A to finish") == "succeeded", stack.log_tail()
 
     page.goto(stack.url(f"/runs/{run_a}/"))
     page.wait_for_selector("#live-indicator:has-text('live')")
@@ -110,19 +137,6 @@ def test_each_view_of_a_finished_run_opens_in_a_browser_and_the_playground_strea
     _open_tab(page, "Cost")
     assert page.locator("#cost tr.estimate").count() == 1
     _shot(page, "cost")
-
-    # 4. The playground: three responses streamed token by token from the interactive worker.
-    _open_tab(page, "Playground")
-    page.fill("textarea[name=instruction]", "Describe your week at work.")
-    page.fill("input[name=gamma]", "0.1")
-    page.fill("input[name=max_new_tokens]", "24")
-    page.click("text=Generate side by side")
-    page.wait_for_selector(".probe[data-status=succeeded]", timeout=180_000)
-    texts = {side: page.locator(f'.probe pre[data-side="{side}"]').inner_text() for side in ("unsteered", "plus", "minus")}
-    assert all(texts.values()), texts
-    assert len(set(texts.values())) == 3, texts
-    assert int(page.locator(".probe").get_attribute("data-updates")) > 3  # arrived piece by piece, not at once
-    _shot(page, "playground")
 
     # 7. The two runs side by side.
     project = demo_project_id(demo)

@@ -40,3 +40,13 @@ def test_nice_ticks_are_round_and_cover_the_range():
     assert charts.nice_ticks(0, 1, 5) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
     ticks = charts.nice_ticks(-0.37, 0.91, 6)
     assert ticks[0] >= -0.37 and ticks[-1] <= 0.91 and len(ticks) >= 4
+
+
+def test_close_ticks_get_enough_digits_to_differ():
+    labels = charts.tick_labels([0.69312, 0.69314, 0.69316])
+    assert len(set(labels.values())) == 3
+
+
+def test_step_axes_only_label_whole_steps():
+    svg = charts.line_chart([charts.Series("loss", [(1, 0.69), (2, 0.68)])], title="t", x_label="step", y_label="y", integer_x=True)
+    assert ">1.5<" not in svg and ">1<" in svg and ">2<" in svg

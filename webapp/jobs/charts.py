@@ -83,6 +83,15 @@ def fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
+def tick_labels(ticks: Sequence[float]) -> dict[float, str]:
+    """Labels with just enough digits to tell neighbouring ticks apart."""
+    for digits in (3, 4, 5, 6, 8):
+        labels = {t: (fmt(t) if digits == 3 else f"{t:.{digits}g}") for t in ticks}
+        if len(set(labels.values())) == len(labels):
+            return labels
+    return labels
+
+
 def _extent(values: list[float], pad: float = 0.05) -> tuple[float, float]:
     lo, hi = min(values), max(values)
     if lo == hi:
@@ -94,13 +103,14 @@ def _extent(values: list[float], pad: float = 0.05) -> tuple[float, float]:
 def _frame(width: int, height: int, title: str, x_label: str, y_label: str, sx: _Scale, sy: _Scale,
            x_ticks: list[float], y_ticks: list[float], x_tick_labels: dict[float, str] | None = None) -> list[str]:
     parts = [f'<text class="chart-title" x="{PAD_LEFT}" y="16">{escape(title)}</text>']
+    y_labels = tick_labels(y_ticks)
     for t in y_ticks:
         y = sy(t)
         parts.append(f'<line class="chart-grid" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="chart-tick" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(fmt(t))}</text>')
+        parts.append(f'<text class="chart-tick" x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(y_labels[t])}</text>')
     for t in x_ticks:
         x = sx(t)
-        label = (x_tick_labels or {}).get(t, fmt(t))
+        label = (x_tick_labels or tick_labels(x_ticks)).get(t, fmt(t))
         parts.append(f'<line class="chart-axis" x1="{x:.1f}" x2="{x:.1f}" y1="{height - PAD_BOTTOM}" y2="{height - PAD_BOTTOM + 4}"/>')
         parts.append(f'<text class="chart-tick" x="{x:.1f}" y="{height - PAD_BOTTOM + 16}" text-anchor="middle">{escape(label)}</text>')
     parts.append(f'<line class="chart-axis" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{height - PAD_BOTTOM}" y2="{height - PAD_BOTTOM}"/>')
@@ -145,8 +155,10 @@ def line_chart(
     rules: Sequence[Rule] = (),
     y_range: tuple[float, float] | None = None,
     x_ticks: Sequence[float] | None = None,
+    integer_x: bool = False,
 ) -> SafeString:
-    """Lines with dots; an optional shaded x band, vertical marks and horizontal rules."""
+    """Lines with dots; an optional shaded x band, vertical marks and horizontal rules.
+    ``integer_x`` keeps only whole-number x ticks (layers, steps)."""
     xs = [x for s in series for x, y in s.points if y is not None and math.isfinite(y)]
     ys = [y for s in series for x, y in s.points if y is not None and math.isfinite(y)]
     ys += [r.y for r in rules]
@@ -158,6 +170,8 @@ def line_chart(
     sx = _Scale(x_lo, x_hi, PAD_LEFT + 6, width - PAD_RIGHT - 6)
     sy = _Scale(y_lo, y_hi, height - PAD_BOTTOM, PAD_TOP)
     ticks_x = list(x_ticks) if x_ticks is not None else nice_ticks(x_lo, x_hi, 8)
+    if integer_x:
+        ticks_x = [t for t in ticks_x if t == int(t)] or sorted({round(x) for x in xs})
     parts: list[str] = []
     if x_band is not None:
         a, b = sx(x_band[0] - 0.5 if x_ticks is None else x_band[0]), sx(x_band[1] + 0.5 if x_ticks is None else x_band[1])

@@ -64,13 +64,13 @@ def direction_panel(*, run: Run) -> DirectionPanel:
                 charts.Series("cos with mean diff.", [(r["layer"], r.get("mean_diff_cosine")) for r in rows], style=2, dashed=True),
             ],
             title=f"{a.dimension.name}: how well each layer separates the two prompts",
-            x_label="layer", y_label="fraction", y_range=(0, 1.05), x_band=band, band_label="steered",
+            x_label="layer", y_label="fraction", y_range=(0, 1.05), integer_x=True, x_band=band, band_label="steered",
             rules=[charts.Rule(0.5, "chance")],
         )
         norms = charts.line_chart(
             [charts.Series("mean hidden-state norm", [(r["layer"], r.get("mean_norm")) for r in rows], style=3)],
             title=f"{a.dimension.name}: hidden-state norm per layer (γ is a fraction of this)",
-            x_label="layer", y_label="‖h‖", x_band=band, band_label="steered", height=180,
+            x_label="layer", y_label="‖h‖", integer_x=True, x_band=band, band_label="steered", height=180,
         )
         panel.dimensions.append(DimensionDiagnostics(
             name=a.dimension.name, rows=rows, band=band,
@@ -229,14 +229,14 @@ def training_panel(*, run: Run) -> TrainingPanel:
         e.setdefault("step", i + 1)
     loss_chart = charts.line_chart(
         [charts.Series("DPO loss", [(e["step"], e.get("loss")) for e in curve], style=0)],
-        title="DPO loss", x_label="step", y_label="loss", rules=[charts.Rule(math.log(2), "ln 2 (start)")], height=200,
+        title="DPO loss", x_label="step", y_label="loss", integer_x=True, rules=[charts.Rule(math.log(2), "ln 2 (start)")], height=200,
     )
     reward_chart = charts.line_chart(
         [
             charts.Series("reward margin", [(e["step"], e.get("margins")) for e in curve], style=1),
             charts.Series("reward accuracy", [(e["step"], e.get("accuracy")) for e in curve], style=2, dashed=True),
         ],
-        title="Reward margin and accuracy", x_label="step", y_label="value", height=200,
+        title="Reward margin and accuracy", x_label="step", y_label="value", integer_x=True, height=200,
     )
     evaluation = evaluate.metrics.get("evaluation") if evaluate and evaluate.status == Stage.Status.SUCCEEDED else None
     return TrainingPanel(
