@@ -6,6 +6,7 @@ services inside the transaction that marks the chunk done; ``compute`` is small 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +29,8 @@ from icon2engine import (
 )
 from worker.model_cache import get_model
 from worker.progress import ChunkProgress
+
+log = logging.getLogger(__name__)
 
 Result = tuple[Callable[[], None], dict]
 
@@ -125,7 +128,10 @@ def generate(chunk, beat) -> Result:
         progress=ChunkProgress(chunk, scale=0.5, heartbeat=beat), stats=stats,
     )
     compute = stats.as_dict()
-    compute["sample_and_rank"] = _sample_and_rank(stats, [r.text for r in rows], pairs)
+    try:  # only a figure for the cost panel: it must never fail the pairs
+        compute["sample_and_rank"] = _sample_and_rank(stats, [r.text for r in rows], pairs) if pairs else None
+    except Exception as exc:
+        log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
     def write() -> None:
         Pair.objects.bulk_create(

@@ -40,6 +40,7 @@ def test_the_preview_follows_the_threshold_and_apply_keeps_the_new_count(live_se
     screenshot("filter-threshold-preview")
     assert run.instructions.filter(kept=True).count() == 5  # previews store nothing
     page.fill("#threshold-input", "-0.05")
+    page.once("dialog", lambda dialog: dialog.accept())  # the run has pairs: applying asks first
     page.click("button:has-text('Apply threshold')")
     expect(page.locator(".messages, #messages").first).to_contain_text("10 of 20 instructions kept")
     expect(page.locator("#kept-now")).to_have_text("10")

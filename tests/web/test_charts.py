@@ -50,3 +50,12 @@ def test_close_ticks_get_enough_digits_to_differ():
 def test_step_axes_only_label_whole_steps():
     svg = charts.line_chart([charts.Series("loss", [(1, 0.69), (2, 0.68)])], title="t", x_label="step", y_label="y", integer_x=True)
     assert ">1.5<" not in svg and ">1<" in svg and ">2<" in svg
+
+
+def test_marks_and_rules_without_any_finite_point_draw_no_data_instead_of_failing():
+    svg = charts.line_chart([charts.Series("a", [(0.1, None), (0.2, math.nan)])], title="t", x_label="x", y_label="y",
+                            marks=[charts.Mark(0.1, "pick"), charts.Mark(None, "none")], rules=[charts.Rule(math.nan, "floor")])
+    assert "No data yet" in svg
+    svg = charts.line_chart([charts.Series("a", [(0, 1.0), (1, 2.0)])], title="t", x_label="x", y_label="y",
+                            marks=[charts.Mark(None, "none")], rules=[charts.Rule(None, "floor")])
+    assert "<polyline" in svg and "none" not in svg

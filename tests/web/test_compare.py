@@ -189,6 +189,13 @@ def test_victor_the_viewer_can_compare(two_runs, ours, viewer, client_for):
     assert _rows(response.content.decode())["Kept"][1] == ["16", "6"]
 
 
+def test_annotators_who_review_blind_see_no_review_figures(two_runs, ours, annotator, engineer, client_for):
+    for person, shown in ((annotator, False), (engineer, True)):
+        rows = _rows(_compare(client_for(person), ours.project, *two_runs).content.decode())
+        assert ("Agree with steering" in rows) is shown and ("Annotator agreement" in rows) is shown
+        assert rows["Kept"][1] == ["16", "6"]
+
+
 def test_with_fewer_than_two_runs_the_page_asks_to_pick_more(two_runs, ours, owner, client_for):
     gentle, _ = two_runs
     client = client_for(owner)

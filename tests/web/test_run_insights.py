@@ -61,12 +61,10 @@ def test_moving_the_threshold_previews_the_kept_count_and_the_instructions_eithe
 
 
 def test_applying_a_threshold_refilters_from_stored_scores_without_any_model_call(client_for, engineer, finished, monkeypatch):
-    import icon2engine
+    from webapp.jobs import queue
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("the filter must not load a model")
-
-    monkeypatch.setattr(icon2engine, "load_model", no_model)
+    sent: list[int] = []
+    monkeypatch.setattr(queue, "send_chunk", lambda chunk_id, **kw: sent.append(chunk_id) or True)
     before = dict(finished.instructions.values_list("pk", "scores"))
     consistency = dict(finished.instructions.values_list("pk", "consistency"))
     filter_chunks = Chunk.objects.filter(stage__run=finished, stage__kind="filter").count()
@@ -77,7 +75,9 @@ def test_applying_a_threshold_refilters_from_stored_scores_without_any_model_cal
     assert set(finished.instructions.filter(kept=True).values_list("index", flat=True)) == set(range(10, 20))
     assert dict(finished.instructions.values_list("pk", "scores")) == before  # not recomputed
     assert dict(finished.instructions.values_list("pk", "consistency")) == consistency
-    assert Chunk.objects.filter(stage__run=finished, stage__kind="filter").count() == filter_chunks  # no filter work queued
+    # No scoring work exists or was sent: the only model work queued is the next stage's.
+    assert Chunk.objects.filter(stage__run=finished, stage__kind="filter").count() == filter_chunks
+    assert not Chunk.objects.filter(pk__in=sent, stage__kind="filter").exists()
     stage = finished.stages.get(kind="filter")
     assert stage.metrics["kept"] == 10 and stage.metrics["threshold"] == -0.05 and stage.status == "succeeded"
 
@@ -92,6 +92,39 @@ def test_a_new_threshold_on_a_finished_run_regenerates_the_pairs(engineer, finis
     assert stages["filter"] == "succeeded" and stages["calibrate"] == "queued"
     assert stages["generate"] == stages["train"] == stages["evaluate"] == "pending"
     assert finished.keep_fraction == 0.25
+
+
+def test_new_pairs_train_from_scratch_not_from_the_old_checkpoints(finished, settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.MEDIA_ROOT = str(tmp_path)
+    trained = tmp_path / "teams" / "1" / "runs" / str(finished.pk) / "trained"
+    (trained / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    stage = finished.stages.get(kind="train")
+    stage.metrics = {**stage.metrics, "output_dir": str(trained)}
+    stage.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.filter_threshold_apply(run=finished, threshold=0.0)
+    assert not trained.exists()
+
+
+def test_a_cancelled_run_with_a_new_threshold_goes_back_to_work(finished, django_capture_on_commit_callbacks):
+    finished.status = "cancelled"
+    finished.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.filter_threshold_apply(run=finished, threshold=0.0)
+    finished.refresh_from_db()
+    assert finished.status == "running" and finished.stages.get(kind="calibrate").status == "queued"
+
+
+def test_an_annotators_edit_also_blocks_a_new_threshold(finished, annotator):
+    from django.core.exceptions import ValidationError
+
+    from webapp.review.models import PairEdit
+
+    pair = finished.pairs.first()
+    PairEdit.objects.create(pair=pair, side="chosen", original=pair.chosen, text="Better.", editor=annotator)
+    with pytest.raises(ValidationError, match="reviewed or edited"):
+        services.filter_threshold_apply(run=finished, threshold=0.0)
+    assert finished.pairs.count() == 5 and PairEdit.objects.count() == 1
 
 
 def test_a_threshold_is_refused_while_the_run_works_or_once_pairs_are_reviewed(finished, annotator):

@@ -159,12 +159,17 @@ def line_chart(
 ) -> SafeString:
     """Lines with dots; an optional shaded x band, vertical marks and horizontal rules.
     ``integer_x`` keeps only whole-number x ticks (layers, steps)."""
-    xs = [x for s in series for x, y in s.points if y is not None and math.isfinite(y)]
-    ys = [y for s in series for x, y in s.points if y is not None and math.isfinite(y)]
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    marks = [m for m in marks if finite(m.x)]
+    rules = [r for r in rules if finite(r.y)]
+    xs = [x for s in series for x, y in s.points if finite(x) and finite(y)]
+    ys = [y for s in series for x, y in s.points if finite(x) and finite(y)]
+    if not ys:
+        return _svg(width, height, title, [f'<text class="chart-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">No data yet</text>'], [])
     ys += [r.y for r in rules]
     xs += [m.x for m in marks]
-    if not xs:
-        return _svg(width, height, title, [f'<text class="chart-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">No data yet</text>'], [])
     x_lo, x_hi = (min(xs), max(xs)) if min(xs) != max(xs) else (min(xs) - 1, max(xs) + 1)
     y_lo, y_hi = y_range or _extent(ys)
     sx = _Scale(x_lo, x_hi, PAD_LEFT + 6, width - PAD_RIGHT - 6)
@@ -187,7 +192,7 @@ def line_chart(
     for s in series:
         segments: list[list[tuple[float, float]]] = [[]]
         for x, y in s.points:
-            if y is None or not math.isfinite(y):
+            if not (finite(x) and finite(y)):
                 segments.append([])
             else:
                 segments[-1].append((sx(x), sy(y)))

@@ -118,6 +118,9 @@ class ProbeConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Read after joining the group, so nothing falls between the snapshot and the stream.
         snapshot = await database_sync_to_async(_visible_probe)(user, self.probe_id)
+        if snapshot is None:  # the membership ended in between
+            await self.close()
+            return
         await self.send(text_data=json.dumps(dict(snapshot, snapshot=True)))
 
     async def disconnect(self, code: int) -> None:

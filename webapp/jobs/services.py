@@ -402,6 +402,16 @@ def chunks_reap(*, stale_after_s: float | None = None, resend_after_s: float | N
     return {"requeued": requeued, "failed": failed, "resent": resent}
 
 
+def _remove_run_dir(path: str) -> None:
+    """Delete a folder the worker wrote for a run (only ever under MEDIA_ROOT)."""
+    import shutil
+    from pathlib import Path
+
+    root, target = Path(settings.MEDIA_ROOT).resolve(), Path(path).resolve()
+    if root in target.parents:
+        shutil.rmtree(target, ignore_errors=True)
+
+
 def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
     """Keep the instructions whose stored consistency is at least ``threshold``.
 
@@ -412,7 +422,7 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
     """
     from django.core.exceptions import ValidationError
 
-    from webapp.review.models import Verdict
+    from webapp.review.models import PairEdit, Resolution, Verdict
 
     if threshold is None or not isinstance(threshold, (int, float)) or threshold != threshold or abs(threshold) == float("inf"):
         raise ValidationError("Give the threshold as a number, e.g. 0.25.")
@@ -423,9 +433,13 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
         stage = run.stages.filter(kind=Stage.Kind.FILTER).first()
         if stage is None or stage.status != Stage.Status.SUCCEEDED:
             raise ValidationError("The filter has not scored this run's instructions yet.")
-        if Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).exists():
+        if (
+            Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).exists()
+            or PairEdit.objects.filter(pair__run=run).exists()
+            or Resolution.objects.filter(pair__run=run).exists()
+        ):
             raise ValidationError(
-                "Annotators have already reviewed this run's pairs, and a new threshold would drop their work. "
+                "Annotators have already reviewed or edited this run's pairs, and a new threshold would drop their work. "
                 "Start a new run with a different keep fraction instead."
             )
         rows = list(run.instructions.filter(consistency__isnull=False).order_by("-consistency", "index"))
@@ -447,6 +461,9 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
         later = run.stages.filter(order__gt=stage.order).exclude(status__in=[Stage.Status.PENDING, Stage.Status.SKIPPED])
         rerun = later.exists() or run.pairs.exists()
         if rerun:
+            # A retried training stage resumes from its checkpoints; new pairs must start afresh.
+            stale = [s.metrics.get("output_dir") for s in later if s.kind == Stage.Kind.TRAIN and s.metrics.get("output_dir")]
+            transaction.on_commit(lambda: [_remove_run_dir(path) for path in stale])
             run.pairs.all().delete()
             Chunk.objects.filter(stage__run=run, stage__order__gt=stage.order).delete()
             later.update(status=Stage.Status.PENDING, progress_done=0, progress_total=0, message="", metrics={},

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.accounts.roles import Perm, role_allows
@@ -134,6 +135,8 @@ def run_playground(request: HttpRequest, pk: int) -> HttpResponse:
                     recent=probes.probe_list_for_run(run=run), stale_after=probes.STALE_QUEUED_S)
     if request.method == "POST" and probe is None and not request.htmx:
         response.status_code = 400  # htmx swaps only 2xx answers: it gets the form with its errors as 200
+    if probe is not None:  # the try has its own address: a reload (or a run-status refresh) keeps it on screen
+        response["HX-Push-Url"] = reverse("jobs:probe", args=[probe.pk])
     return response
 
 

@@ -74,11 +74,13 @@ def run_list_for_comparison(*, project: Project, ids: Iterable[str | int]) -> li
     return runs
 
 
-def run_comparison(*, runs: Sequence[Run]) -> Comparison:
+def run_comparison(*, runs: Sequence[Run], review: bool = True) -> Comparison:
     """Settings and results of `runs`, one column each, one row per figure.
 
     Args:
         runs: the runs to compare, in column order (see `run_list_for_comparison`).
+        review: include the review figures (agreement, agreement with steering); annotators,
+            who review blind, should not see them (as on the review lead page).
     Returns:
         A Comparison whose rows are (section, label, values, differs).
 
@@ -88,7 +90,7 @@ def run_comparison(*, runs: Sequence[Run]) -> Comparison:
         ['Keep fraction', 'Seed', 'Kept']
     """
     columns = list(runs)
-    cells = [_settings(run) + _results(run) for run in columns]
+    cells = [_settings(run) + _results(run, review=review) for run in columns]
     rows = []
     for i, (section, label, _) in enumerate(cells[0] if cells else []):
         values = [run_cells[i][2] for run_cells in cells]
@@ -128,9 +130,9 @@ def _settings(run: Run) -> list[tuple[str, str, str]]:
 # Results -----------------------------------------------------------------------------------------
 
 
-def _results(run: Run) -> list[tuple[str, str, str]]:
+def _results(run: Run, *, review: bool) -> list[tuple[str, str, str]]:
     stages = {stage.kind: stage for stage in run.stages.all()}
-    return [*_data(run, stages), *_review(run, stages), *_outcome(stages), *_cost(stages)]
+    return [*_data(run, stages), *(_review(run, stages) if review else []), *_outcome(stages), *_cost(stages)]
 
 
 def _finished(stages: dict[str, Stage], kind: str) -> dict[str, Any]:

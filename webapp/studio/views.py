@@ -357,16 +357,17 @@ def run_compare(request: HttpRequest, pk: int) -> HttpResponse:
     """Runs of a project side by side (`?runs=<id>&runs=<id>…`); with fewer than two, the picker."""
     project = project_get_for_user(user=request.user, pk=pk)
     runs = run_list_for_comparison(project=project, ids=request.GET.getlist("runs"))
+    access = _access(request, project.team_id)
     return render(
         request,
         "studio/run_compare.html",
         {
             "project": project,
-            "comparison": run_comparison(runs=runs) if len(runs) >= MIN_RUNS else None,
+            "comparison": run_comparison(runs=runs, review=access["can_edit"]) if len(runs) >= MIN_RUNS else None,
             "selected": {run.pk for run in runs},
             "runs": run_list_for_project(project=project),
             "min_runs": MIN_RUNS,
-            **_access(request, project.team_id),
+            **access,
         },
     )
 
