@@ -185,8 +185,11 @@ def test_the_training_curve_is_pushed_to_open_pages_while_dpo_runs(ours):
     from webapp.jobs.consumers import _render
 
     ours.run.stages.filter(kind="train").update(status="running", metrics={"curve": [{"step": 1, "loss": 0.69, "margins": 0.0, "accuracy": 0.5}]})
-    html = _render({"type": "stage", "run": ours.run.pk, "stage": "train"})
+    html = _render({"type": "stage", "run": ours.run.pk, "stage": "train"}, "training")
     assert 'id="training-live" hx-swap-oob="true" data-steps="1"' in html and "badge-running" in html
+    assert 'id="stage-train"' not in html  # the training tab has no stage table
+    overview = _render({"type": "stage", "run": ours.run.pk, "stage": "train"}, "overview")
+    assert 'id="stage-train"' in overview and "training-live" not in overview
 
 
 def test_the_cost_panel_sets_compute_per_stage_against_the_sample_and_rank_estimate(client_for, owner, finished):

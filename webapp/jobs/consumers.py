@@ -35,13 +35,14 @@ def _snapshot(run_id: int) -> list[dict]:
     ]
 
 
-def _render(event: dict) -> str:
+def _render(event: dict, tab: str | None = None) -> str:
+    """The HTML fragments for one event, for the page's open tab (None: for every tab)."""
     if event.get("type") == "stage":
         stage = Stage.objects.filter(run_id=event["run"], kind=event["stage"]).first()
         if stage is None:
             return ""
-        html = render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True})
-        if stage.kind in (Stage.Kind.TRAIN, Stage.Kind.EVALUATE):  # the training tab's curves, live
+        html = render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True}) if tab in (None, "overview") else ""
+        if stage.kind in (Stage.Kind.TRAIN, Stage.Kind.EVALUATE) and tab in (None, "training"):  # the curves, live
             from webapp.jobs.diagnostics import training_panel
 
             html += render_to_string("jobs/_training_live.html", {"panel": training_panel(run=stage.run), "oob": True})
@@ -63,6 +64,7 @@ class RunProgressConsumer(AsyncWebsocketConsumer):
         self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.as_json = query.get("format", [""])[0] == "json"
+        self.tab = query.get("tab", [None])[0]  # the run page's open tab: only its fragments are sent
         if user is None or not user.is_authenticated or await database_sync_to_async(_visible_run)(user, self.run_id) is None:
             await self.close()  # before accept: the handshake is refused
             return
@@ -86,7 +88,7 @@ class RunProgressConsumer(AsyncWebsocketConsumer):
         if self.as_json:
             await self.send(text_data=json.dumps(event))
         else:
-            html = await database_sync_to_async(_render)(event)
+            html = await database_sync_to_async(_render)(event, self.tab)
             if html:
                 await self.send(text_data=html)
 
