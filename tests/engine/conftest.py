@@ -66,6 +66,16 @@ def tiny_lm():
     return make_tiny_lm()
 
 
+@pytest.fixture
+def tiny_dir(tmp_path):
+    """The tiny random model saved as a local model folder (for the command line)."""
+    lm = make_tiny_lm()
+    path = tmp_path / "tiny-model"
+    lm.model.save_pretrained(path)
+    lm.tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def embedded_lm():
     from icon2engine.models import load_model

@@ -8,22 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_lm
 
 from icon2engine.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 LENIENT = "min_words = 1\nrequire_natural_end = false\nmin_letter_share = 0.0\nmin_latin_share = 0.0\ndrop_greetings = false\n"
 FEATURES = ["Describe the sea.", "Tell me about a fox.", "What is a dog?", "Numbers 1 2 3.", "Tell me about the sky."]
-
-
-@pytest.fixture
-def tiny_dir(tmp_path):
-    lm = make_tiny_lm()
-    path = tmp_path / "tiny-model"
-    lm.model.save_pretrained(path)
-    lm.tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_tiny_lm
 
 from icon2engine.cli import main
 from icon2engine.pipeline import load_pipeline_config, run_pipeline
@@ -15,15 +14,6 @@ PAIRS = [
      "layers": [1, 2], "seed": 0}
     for i in range(4)
 ]
-
-
-@pytest.fixture
-def tiny_dir(tmp_path):
-    lm = make_tiny_lm()
-    path = tmp_path / "tiny-model"
-    lm.model.save_pretrained(path)
-    lm.tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture
