@@ -125,27 +125,32 @@ def _threshold_of(scores: list[float], kept: int) -> float | None:
 
 def filter_panel(*, run: Run, threshold: float | None = None, sample: int = 3) -> FilterPanel:
     """The histogram of consistency scores with the current (or a proposed) keep threshold,
-    how many a proposed threshold would keep and the instructions on either side of it."""
-    rows = list(run.instructions.filter(consistency__isnull=False).select_related("winner").order_by("-consistency", "index"))
-    scores = [r.consistency for r in rows]
-    kept = sum(1 for r in rows if r.kept)
+    how many a proposed threshold would keep and the instructions on either side of it.
+
+    Runs the slider's preview on every move, so it reads the scores as plain floats and fetches
+    only the few instructions it shows."""
+    scored = run.instructions.filter(consistency__isnull=False)
+    scores = list(scored.order_by("-consistency", "index").values_list("consistency", flat=True))
+    kept = scored.filter(kept=True).count()
     stage = _stage(run, Stage.Kind.FILTER)
     current = (stage.metrics.get("threshold") if stage else None)
     if current is None:
         current = _threshold_of(scores, kept)
     shown = threshold if threshold is not None else current
     hist = charts.histogram(scores, title="Consistency of every scored instruction", x_label="consistency score (centred)", threshold=shown)
-    above = below = []
+    above: list[Instruction] = []
+    below: list[Instruction] = []
     preview_kept = None
-    if shown is not None and rows:
-        preview_kept = sum(1 for s in scores if s >= shown)
-        above = rows[max(0, preview_kept - sample):preview_kept][::-1]  # the lowest that are kept, nearest first
-        below = rows[preview_kept:preview_kept + sample]
+    if shown is not None and scores:
+        preview_kept = sum(1 for v in scores if v >= shown)
+        nearby = scored.select_related("winner")
+        above = list(nearby.filter(consistency__gte=shown).order_by("consistency", "-index")[:sample])  # the lowest kept, nearest first
+        below = list(nearby.filter(consistency__lt=shown).order_by("-consistency", "index")[:sample])
     # Slider bounds rounded outward, so the browser never finds the lowest score below "min".
     lo, hi = (math.floor(min(scores) * 1e4) / 1e4, math.ceil(max(scores) * 1e4) / 1e4) if scores else (None, None)
     step = round((hi - lo) / 200, 6) or 0.0001 if scores else None
     return FilterPanel(
-        scored=len(rows), kept=kept, threshold=current, chart=hist.svg, bins=hist.bins,
+        scored=len(scores), kept=kept, threshold=current, chart=hist.svg, bins=hist.bins,
         preview_threshold=shown, preview_kept=preview_kept, above=above, below=below,
         lo=lo, hi=hi, step=step, method=(stage.metrics.get("method", "centred") if stage else "centred"),
     )
