@@ -18,6 +18,7 @@ Chosen responses do not depend on γ⁻ (nor rejected ones on γ⁺), so a G⁺ 
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -25,7 +26,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .chat import format_chat
 from .config import MAX_ABS_GAMMA, GenerateConfig, SteeringConfig, _finite
 from .directions import DirectionSet
 from .errors import ConfigError, InputError
@@ -34,6 +34,7 @@ from .judges import BaseJudge
 from .metrics import distinct_n
 from .models import LoadedModel
 from .progress import NullProgress, Progress
+from .quality import QualityConfig, degenerate_reasons, measure_responses, response_loglik
 from .stats import StageStats
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "calibrate", "response_loglik"]
@@ -64,9 +65,15 @@ class CalibrationConfig:
     gamma_minus_grid: tuple[float, ...] = field(default=(-0.02, -0.05, -0.1, -0.15), metadata={"help": "values in [-1, 0]"})
     n_instructions: int = field(default=100, metadata={"help": "sample size (paper: ~100)"})
     p_threshold: float = field(default=0.9, metadata={"help": "γ⁻ must make P(chosen > rejected) exceed this"})
-    max_loglik_drop: float | None = field(default=1.5, metadata={"help": "coherence floor: nats per token below the unsteered responses (None: off)"})
+    max_loglik_drop: float | None = field(default=1.5, metadata={"help": "coherence floor: nats per token below the unsteered answer to the same instruction, per response (None: off)"})
     min_loglik: float | None = field(default=None, metadata={"help": "coherence floor: absolute mean log-likelihood per token (None: off)"})
-    min_distinct2: float | None = field(default=0.5, metadata={"help": "coherence floor: distinct-2 (None: off)"})
+    min_distinct2: float | None = field(default=0.5, metadata={"help": "coherence floor: distinct-2 per response (None: off)"})
+    quality: QualityConfig | None = field(
+        default_factory=QualityConfig, metadata={"help": "per-response degenerate checks (icon2engine.quality); None: off"}
+    )
+    max_degenerate_share: float = field(
+        default=0.1, metadata={"help": "a side whose share of degenerate responses exceeds this is never picked"}
+    )
     layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks to steer; None = middle third"})
     max_new_tokens: int = 64
     batch_size: int = 32
@@ -85,6 +92,10 @@ class CalibrationConfig:
             raise ConfigError(f"min_loglik is a log-likelihood per token, so at most 0; got {self.min_loglik}")
         if self.min_distinct2 is not None and not 0.0 <= _finite("min_distinct2", self.min_distinct2) <= 1.0:
             raise ConfigError(f"min_distinct2 must be in [0, 1], got {self.min_distinct2}")
+        if not 0.0 <= _finite("max_degenerate_share", self.max_degenerate_share) < 1.0:
+            raise ConfigError(f"max_degenerate_share must be in [0, 1), got {self.max_degenerate_share}")
+        if isinstance(self.quality, dict):
+            object.__setattr__(self, "quality", QualityConfig(**self.quality))
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
             if not self.layers:
@@ -133,45 +144,6 @@ class CalibrationResult:
                 f"{r['excluded_reason'] or ''}"
             )
         return "\n".join(lines)
-
-
-@torch.inference_mode()
-def response_loglik(
-    lm: LoadedModel, instructions: Sequence[str], responses: Sequence[str], *, batch_size: int = 16
-) -> list[float]:
-    """Mean per-token log-likelihood of each response after its chat-formatted instruction, unsteered.
-
-    An empty response gets ``-inf`` (it says nothing; no floor should let it through).
-
-    Example:
-        >>> response_loglik(lm, ["Say hi."], ["Hi!"])
-        [-1.7...]
-    """
-    tok = lm.tokenizer
-    rows = []
-    for instr, resp in zip(instructions, responses):
-        prompt = tok(format_chat(tok, instr), add_special_tokens=False)["input_ids"]
-        answer = tok(resp, add_special_tokens=False)["input_ids"] if resp.strip() else []
-        rows.append((prompt, answer))
-    out = [float("-inf")] * len(rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = [i for i in range(len(rows)) if rows[i][1]]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        seqs = [rows[i][0] + rows[i][1] for i in idx]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (batch, seq), left-padded
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, width - len(s) :] = torch.tensor(s)
-            mask[r, width - len(s) :] = 1
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False).logits
-        logp = logits[:, :-1].float().log_softmax(dim=-1)  # (batch, seq-1, vocab): position t predicts t+1
-        target = logp.gather(-1, ids[:, 1:, None].to(lm.device)).squeeze(-1).cpu()  # (batch, seq-1)
-        for r, i in enumerate(idx):
-            n_ans = len(rows[i][1])
-            out[i] = float(target[r, -n_ans:].mean())
-    return out
 
 
 def _by_name(directions: DirectionSet | Mapping[str, DirectionSet]) -> dict[str, DirectionSet]:
@@ -252,18 +224,42 @@ def calibrate(
         progress.advance(len(rows))
     finally:
         progress.finish()
-    loglik = np.array(response_loglik(lm, rows, gen.texts, batch_size=config.batch_size)).reshape(n, len(gammas))
-    distinct = np.array([distinct_n(t, 2) for t in gen.texts]).reshape(n, len(gammas))
+    k = len(gammas)
+    # Every response is measured against the unsteered answer to its own instruction (column 0).
+    refs = [None if j == 0 else gen.texts[i * k] for i in range(n) for j in range(k)]
+    quality = measure_responses(lm, rows, gen.texts, refs, config=config.quality or QualityConfig(), batch_size=config.batch_size)
+    loglik = np.array([q.loglik for q in quality]).reshape(n, k)
+    distinct = np.array([distinct_n(t, 2) for t in gen.texts]).reshape(n, k)
     stats.add_time(time.perf_counter() - t0, str(lm.device))
     col = {g: j for j, g in enumerate(gammas)}
+
+    def response_failures(q) -> list[str]:
+        """Why one response fails the coherence floor: per response, never averaged over a side."""
+        out = list(degenerate_reasons(q, config.quality)) if config.quality is not None else []
+        ll = q.loglik if q.loglik is not None else -math.inf
+        if config.min_loglik is not None and ll < config.min_loglik:
+            out.append("incoherent")
+        if config.max_loglik_drop is not None and (not math.isfinite(ll) or (q.loglik_drop or 0.0) > config.max_loglik_drop):
+            out.append("incoherent")
+        if config.min_distinct2 is not None and q.distinct2 < config.min_distinct2:
+            out.append("distinct")
+        return sorted(set(out))
+
+    bad = [[response_failures(quality[i * k + j]) if j else [] for j in range(k)] for i in range(n)]  # (n, k) lists
 
     def side(g: float) -> dict:
         j = col[g]
         ll = loglik[:, j]
+        reasons: dict[str, int] = {}
+        for i in range(n):
+            for r in bad[i][j]:
+                reasons[r] = reasons.get(r, 0) + 1
         return {
             "score": float(scores[:, j].mean()),
             "loglik": float(np.mean(np.where(np.isfinite(ll), ll, -50.0))),  # an empty response counts as -50
             "distinct2": float(distinct[:, j].mean()),
+            "degenerate": sum(1 for i in range(n) if bad[i][j]) / n,
+            "reasons": reasons,
         }
 
     base = side(0.0)
@@ -271,19 +267,19 @@ def calibrate(
     loglik_floor = max(floors) if floors else None
 
     def failures(label: str, s: dict) -> list[str]:
-        out = []
-        if loglik_floor is not None and s["loglik"] < loglik_floor:
-            out.append(f"{label} log-likelihood {s['loglik']:.2f} < floor {loglik_floor:.2f}")
-        if config.min_distinct2 is not None and s["distinct2"] < config.min_distinct2:
-            out.append(f"{label} distinct-2 {s['distinct2']:.2f} < {config.min_distinct2}")
-        return out
+        if s["degenerate"] <= config.max_degenerate_share:
+            return []
+        why = ", ".join(f"{r} {c}" for r, c in sorted(s["reasons"].items(), key=lambda kv: -kv[1]))
+        return [f"{label}: {s['degenerate']:.0%} of responses degenerate ({why}) > {config.max_degenerate_share:.0%}"]
 
     table = []
     for gp in config.gamma_plus_grid:
         c = side(gp)
         for gm in config.gamma_minus_grid:
             r = side(gm)
-            wins = scores[:, col[gp]] > scores[:, col[gm]]  # (n,) ties do not count as wins
+            # A win counts only when both responses are fluent: a loop losing to prose is no evidence.
+            fluent = np.array([not bad[i][col[gp]] and not bad[i][col[gm]] for i in range(n)])
+            wins = (scores[:, col[gp]] > scores[:, col[gm]]) & fluent  # (n,) ties do not count as wins
             excluded = failures("chosen", c) + failures("rejected", r)
             table.append({
                 "gamma_plus": gp, "gamma_minus": gm,
@@ -291,6 +287,7 @@ def calibrate(
                 "p_chosen_gt_rejected": round(float(wins.mean()), 6),
                 "loglik_chosen": round(c["loglik"], 4), "loglik_rejected": round(r["loglik"], 4),
                 "distinct2_chosen": round(c["distinct2"], 4), "distinct2_rejected": round(r["distinct2"], 4),
+                "degenerate_chosen": round(c["degenerate"], 4), "degenerate_rejected": round(r["degenerate"], 4),
                 "excluded_reason": "; ".join(excluded) or None,
             })
     pick, reason = _pick(table, config)

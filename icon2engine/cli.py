@@ -19,7 +19,7 @@ A first run, on the embedded SmolLM2-135M model (no download needed):
   icon2 presets
   icon2 extract --preset optimism --out vec/optimism.safetensors --gguf vec/optimism.gguf
   icon2 generate --vectors vec/optimism.safetensors --instructions my_instructions.txt \\
-                 --gamma-plus 0.05 --gamma-minus -0.05 --layers 8-15 --out pairs.jsonl
+                 --gamma-plus 0.05 --gamma-minus -0.03 --layers 8-15 --out pairs.jsonl
   icon2 synthesize --n 1000 --out instructions.jsonl --report synthesis.json
   icon2 filter --vectors vec/optimism.safetensors --instructions instructions.jsonl --out kept.jsonl --scores scores.jsonl
   icon2 calibrate --vectors vec/optimism.safetensors --instructions kept.jsonl --judge vader --layers 8-15 --out calibration.json
@@ -92,7 +92,7 @@ def cmd_extract(args) -> int:
 
 def cmd_generate(args) -> int:
     from .config import GenerateConfig, SteeringConfig
-    from .generation import generate_pairs
+    from .gate import GateConfig, drop_summary, generate_gated_pairs
     from .instructions_io import read_instructions
     from .models import load_model
     from .pipeline import parse_layers
@@ -100,23 +100,38 @@ def cmd_generate(args) -> int:
     from .vector_io import load_directions
 
     # Settings first: a bad γ is reported before anything slow happens.
-    steering = SteeringConfig(args.gamma_plus, args.gamma_minus, parse_layers(args.layers), args.steer_prompt)
+    steering = SteeringConfig(args.gamma_plus, args.gamma_minus, parse_layers(args.layers), args.steer_prompt,
+                              mode=args.steering_mode)
     gen = GenerateConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.sample,
-                         temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+                         temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                         no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
+    gate = GateConfig(enabled=not args.no_gate, max_retries=args.max_retries)
     if len(args.vectors) > 1:
         raise Icon2Error("generate takes one --vectors file; run it once per dimension")
     sets = [load_directions(p) for p in args.vectors]
     instructions = read_instructions(args.instructions)
     lm = load_model(_spec(args))
-    pairs = generate_pairs(lm, sets[0], instructions, steering=steering, config=gen, progress=TqdmProgress())
+    result = generate_gated_pairs(lm, sets[0], instructions, steering=steering, config=gen, gate=gate,
+                                  progress=TqdmProgress())
+    pairs = result.pairs
+    if not pairs:
+        raise Icon2Error(
+            f"no pair passed the quality gate ({drop_summary(0, result.dropped_counts)}); "
+            + ("the sides came out the same: use a larger |γ|" if "identical sides" in result.dropped_counts
+               else f"use a smaller |γ| (e.g. --gamma-plus {args.gamma_plus / 2:g} --gamma-minus {args.gamma_minus / 2:g}) "
+                    "or --steering-mode clamp")
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fh:
         for p in pairs:
-            fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision,
+                                     no_repeat_ngram_size=gen.no_repeat_ngram_size,
+                                     repetition_penalty=gen.repetition_penalty, steering_mode=steering.mode),
+                                ensure_ascii=False) + "\n")
     os.replace(tmp, out)
-    print(f"wrote {len(pairs)} pairs to {out}")
+    print(f"wrote {len(pairs)} pairs to {out}: {drop_summary(len(pairs), result.dropped_counts, result.retries)}")
     return 0
 
 
@@ -273,7 +288,7 @@ def cmd_evaluate(args) -> int:
     from .vector_io import load_directions
 
     config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, layers=parse_layers(args.layers))
-    steering = SteeringConfig(args.gamma_plus, -0.05, parse_layers(args.steer_layers)) if args.gamma_plus else None
+    steering = SteeringConfig(args.gamma_plus, SteeringConfig().gamma_minus, parse_layers(args.steer_layers)) if args.gamma_plus else None
     judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
                                    api_key_env=args.judge_key_env, criterion=args.criterion))
     direction = load_directions(args.vectors) if args.vectors else None
@@ -294,7 +309,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge", default="vader", choices=["vader", "length", "reward_model", "llm"])
+    p.add_argument("--judge", default="vader", choices=["vader", "length", "formality", "reward_model", "llm"])
     p.add_argument("--judge-path", help="reward_model: local model folder")
     p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--judge-model", help="llm: model name")
@@ -340,9 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", action="append", required=True, help="direction file from 'icon2 extract'")
     p.add_argument("--instructions", required=True, help="instructions (.txt one per line, .jsonl, .csv)")
     p.add_argument("--gamma-plus", type=float, default=0.05, help="chosen side, fraction of layer norm (default 0.05)")
-    p.add_argument("--gamma-minus", type=float, default=-0.05, help="rejected side, fraction of layer norm (default -0.05)")
+    p.add_argument("--gamma-minus", type=float, default=-0.03, help="rejected side, fraction of layer norm (default -0.03)")
     p.add_argument("--layers", default=None, help="blocks to steer, e.g. 8-15 (default: the middle third)")
     p.add_argument("--steer-prompt", action="store_true", help="also steer the prompt tokens")
+    p.add_argument("--steering-mode", default="add", choices=["add", "add_renorm", "clamp"],
+                   help="how the vector is applied (default add; bench/pair_quality.py compares them)")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=3, help="decoding safeguard on both sides (0 = off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="decoding safeguard on both sides (1 = off)")
+    p.add_argument("--no-gate", action="store_true", help="keep every pair as generated (no quality gate)")
+    p.add_argument("--max-retries", type=int, default=2, help="regenerations of a degenerate side at a smaller |γ|")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=32, help="rows per batch (a pair is two rows)")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -389,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", required=True, help="direction file from 'icon2 extract'")
     p.add_argument("--instructions", required=True, help="instructions to sample from (.txt, .jsonl, .csv)")
     p.add_argument("--column", default=None)
-    p.add_argument("--judge", default="vader", choices=["vader", "length", "reward_model", "llm"])
+    p.add_argument("--judge", default="vader", choices=["vader", "length", "formality", "reward_model", "llm"])
     p.add_argument("--judge-path", help="reward_model: local model folder")
     p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--judge-model", help="llm: model name")

@@ -11,6 +11,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import InputError
 from .generation import SteeredPair
+from .quality import quality_columns
 
 __all__ = ["pair_record", "export_dataset", "read_pairs_jsonl", "prompt_id"]
 
@@ -35,6 +36,9 @@ def pair_record(pair: SteeredPair | Mapping, *, model: str, model_revision: str,
         "model_revision": model_revision,
         "seed": int(p["seed"]),
     }
+    row.update(quality_columns(p.get("quality")))
+    if p.get("retries") is not None:
+        row["retries"] = len(p["retries"])
     row.update(extra or {})
     return row
 
@@ -92,6 +96,12 @@ extract the direction are never part of the data.
 
 Provenance columns: `prompt_id` (SHA-256 of the prompt text), `dimension`, `gamma_plus`,
 `gamma_minus`, `layers`, `model`, `model_revision`, `seed`.
+
+Quality columns (when the pairs went through the quality gate, measured against the unsteered
+answer to the same instruction): `chosen_*` and `rejected_*` for `words`, `repetition` (share of
+repeated word 3-grams), `distinct2`, `length_ratio`, `foreign` (share of words in another script
+or language), `loglik` and `loglik_drop` (per token, under the unsteered model); `retries` (how
+often a degenerate side was regenerated at a smaller |γ|).
 
 ## Caveats
 

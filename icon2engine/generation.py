@@ -42,10 +42,15 @@ class SteeredPair:
     seed: int
     chosen_tokens: int = 0
     rejected_tokens: int = 0
+    quality: dict | None = None  # measures of chosen, rejected and unsteered (icon2engine.quality), when gated
+    retries: tuple[dict, ...] = ()  # each regeneration of a degenerate side: side, γ tried, reasons
+    unsteered: str | None = None  # the unsteered answer the sides were measured against
+    index: int | None = None  # position among the instructions given (gated pairs skip dropped ones)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["layers"] = list(self.layers)
+        d["retries"] = list(self.retries)
         return d
 
 
@@ -96,6 +101,7 @@ def generate_rows(
     direction_index: Sequence[int] | None = None,
     layers: Sequence[int] | None = None,
     steer_prompt: bool = False,
+    mode: str = "add",
     system: str | None = None,
     progress: Progress | None = None,
     stats: StageStats | None = None,
@@ -159,6 +165,8 @@ def generate_rows(
         do_sample=bool(config.do_sample),
         pad_token_id=pad_id,
         eos_token_id=eos or None,
+        repetition_penalty=float(config.repetition_penalty) if config.repetition_penalty != 1.0 else None,
+        no_repeat_ngram_size=int(config.no_repeat_ngram_size) or None,
     )
     if config.do_sample:
         gen_kwargs.update(temperature=float(config.temperature), top_p=float(config.top_p), top_k=0)
@@ -183,7 +191,7 @@ def generate_rows(
             if config.do_sample:
                 torch.manual_seed(config.seed + batch_no)
             stream = {} if on_step is None else {"streamer": RowStreamer(tok, rows, eos, on_step)}
-            with add_to_block_outputs(lm.layers, deltas, prompt_too=steer_prompt):
+            with add_to_block_outputs(lm.layers, deltas, prompt_too=steer_prompt, mode=mode):
                 out = lm.model.generate(**enc, generation_config=generation_config, **stream)
             gen = out[:, enc["input_ids"].shape[1] :].cpu()  # (batch, new)
             for row, seq in zip(rows, gen):
@@ -269,6 +277,7 @@ def generate_pairs(
         direction_index=didx,
         layers=band,
         steer_prompt=steering.steer_prompt,
+        mode=steering.mode,
         progress=progress,
         stats=stats,
     )

@@ -11,7 +11,9 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["record_block_outputs", "add_to_block_outputs", "block_output_tensor"]
+from .config import STEERING_MODES
+
+__all__ = ["STEERING_MODES", "record_block_outputs", "add_to_block_outputs", "block_output_tensor", "steer_hidden"]
 
 
 def block_output_tensor(output: object) -> torch.Tensor:
@@ -65,12 +67,41 @@ def record_block_outputs(
             h.remove()
 
 
+
+
+def steer_hidden(hidden: torch.Tensor, delta: torch.Tensor, mode: str = "add") -> torch.Tensor:
+    """Steer ``hidden`` (batch, seq, hidden) by one ``delta`` (batch, hidden) per row.
+
+    - ``add``: h + δ (the paper's rule).
+    - ``add_renorm``: h + δ, then scaled back to each token's original norm, so steering turns
+      the state without inflating it (large norms are what tip a small model into loops).
+    - ``clamp``: the projection of h on δ's direction is set to ‖δ‖ (the target) instead of
+      moved by it, so a token already far along the direction is not pushed further.
+
+    A row whose δ is zero is left exactly as it was in every mode.
+    """
+    d = delta[:, None, :]  # (batch, 1, hidden)
+    if mode == "add":
+        return hidden + d
+    if mode == "add_renorm":
+        steered = hidden + d
+        scale = hidden.norm(dim=-1, keepdim=True) / steered.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        return steered * scale
+    if mode == "clamp":
+        size = d.norm(dim=-1, keepdim=True)  # (batch, 1, 1)
+        unit = d / size.clamp_min(1e-12)
+        proj = (hidden * unit).sum(dim=-1, keepdim=True)  # (batch, seq, 1)
+        return torch.where(size > 0, hidden + (size - proj) * unit, hidden)
+    raise ValueError(f"unknown steering mode {mode!r}; use one of {', '.join(STEERING_MODES)}")
+
+
 @contextlib.contextmanager
 def add_to_block_outputs(
     layers: Sequence[nn.Module],
     deltas: Mapping[int, torch.Tensor],
     *,
     prompt_too: bool = False,
+    mode: str = "add",
 ) -> Iterator[None]:
     """Add a per-row vector to the output of each listed decoder block (activation steering).
 
@@ -81,7 +112,10 @@ def add_to_block_outputs(
         prompt_too: when False (default), a multi-token forward (the prompt prefill) is steered
             only at its last position, which produces the first generated token; every later
             one-token step is steered. Requires left padding, so the last position is real.
+        mode: how the vector is applied, see :func:`steer_hidden` (default ``add``).
     """
+    if mode not in STEERING_MODES:
+        raise ValueError(f"unknown steering mode {mode!r}; use one of {', '.join(STEERING_MODES)}")
     handles = []
 
     def make_hook(delta: torch.Tensor):
@@ -91,10 +125,10 @@ def add_to_block_outputs(
             if hidden.shape[0] != d.shape[0]:
                 raise RuntimeError(f"steering has {d.shape[0]} rows but the batch has {hidden.shape[0]}")
             if prompt_too or hidden.shape[1] == 1:
-                hidden = hidden + d[:, None, :]
+                hidden = steer_hidden(hidden, d, mode)
             else:
                 hidden = hidden.clone()
-                hidden[:, -1, :] += d
+                hidden[:, -1:, :] = steer_hidden(hidden[:, -1:, :], d, mode)
             return _replace_hidden(output, hidden)
 
         return hook

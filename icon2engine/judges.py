@@ -25,11 +25,11 @@ from .config import _finite
 from .errors import ConfigError, JudgeError
 
 __all__ = [
-    "Judge", "BaseJudge", "VaderJudge", "LengthJudge", "RewardModelJudge", "LLMJudge", "JudgeConfig", "make_judge",
+    "Judge", "BaseJudge", "VaderJudge", "LengthJudge", "FormalityJudge", "RewardModelJudge", "LLMJudge", "JudgeConfig", "make_judge",
     "JUDGE_KINDS",
 ]
 
-JUDGE_KINDS = ("vader", "length", "reward_model", "llm")
+JUDGE_KINDS = ("vader", "length", "formality", "reward_model", "llm")
 
 
 @runtime_checkable
@@ -86,25 +86,73 @@ class VaderJudge(BaseJudge):
 
 
 class LengthJudge(BaseJudge):
-    """Longer is better (words), or, with ``target``, closer to ``target`` words is better.
+    """Longer is better (words); with ``shorter=True`` shorter is better; with ``target``,
+    closer to ``target`` words is better.
 
     Example:
         >>> LengthJudge().score("", "three short words")
         3.0
+        >>> LengthJudge(shorter=True).score("", "three short words")
+        -3.0
         >>> LengthJudge(target=10).score("", "three short words")
         -7.0
     """
 
     name = "length"
 
-    def __init__(self, target: int | None = None) -> None:
+    def __init__(self, target: int | None = None, *, shorter: bool = False) -> None:
         if target is not None and int(target) < 1:
             raise ConfigError(f"target length must be at least 1 word, got {target}")
         self.target = None if target is None else int(target)
+        self.shorter = bool(shorter)
+        if self.shorter:
+            self.name = "length (shorter is better)"
 
     def score(self, instruction: str, response: str) -> float:
         n = len(response.split())
-        return float(n if self.target is None else -abs(n - self.target))
+        if self.target is not None:
+            return float(-abs(n - self.target))
+        return float(-n if self.shorter else n)
+
+
+_INFORMAL = re.compile(
+    r"\b(?:hey|hi|yeah|yep|nope|gonna|wanna|gotta|kinda|sorta|lol|omg|cool|awesome|super|totally|stuff|guys|"
+    r"dude|okay|ok|wow|oh|ya|y'all|pretty much)\b|\w'(?:s|re|ve|ll|d|m|t)\b|n't\b|!|:\)|😊|😀|🙂",
+    re.IGNORECASE,
+)
+_FORMAL = re.compile(
+    r"\b(?:therefore|furthermore|moreover|however|consequently|regarding|accordingly|nevertheless|additionally|"
+    r"thus|hence|shall|whereas|respectfully|sincerely|kindly|request|ensure|appropriate|subsequently|"
+    r"dear|regards|please find|in accordance)\b",
+    re.IGNORECASE,
+)
+
+
+class FormalityJudge(BaseJudge):
+    """How formal a response reads, from −1 (casual) to +1 (formal); ignores the instruction.
+
+    Counts casual markers (contractions, "hey", "gonna", exclamation marks, emoticons) against
+    formal ones ("therefore", "regarding", "sincerely"…), per 100 words, and adds the share of
+    long words, so plain neutral prose sits near 0.
+
+    Example:
+        >>> FormalityJudge().score("", "Hey, that's gonna be awesome!") < 0 < FormalityJudge().score(
+        ...     "", "Furthermore, we shall ensure the appropriate arrangements are made.")
+        True
+    """
+
+    name = "formality"
+
+    def score(self, instruction: str, response: str) -> float:
+        words = re.findall(r"[\w']+", response)
+        if not words:
+            return 0.0
+        per100 = 100.0 / len(words)
+        casual = len(_INFORMAL.findall(response)) * per100
+        formal = len(_FORMAL.findall(response)) * per100
+        long_share = sum(len(w) >= 8 for w in words) / len(words)
+        raw = 0.25 * (formal - casual) + 2.0 * (long_share - 0.15)
+        return float(max(-1.0, min(1.0, raw)))
 
 
 class RewardModelJudge(BaseJudge):
@@ -283,7 +331,7 @@ class LLMJudge(BaseJudge):
 class JudgeConfig:
     """Which judge to use; the fields that a kind does not use are ignored."""
 
-    kind: str = field(default="vader", metadata={"help": "vader, length, reward_model or llm"})
+    kind: str = field(default="vader", metadata={"help": "vader, length, formality, reward_model or llm"})
     path: str | None = field(default=None, metadata={"help": "reward_model: local model folder"})
     base_url: str | None = field(default=None, metadata={"help": "llm: e.g. http://localhost:8000/v1"})
     model: str | None = field(default=None, metadata={"help": "llm: model name"})
@@ -292,6 +340,7 @@ class JudgeConfig:
     timeout: float = 30.0
     retries: int = 2
     target_words: int | None = field(default=None, metadata={"help": "length: target length (None = longer is better)"})
+    shorter: bool = field(default=False, metadata={"help": "length: shorter is better (a 'concise' dimension)"})
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
@@ -313,7 +362,9 @@ def make_judge(config: JudgeConfig | str) -> BaseJudge:
     if config.kind == "vader":
         return VaderJudge()
     if config.kind == "length":
-        return LengthJudge(config.target_words)
+        return LengthJudge(config.target_words, shorter=config.shorter)
+    if config.kind == "formality":
+        return FormalityJudge()
     if config.kind == "reward_model":
         return RewardModelJudge(config.path)
     key = os.environ.get(config.api_key_env) if config.api_key_env else None

@@ -21,6 +21,8 @@ from typing import Any
 from .calibration import CalibrationConfig
 from .cleaning import CleaningRules
 from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptPair, SteeringConfig, config_from_dict
+from .gate import GateConfig
+from .quality import QualityConfig
 from .errors import ConfigError, InputError
 from .evaluation import EvalConfig
 from .filtering import FilterConfig
@@ -103,6 +105,7 @@ class PipelineConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     stages: tuple[str, ...] = DEFAULT_STAGES
     name: str = "Icon² preference pairs"
     export_gguf: bool = True
@@ -113,6 +116,12 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     held_out: list[str] = field(default_factory=list)
+
+
+def _gate_section(raw: dict | None) -> GateConfig:
+    raw = dict(raw or {})
+    quality = config_from_dict(QualityConfig, raw.pop("quality", None), where="[gate.quality]")
+    return config_from_dict(GateConfig, {**raw, "quality": quality}, where="[gate]")
 
 
 def _synthesis_section(raw: dict | None, where: str) -> SynthesisSection:
@@ -172,7 +181,7 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
     except Exception as exc:  # yaml.YAMLError
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
     known = {
-        "output", "name", "model", "dimensions", "instructions", "feature_instructions", "extract", "steering", "generate",
+        "output", "name", "model", "dimensions", "instructions", "feature_instructions", "extract", "steering", "generate", "gate",
         "stages", "export_gguf", "synthesize", "filter", "calibrate", "judge", "train", "evaluate",
     }
     unknown = sorted(set(raw) - known)
@@ -229,6 +238,7 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         extract=config_from_dict(ExtractConfig, raw.get("extract"), where="[extract]"),
         steering=config_from_dict(SteeringConfig, steering_raw, where="[steering]"),
         generate=config_from_dict(GenerateConfig, raw.get("generate"), where="[generate]"),
+        gate=_gate_section(raw.get("gate")),
         stages=stages,
         export_gguf=bool(raw.get("export_gguf", True)),
         synthesize=synth,
@@ -268,7 +278,7 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     from .directions import extract_directions
     from .export import export_dataset, read_pairs_jsonl
     from .filtering import score_instructions, select_top
-    from .generation import generate_pairs
+    from .gate import drop_summary, generate_gated_pairs
     from .judges import make_judge
     from .models import load_model
     from .stats import StageStats
@@ -337,18 +347,25 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     pairs_path = out / "pairs.jsonl"
     if "generate" in config.stages:
         stats = StageStats(stage="generate")
+        results = []
         if per_instruction_dims is not None:
-            pairs = generate_pairs(lm, directions, instructions, dimensions=per_instruction_dims, steering=steering,
-                                   config=config.generate, progress=progress, stats=stats)
+            results.append(generate_gated_pairs(lm, directions, instructions, dimensions=per_instruction_dims,
+                                                steering=steering, config=config.generate, gate=config.gate, progress=progress, stats=stats))
         else:
-            pairs = []
             for dim in config.dimensions:
-                pairs += generate_pairs(lm, directions[dim.name], instructions, steering=steering,
-                                        config=config.generate, progress=progress, stats=stats)
+                results.append(generate_gated_pairs(lm, directions[dim.name], instructions, steering=steering,
+                                                    config=config.generate, gate=config.gate, progress=progress,
+                                                    stats=stats))
+        pairs = [p for r in results for p in r.pairs]
+        dropped = {k: v for r in results for k, v in r.dropped_counts.items()}
+        if not pairs:
+            raise InputError(f"no pair passed the quality gate ({drop_summary(0, dropped)}); try a smaller |γ| "
+                             "in [steering], or a larger one if the sides came out identical")
         rows = [dict(p.as_dict(), model=lm.name, model_revision=lm.revision) for p in pairs]
         write_atomic(pairs_path, _jsonl(rows))
-        summary["stages"]["generate"] = stats.as_dict()
-        log(f"generated {len(rows)} pairs → {pairs_path}")
+        summary["stages"]["generate"] = {**stats.as_dict(), "gate": {"kept": len(pairs), "dropped": dropped,
+                                                                    "retries": sum(r.retries for r in results)}}
+        log(f"generated {drop_summary(len(pairs), dropped, sum(r.retries for r in results))} → {pairs_path}")
     if "export" in config.stages:
         rows = read_pairs_jsonl(pairs_path)
         paths = export_dataset(

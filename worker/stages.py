@@ -110,6 +110,11 @@ def extract(chunk, beat) -> Result:
 
 
 def generate(chunk, beat) -> Result:
+    """Steered pairs through the quality gate: a degenerate side is regenerated at a smaller |γ|,
+    a pair that still fails is dropped and counted by reason (never stored, so review and
+    training never see it)."""
+    from icon2engine.gate import GateConfig, drop_summary, generate_gated_pairs
+    from icon2engine.quality import quality_columns
     from webapp.jobs.models import Pair
 
     run = chunk.stage.run
@@ -117,19 +122,19 @@ def generate(chunk, beat) -> Result:
     rows = list(run.instructions.filter(kept=True).order_by("rank", "index").select_related("winner"))[chunk.start : chunk.stop]
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
-    steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers))
-    config = GenerateConfig(
-        max_new_tokens=run.max_new_tokens, batch_size=settings.ICON2_GENERATE_BATCH, do_sample=run.do_sample,
-        temperature=run.temperature, top_p=run.top_p, seed=run.seed,
-    )
+    steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers), mode=run.steering_mode)
+    config = run_generate_config(run)
     stats = StageStats(stage="generate")
-    pairs = generate_pairs(
-        lm, directions, [r.text for r in rows], dimensions=dims, steering=steering, config=config,
-        progress=ChunkProgress(chunk, scale=0.5, heartbeat=beat), stats=stats,
+    result = generate_gated_pairs(
+        lm, directions, [r.text for r in rows], dimensions=dims, steering=steering, config=config, gate=GateConfig(enabled=run.quality_gate),
+        progress=ChunkProgress(chunk, scale=1 / 3, heartbeat=beat), stats=stats,
     )
+    pairs = result.pairs
     compute = stats.as_dict()
+    compute["gate"] = result.summary()
+    log.info("generate chunk %s: %s", chunk.pk, drop_summary(len(pairs), result.dropped_counts, result.retries))
     try:  # only a figure for the cost panel: it must never fail the pairs
-        compute["sample_and_rank"] = _sample_and_rank(stats, [r.text for r in rows], pairs) if pairs else None
+        compute["sample_and_rank"] = _sample_and_rank(stats, [p.instruction for p in pairs], pairs) if pairs else None
     except Exception as exc:
         log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
@@ -137,15 +142,25 @@ def generate(chunk, beat) -> Result:
         Pair.objects.bulk_create(
             [
                 Pair(
-                    run=run, instruction=row, dimension_id=int(p.dimension), chosen=p.chosen, rejected=p.rejected,
+                    run=run, instruction=rows[p.index], dimension_id=int(p.dimension), chosen=p.chosen, rejected=p.rejected,
                     gamma_plus=p.gamma_plus, gamma_minus=p.gamma_minus, layers=list(p.layers), seed=p.seed,
                     chosen_tokens=p.chosen_tokens, rejected_tokens=p.rejected_tokens,
+                    quality=quality_columns(p.quality), retries=list(p.retries),
                 )
-                for row, p in zip(rows, pairs)
+                for p in pairs
             ]
         )
 
     return write, compute
+
+
+def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateConfig:
+    """The run's decoding settings, safeguards included (one place for generate and calibrate)."""
+    return GenerateConfig(
+        max_new_tokens=max_new_tokens or run.max_new_tokens, batch_size=settings.ICON2_GENERATE_BATCH,
+        do_sample=run.do_sample, temperature=run.temperature, top_p=run.top_p, seed=run.seed,
+        no_repeat_ngram_size=run.no_repeat_ngram_size, repetition_penalty=run.repetition_penalty,
+    )
 
 
 def _sample_and_rank(stats: StageStats, instructions: list[str], pairs) -> dict:
@@ -284,6 +299,7 @@ def _held_out(run) -> tuple[list[int], list[int]]:
 def train(chunk, beat) -> Result:
     """DPO on the pairs that passed the review gate (all pairs when review is not required)."""
     from icon2engine import Icon2Error, StopRequested
+    from icon2engine.reward_hacking import training_warnings
     from icon2engine.training import TrainConfig, train_dpo
     from webapp.jobs.models import Pair
     from webapp.review.selectors import dataset_rows
@@ -314,6 +330,8 @@ def train(chunk, beat) -> Result:
     if result.stopped:
         raise StopRequested("the run was cancelled; the last checkpoint is kept for a retry")
     last = result.log[-1] if result.log else {}
+    curve = [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in result.log]
+    warnings = training_warnings(curve, total_steps=result.steps, pairs=rows)
 
     def write() -> None:
         stage = Stage.objects.get(pk=chunk.stage_id)
@@ -321,7 +339,7 @@ def train(chunk, beat) -> Result:
             **stage.metrics, "output_dir": str(out), "steps": result.steps, "pairs": len(rows),
             "gate": meta.get("counts", {}), "held_out_instructions": eval_ids, "reserved_pairs": reserved,
             "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-            "curve": [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in result.log][-200:],
+            "curve": curve[-200:], "warnings": warnings,
         })
 
     return write, stats.as_dict()

@@ -14,7 +14,8 @@ DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a
 PROMPTS = ["Describe the sea.", "Tell me about a fox.", "What is a dog?", "Numbers 1 2 3.", "What?"]
 KEYS = {
     "gamma_plus", "gamma_minus", "mean_score_chosen", "mean_score_rejected", "p_chosen_gt_rejected", "loglik_chosen",
-    "loglik_rejected", "distinct2_chosen", "distinct2_rejected", "excluded_reason",
+    "loglik_rejected", "distinct2_chosen", "distinct2_rejected", "degenerate_chosen", "degenerate_rejected",
+    "excluded_reason",
 }
 
 
@@ -49,7 +50,8 @@ def test_the_loglik_of_an_empty_response_is_minus_infinity_and_batching_does_not
 def test_calibration_returns_every_setting_of_the_grid(tiny_lm):
     ds = extract_directions(tiny_lm, DIM, PROMPTS[:4])
     cfg = CalibrationConfig(gamma_plus_grid=(0.1, 0.5), gamma_minus_grid=(-0.1, -0.5, 0.0), n_instructions=4,
-                            max_new_tokens=6, layers=(1, 2), max_loglik_drop=None, min_distinct2=None)
+                            max_new_tokens=6, layers=(1, 2), max_loglik_drop=None, min_distinct2=None,
+                            quality=None)  # a random model writes no language: only the structure is under test
     res = calibrate(tiny_lm, ds, PROMPTS, LengthJudge(), cfg)
     assert res.n_instructions == 4 and res.layers == (1, 2)
     assert [(r["gamma_plus"], r["gamma_minus"]) for r in res.table] == [
@@ -86,6 +88,7 @@ def test_calibration_with_vader_picks_a_setting_that_separates_and_stays_coheren
     row = next(r for r in res.table if (r["gamma_plus"], r["gamma_minus"]) == (res.pick["gamma_plus"], res.pick["gamma_minus"]))
     assert row["p_chosen_gt_rejected"] >= 0.9
     assert row["excluded_reason"] is None  # the coherence floor holds for the pick
-    assert row["loglik_chosen"] >= res.baseline["loglik_floor"] and row["distinct2_chosen"] >= 0.5
-    # γ = 0.2 × norm garbles SmolLM2's text; the floor sees it even where VADER likes it.
-    assert all("chosen log-likelihood" in (r["excluded_reason"] or "") for r in res.table if r["gamma_plus"] == 0.2)
+    assert row["degenerate_chosen"] <= cfg.max_degenerate_share and row["degenerate_rejected"] <= cfg.max_degenerate_share
+    # γ = 0.2 × norm garbles SmolLM2's text; the per-response floor sees it even where VADER likes it.
+    assert all("chosen:" in (r["excluded_reason"] or "") and "degenerate" in r["excluded_reason"]
+               for r in res.table if r["gamma_plus"] == 0.2)

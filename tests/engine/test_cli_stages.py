@@ -117,7 +117,9 @@ def _pipeline(tmp_path, tiny_dir, extra: str, stages: str, top: str = "") -> Pat
         top + f'output = "out"\nstages = {stages}\nmodel = "{tiny_dir}"\nexport_gguf = false\n'
         'feature_instructions = ' + json.dumps(FEATURES) + '\n'
         '[[dimensions]]\nname = "cheer"\nprompt_pairs = [{ positive = "You are cheerful.", negative = "You are gloomy." }]\n'
-        '[steering]\nlayers = "1-2"\n[generate]\nmax_new_tokens = 4\n' + extra
+        '[steering]\nlayers = "1-2"\n[generate]\nmax_new_tokens = 4\n'
+        '[gate]\nenabled = false\n'  # a random model writes no language: the gate has its own tests
+        + extra
     )
     return cfg
 

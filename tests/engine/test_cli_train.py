@@ -83,6 +83,8 @@ layers = "1-2"
 [generate]
 max_new_tokens = 6
 do_sample = true
+[gate]
+enabled = false
 [train]
 max_steps = 1
 batch_size = 2

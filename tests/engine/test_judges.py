@@ -101,7 +101,7 @@ def test_judge_configs_say_what_is_missing():
         JudgeConfig(kind="llm")
     with pytest.raises(ConfigError, match="needs path"):
         JudgeConfig(kind="reward_model")
-    with pytest.raises(ConfigError, match="must be one of vader, length, reward_model, llm"):
+    with pytest.raises(ConfigError, match="must be one of vader, length, formality, reward_model, llm"):
         JudgeConfig(kind="gpt4")
     with pytest.raises(ConfigError, match="must start with http"):
         LLMJudge("localhost:8000", "m")

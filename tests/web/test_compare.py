@@ -140,7 +140,7 @@ def test_olivia_sees_both_runs_kept_counts_win_rates_costs_and_separation(two_ru
 def test_rows_where_the_settings_differ_are_marked_and_identical_ones_are_not(two_runs, ours, owner, client_for):
     rows = _rows(_compare(client_for(owner), ours.project, *two_runs).content.decode())
     assert rows["Keep fraction"] == (True, ["0.25", "0.1"])
-    assert rows["γ⁺ / γ⁻"] == (True, ["0.05 / -0.05", "0.08 / -0.05"])
+    assert rows["γ⁺ / γ⁻"] == (True, ["0.05 / -0.03", "0.08 / -0.03"])
     assert rows["Seed"] == (True, ["0", "7"])
     assert rows["Layers"] == (True, ["middle third", "1–4"])
     assert rows["Review"] == (True, ["required, 1 per pair", "not required"])
@@ -253,5 +253,5 @@ def test_a_run_without_directions_or_finished_stages_shows_dashes(ours, owner):
     rows = {row.label: row for row in table.rows}
     assert rows["Separation (steered layers)"].values == ["—", "—"] and not rows["Separation (steered layers)"].differs
     assert rows["Win rate vs base"].values == ["—", "—"] and rows["Compute time"].values == ["—", "—"]
-    assert rows["γ⁺ / γ⁻"].values == ["0.05 / -0.05", "0.05 / -0.05 (calibrated)"] and rows["γ⁺ / γ⁻"].differs
+    assert rows["γ⁺ / γ⁻"].values == ["0.05 / -0.03", "0.05 / -0.03 (calibrated)"] and rows["γ⁺ / γ⁻"].differs
     assert [section for section, _ in table.sections] == ["Settings", "Data", "Review", "Training and evaluation", "Cost"]

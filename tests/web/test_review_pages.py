@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 
 COLUMNS = {
     "prompt", "chosen", "rejected", "prompt_id", "dimension", "gamma_plus", "gamma_minus", "layers", "model",
-    "model_revision", "seed", "verdict", "annotators", "agreement", "edited",
+    "model_revision", "seed", "verdict", "annotators", "agreement", "edited", "steering_mode", "no_repeat_ngram_size",
+    "repetition_penalty", "retries",
 }
 
 

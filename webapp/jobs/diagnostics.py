@@ -225,6 +225,7 @@ class TrainingPanel:
     loss_chart: str
     reward_chart: str
     live: bool
+    warnings: list[dict]
 
 
 def training_panel(*, run: Run) -> TrainingPanel:
@@ -248,6 +249,7 @@ def training_panel(*, run: Run) -> TrainingPanel:
         stage=train, curve=curve, final=(train.metrics.get("final") if train else None) or {}, evaluation=evaluation,
         loss_chart=loss_chart, reward_chart=reward_chart,
         live=bool(train and train.status in (Stage.Status.QUEUED, Stage.Status.RUNNING)),
+        warnings=list((train.metrics.get("warnings") if train else None) or []),
     )
 
 

@@ -82,6 +82,10 @@ class Pair(models.Model):
     seed = models.PositiveIntegerField(default=0)
     chosen_tokens = models.PositiveIntegerField(default=0)
     rejected_tokens = models.PositiveIntegerField(default=0)
+    quality = models.JSONField(
+        default=dict, blank=True, help_text="chosen / rejected / unsteered: repetition, distinct2, length_ratio, foreign, loglik"
+    )
+    retries = models.JSONField(default=list, blank=True, help_text="each regeneration of a degenerate side")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

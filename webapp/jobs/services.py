@@ -288,8 +288,23 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
         compute["chunks"] = len(chunks)
         compute["workers"] = sorted({c.worker for c in chunks})
         stage = Stage.objects.select_related("run").get(pk=stage_id)
+        message = ""
+        gates = [c.compute["gate"] for c in chunks if c.compute.get("gate")]
+        if gates:  # generation: the pair gate's counts add up over chunks
+            compute["gate"] = gate = _gate_merge(gates)
+            if gate["kept"] == 0:
+                error = _gate_empty_error(gate, stage.run)
+                Chunk.objects.filter(stage_id=stage_id).update(status=Chunk.Status.FAILED, error=error)
+                Stage.objects.filter(pk=stage_id, status=Stage.Status.RUNNING).update(
+                    status=Stage.Status.FAILED, finished_at=_now(), compute=compute, error=error, message=gate_message(gate)
+                )
+                Run.objects.filter(pk=stage.run_id, status__in=ACTIVE_RUN).update(status=Run.Status.FAILED)
+                transaction.on_commit(lambda: (_stage_notify(stage_id), _run_notify(stage.run_id)))
+                return
+            message = gate_message(gate)
         if not Stage.objects.filter(pk=stage_id, status=Stage.Status.RUNNING).update(
-            status=Stage.Status.SUCCEEDED, finished_at=_now(), compute=compute, progress_done=F("progress_total"), message=""
+            status=Stage.Status.SUCCEEDED, finished_at=_now(), compute=compute, progress_done=F("progress_total"),
+            message=message,
         ):
             return
         if stage.kind in FINALIZE:
@@ -297,6 +312,48 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
         run_id = stage.run_id
     _stage_notify(stage_id)
     run_advance(run_id=run_id)
+
+
+def _gate_merge(gates: list[dict]) -> dict:
+    dropped: dict[str, int] = {}
+    for g in gates:
+        for reason, n in g.get("dropped", {}).items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    return {
+        "kept": sum(g.get("kept", 0) for g in gates), "dropped": dropped, "retries": sum(g.get("retries", 0) for g in gates),
+        "examples": [e for g in gates for e in g.get("examples", [])][:3],
+    }
+
+
+def gate_message(gate: dict) -> str:
+    """'30 pairs kept, 2 dropped (rejected: repetition 2); 5 sides regenerated at a smaller |γ|'."""
+    kept, dropped, retries = gate["kept"], gate.get("dropped", {}), gate.get("retries", 0)
+    text = f"{kept} pair{'s' if kept != 1 else ''} kept"
+    if dropped:
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0])))
+        text += f", {sum(dropped.values())} dropped ({reasons})"
+    if retries:
+        text += f"; {retries} side{'s' if retries != 1 else ''} regenerated at a smaller |γ|"
+    return text
+
+
+def _gate_empty_error(gate: dict, run: Run) -> str:
+    dropped = gate.get("dropped", {})
+    total = sum(dropped.values())
+    identical = dropped.get("identical sides", 0)
+    if total and identical >= total / 2:
+        advice = (
+            f"γ⁺ = {run.gamma_plus:g} and γ⁻ = {run.gamma_minus:g} are too weak for the two sides to differ: "
+            "start a run with a larger |γ| (on the embedded model γ⁺ = 0.05, γ⁻ = −0.03 work)"
+        )
+    else:
+        advice = (
+            f"even after retries at a smaller |γ| every pair still had a degenerate side: start a run with a smaller "
+            f"|γ| (try γ⁺ = {run.gamma_plus / 2:.3g}, γ⁻ = {run.gamma_minus / 2:.3g}), the no-repeat safeguard on, "
+            "or the clamp steering rule"
+        )
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items(), key=lambda kv: -kv[1])) or "none generated"
+    return f"No pair passed the quality gate ({total} dropped: {reasons}). {advice}."
 
 
 def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False) -> None:

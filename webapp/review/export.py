@@ -27,6 +27,10 @@ SCHEMA = pa.schema(
         ("annotators", pa.list_(pa.string())),
         ("agreement", pa.float64()),
         ("edited", pa.bool_()),
+        ("steering_mode", pa.string()),
+        ("no_repeat_ngram_size", pa.int64()),
+        ("repetition_penalty", pa.float64()),
+        ("retries", pa.int64()),
     ]
 )
 
@@ -36,15 +40,43 @@ def to_jsonl(rows: list[dict]) -> bytes:
 
 
 def to_parquet(rows: list[dict]) -> bytes:
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    # The per-side quality measures (chosen_repetition, rejected_loglik…) come as the engine wrote them.
+    extra = sorted({k for row in rows for k in row} - set(SCHEMA.names))
+    schema = SCHEMA
+    for name in extra:
+        schema = schema.append(pa.field(name, pa.int64() if name.endswith("_words") else pa.float64()))
+    table = pa.Table.from_pylist(rows, schema=schema)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
+def _gate_section(run: Run) -> str:
+    stage = run.stages.filter(kind="generate").first()
+    gate = (stage.compute or {}).get("gate") if stage else None
+    if not gate:
+        return "No quality gate ran for these pairs."
+    dropped = gate.get("dropped") or {}
+    lines = [
+        f"Every response was measured against the unsteered answer (repetition, distinct-2, length, script and "
+        f"language, likelihood); a degenerate side was regenerated at a smaller |γ| "
+        f"({gate.get('retries', 0)} regenerations), and a pair that still failed was dropped.",
+        "",
+        f"- Pairs kept: {gate.get('kept', 0)}",
+        f"- Pairs dropped: {sum(dropped.values())}",
+    ]
+    lines += [f"  - {reason}: {n}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1])]
+    lines.append(
+        f"- Steering: {run.steering_mode}; decoding safeguards on both sides: no-repeat n-gram "
+        f"{run.no_repeat_ngram_size or 'off'}, repetition penalty {run.repetition_penalty:g}"
+    )
+    return "\n".join(lines)
+
+
 def dataset_card(*, run: Run, rows: list[dict], meta: dict) -> str:
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(meta["counts"].items())) or "none"
     dims = sorted({r["dimension"] for r in rows}) or ["—"]
+    gate = _gate_section(run)
     return f"""---
 license: other
 tags: [dpo, preference, icon2, representation-engineering]
@@ -53,6 +85,9 @@ tags: [dpo, preference, icon2, representation-engineering]
 
 Preference pairs made by steering {run.model.name} along {", ".join(dims)} (Icon², Chen et al., EMNLP 2025):
 the chosen response was generated with the direction added (γ⁺), the rejected one with it subtracted (γ⁻).
+
+## Quality gate
+{gate}
 
 ## Review
 {meta["note"]}
@@ -68,4 +103,8 @@ Provenance columns: `prompt_id` (SHA-256 of the prompt text), `dimension`, `gamm
 `layers`, `model`, `model_revision`, `seed`. Review columns: `verdict` (confirm, swap — already flipped —
 or not_reviewed), `annotators`, `agreement` (share of verdicts agreeing with the majority), `edited`
 (a reviewer edited a response; the original is kept in the studio's audit log).
+Quality columns: `chosen_*` and `rejected_*` for `words`, `repetition` (share of repeated word 3-grams),
+`distinct2`, `length_ratio` (against the unsteered answer), `foreign` (share of words in another script or
+language), `loglik` and `loglik_drop` (per token under the unsteered model); `retries`. Decoding provenance:
+`steering_mode`, `no_repeat_ngram_size`, `repetition_penalty`.
 """

@@ -211,10 +211,16 @@ def dataset_rows(*, run: Run) -> tuple[list[dict], dict]:
                 "model": model,
                 "model_revision": run.model.revision,
                 "seed": int(r.pair.seed),
+                "steering_mode": run.steering_mode,
+                "no_repeat_ngram_size": run.no_repeat_ngram_size,
+                "repetition_penalty": float(run.repetition_penalty),
                 "verdict": outcome,
                 "annotators": r.annotators,
                 "agreement": r.agreement,
                 "edited": r.edited,
+                # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as written
+                **(r.pair.quality or {}),
+                "retries": len(r.pair.retries or []),
             }
         )
     meta = {

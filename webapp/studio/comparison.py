@@ -108,6 +108,9 @@ def _settings(run: Run) -> list[tuple[str, str, str]]:
     layers = f"{run.layer_start}–{run.layer_end}" if run.layer_start is not None else "middle third"
     gamma = f"{_g(run.gamma_plus)} / {_g(run.gamma_minus)}" + (" (calibrated)" if run.calibrate else "")
     decoding = f"sampling, T={_g(run.temperature)}, top-p={_g(run.top_p)}" if run.do_sample else "greedy"
+    guards = [f"no-repeat {run.no_repeat_ngram_size}-grams"] if run.no_repeat_ngram_size else []
+    guards += [f"repetition penalty {_g(run.repetition_penalty)}"] if run.repetition_penalty != 1.0 else []
+    decoding += "".join(f", {g}" for g in guards)
     review = f"required, {run.review_k} per pair" if run.require_review else "not required"
     adapters = f"LoRA r={run.dpo_lora_r}" if run.dpo_use_lora else "full fine-tune"
     epochs = f"{run.dpo_epochs} epoch{'' if run.dpo_epochs == 1 else 's'}"
@@ -119,6 +122,7 @@ def _settings(run: Run) -> list[tuple[str, str, str]]:
         (SETTINGS, "Keep fraction", _g(run.keep_fraction)),
         (SETTINGS, "Layers", layers),
         (SETTINGS, "γ⁺ / γ⁻", gamma),
+        (SETTINGS, "Steering rule", run.get_steering_mode_display()),
         (SETTINGS, "Max new tokens", str(run.max_new_tokens)),
         (SETTINGS, "Decoding", decoding),
         (SETTINGS, "Seed", str(run.seed)),

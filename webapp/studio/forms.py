@@ -153,9 +153,9 @@ class RunForm(forms.ModelForm):
         (
             "Steering",
             "Where and how hard the direction is added while generating chosen (γ⁺) and rejected (γ⁻) responses.",
-            ["layer_start", "layer_end", "calibrate", "gamma_plus", "gamma_minus"],
+            ["layer_start", "layer_end", "calibrate", "gamma_plus", "gamma_minus", "steering_mode"],
         ),
-        ("Generation", "Decoding for the steered responses.", ["max_new_tokens", "do_sample", "temperature", "top_p", "seed"]),
+        ("Generation", "Decoding for the steered responses.", ["max_new_tokens", "quality_gate", "no_repeat_ngram_size", "repetition_penalty", "do_sample", "temperature", "top_p", "seed"]),
         ("Review", "Whether people audit the pairs before training.", ["require_review", "review_k"]),
         (
             "Training (DPO)",
@@ -182,6 +182,10 @@ class RunForm(forms.ModelForm):
             "calibrate": "Calibrate γ automatically",
             "gamma_plus": "γ⁺ (chosen)",
             "gamma_minus": "γ⁻ (rejected)",
+            "steering_mode": "Steering rule",
+            "quality_gate": "Quality gate",
+            "no_repeat_ngram_size": "No-repeat n-gram size",
+            "repetition_penalty": "Repetition penalty",
             "do_sample": "Sample (instead of greedy)",
             "top_p": "Top-p",
             "require_review": "Require human review before training",

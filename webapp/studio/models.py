@@ -197,10 +197,18 @@ class Run(models.Model):
         "(0 < γ⁺ ≤ 1). The paper's 0.1 is absolute for 7–8B models; ours is relative.",
     )
     gamma_minus = models.FloatField(
-        default=-0.05,
+        default=-0.03,
         validators=[validate_finite, MinValueValidator(-1.0), LessThanValidator(0.0)],
         help_text="Steering strength for rejected responses, relative to the layer norm (−1 ≤ γ⁻ < 0). "
-        "The paper's −0.05 is absolute for 7–8B models.",
+        "The default −0.03 is smaller than γ⁺ because the negative side loses fluency first: on the embedded "
+        "model, −0.05 turned most rejected answers into loops (bench/pair_quality.py).",
+    )
+    steering_mode = models.CharField(
+        max_length=16,
+        choices=[("add", "Add the vector (the paper's rule)"), ("add_renorm", "Add, then restore each token's norm"),
+                 ("clamp", "Clamp the projection to γ")],
+        default="add",
+        help_text="How the direction is applied at each steered layer. bench/pair_quality.py compares them.",
     )
 
     # Generation
@@ -208,6 +216,23 @@ class Run(models.Model):
         default=96, validators=[MinValueValidator(1), MaxValueValidator(4096)], help_text="Length cap per response (1–4096)."
     )
     do_sample = models.BooleanField(default=False, help_text="Sample instead of greedy decoding.")
+    no_repeat_ngram_size = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MaxValueValidator(16)],
+        help_text="Decoding safeguard on both sides: never repeat a token n-gram (0 = off). 3 stops the loops a "
+        "steered small model falls into; recorded with every pair.",
+    )
+    quality_gate = models.BooleanField(
+        default=True,
+        help_text="Measure every response against the unsteered answer; regenerate a degenerate side (a loop, "
+        "gibberish, another language, a stub) at a smaller |γ|, and drop the pair if it still fails.",
+    )
+    repetition_penalty = models.FloatField(
+        default=1.0,
+        validators=[validate_finite, MinValueValidator(1.0), MaxValueValidator(2.0)],
+        help_text="Decoding safeguard on both sides: > 1 discourages any repeated token (1 = off). Strong "
+        "penalties make steered text incoherent.",
+    )
     temperature = models.FloatField(
         default=0.7,
         validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(2.0)],

@@ -10,7 +10,13 @@ register = template.Library()
 @register.inclusion_tag("jobs/_pairs_preview.html")
 def run_pairs_preview(run, limit: int = 8) -> dict:
     pairs = pair_list_for_run(run=run)
-    return {"pairs": list(pairs[:limit]), "pair_count": pairs.count()}
+    generate = next((s for s in run.stages.all() if s.kind == "generate"), None)
+    gate = (generate.compute or {}).get("gate") if generate else None
+    dropped = sorted(((gate or {}).get("dropped") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        "pairs": list(pairs[:limit]), "pair_count": pairs.count(), "gate": gate, "gate_dropped": dropped,
+        "gate_dropped_total": sum(n for _, n in dropped),
+    }
 
 
 @register.inclusion_tag("jobs/_outcome.html")

@@ -1,0 +1,210 @@
+"""The pair gate: generate pairs, measure both sides, retry a degenerate side at a smaller |γ|, drop what still fails.
+
+Each instruction is answered three times in one batch: unsteered, at +γ⁺ and at γ⁻. The
+unsteered answer is the reference for the quality measures (:mod:`icon2engine.quality`). A side
+that is degenerate is generated again at ``retry_factor`` × its γ, up to ``max_retries`` times
+(each retry recorded). A pair whose side still fails, or whose two sides are the same text, is
+dropped with its reason; :class:`GateResult` counts the reasons.
+
+Example:
+    >>> res = generate_gated_pairs(lm, ds, ["Describe a rainy Monday."], steering=SteeringConfig(0.05, -0.03))
+    >>> res.pairs[0].quality["rejected"]["repetition"], res.dropped_counts
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+from .config import GenerateConfig, SteeringConfig, _finite
+from .directions import DirectionSet
+from .errors import ConfigError, InputError
+from .generation import SteeredPair, generate_rows, resolve_layers
+from .progress import NullProgress, Progress
+from .quality import QualityConfig, degenerate_reasons, measure_responses
+from .stats import StageStats
+
+__all__ = ["GateConfig", "GateResult", "generate_gated_pairs", "drop_summary"]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """What the gate checks and how hard it retries."""
+
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    max_retries: int = field(default=2, metadata={"help": "times a degenerate side is generated again (0 = drop at once)"})
+    retry_factor: float = field(default=0.6, metadata={"help": "each retry multiplies the failing side's γ by this"})
+    enabled: bool = field(default=True, metadata={"help": "False: keep every pair as generated (measures still recorded)"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quality, dict):
+            object.__setattr__(self, "quality", QualityConfig(**self.quality))
+        if not 0 <= int(self.max_retries) <= 10:
+            raise ConfigError(f"max_retries must be between 0 and 10, got {self.max_retries}")
+        if not 0.0 < _finite("retry_factor", self.retry_factor) < 1.0:
+            raise ConfigError(f"retry_factor must be in (0, 1): each retry steers less; got {self.retry_factor}")
+
+
+@dataclass
+class GateResult:
+    """Kept pairs (each with ``quality`` and ``retries``) and the dropped ones with their reasons."""
+
+    pairs: list[SteeredPair]
+    dropped: list[dict]
+    retries: int
+    unsteered: list[str]
+
+    @property
+    def dropped_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self.dropped:
+            counts[d["reason"]] = counts.get(d["reason"], 0) + 1
+        return counts
+
+    def summary(self) -> dict:
+        """Small JSON for a stage's metrics: kept, dropped by reason, retries, two dropped examples."""
+        return {
+            "kept": len(self.pairs), "dropped": self.dropped_counts, "retries": self.retries,
+            "examples": [{k: d[k] for k in ("instruction", "reason", "chosen", "rejected")} for d in self.dropped[:2]],
+        }
+
+
+def drop_summary(kept: int, dropped: Mapping[str, int], retries: int = 0) -> str:
+    """One line for a stage message, e.g. '30 pairs kept, 2 dropped (rejected: repetition 2); 5 retries'."""
+    n = sum(dropped.values())
+    text = f"{kept} pair{'s' if kept != 1 else ''} kept"
+    if n:
+        text += f", {n} dropped (" + ", ".join(f"{r} {c}" for r, c in sorted(dropped.items(), key=lambda kv: -kv[1])) + ")"
+    if retries:
+        text += f"; {retries} side{'s' if retries != 1 else ''} regenerated at a smaller |γ|"
+    return text
+
+
+def generate_gated_pairs(
+    lm,
+    directions: DirectionSet | Mapping[str, DirectionSet],
+    instructions: Sequence[str],
+    *,
+    dimensions: Sequence[str] | None = None,
+    steering: SteeringConfig | None = None,
+    config: GenerateConfig | None = None,
+    gate: GateConfig | None = None,
+    progress: Progress | None = None,
+    stats: StageStats | None = None,
+) -> GateResult:
+    """Chosen and rejected responses that are both fluent answers, or a reason why not.
+
+    Args: as :func:`~icon2engine.generation.generate_pairs`, plus ``gate`` (thresholds and retries).
+
+    Returns:
+        :class:`GateResult`. Every kept pair's ``quality`` holds the measures of its chosen,
+        rejected and unsteered responses; ``gamma_plus``/``gamma_minus`` are the values that
+        produced the kept text (smaller than asked when a side was retried).
+    """
+    steering = steering or SteeringConfig()
+    config = config or GenerateConfig()
+    gate = gate or GateConfig()
+    progress = progress or NullProgress()
+    by_name = {directions.dimension: directions} if isinstance(directions, DirectionSet) else dict(directions)
+    if not by_name:
+        raise InputError("no direction sets given; extract directions first")
+    names = list(by_name)
+    if not instructions:
+        raise InputError("no instructions to generate pairs for; give at least one")
+    if dimensions is None:
+        if len(names) != 1:
+            raise InputError(f"several dimensions ({', '.join(names)}): say which one each instruction uses")
+        dimensions = [names[0]] * len(instructions)
+    if len(dimensions) != len(instructions):
+        raise InputError("dimensions needs one entry per instruction")
+    unknown = sorted(set(dimensions) - set(names))
+    if unknown:
+        raise InputError(f"no direction set for dimension(s) {', '.join(unknown)}")
+    band = resolve_layers(steering.layers, lm.n_layers)
+    dir_list = [by_name[n] for n in names]
+    n = len(instructions)
+    qc = gate.quality
+
+    def run(texts: list[str], coefs: list[float], didx: list[int], label: str):
+        # A multiple of three keeps an instruction's unsteered, chosen and rejected rows together.
+        batch = max(3, config.batch_size - config.batch_size % 3)
+        return generate_rows(
+            lm, texts, replace(config, batch_size=batch), coefficients=coefs, directions=dir_list, direction_index=didx,
+            layers=band, steer_prompt=steering.steer_prompt, mode=steering.mode, progress=progress, stats=stats,
+        )
+
+    rows, coefs, didx = [], [], []
+    for text, dim in zip(instructions, dimensions):
+        rows += [text] * 3
+        coefs += [0.0, steering.gamma_plus, steering.gamma_minus]
+        didx += [names.index(dim)] * 3
+    gen = run(rows, coefs, didx, "generate")
+    unsteered = [gen.texts[3 * i] for i in range(n)]
+    # side texts and state: side 0 = chosen, 1 = rejected
+    texts = [[gen.texts[3 * i + 1], gen.texts[3 * i + 2]] for i in range(n)]
+    tokens = [[gen.new_tokens[3 * i + 1], gen.new_tokens[3 * i + 2]] for i in range(n)]
+    gammas = [[steering.gamma_plus, steering.gamma_minus] for _ in range(n)]
+    ref_q = measure_responses(lm, list(instructions), unsteered, [None] * n, config=qc, batch_size=config.batch_size)
+    ref_ll = [q.loglik for q in ref_q]
+
+    def measure(items: list[tuple[int, int]]):
+        return measure_responses(
+            lm, [instructions[i] for i, _ in items], [texts[i][s] for i, s in items], [unsteered[i] for i, _ in items],
+            reference_loglik=[ref_ll[i] for i, _ in items], config=qc, batch_size=config.batch_size,
+        )
+
+    quality: dict[tuple[int, int], object] = {}
+    items = [(i, s) for i in range(n) for s in (0, 1)]
+    for item, q in zip(items, measure(items)):
+        quality[item] = q
+    history: list[list[dict]] = [[] for _ in range(n)]
+    retries = 0
+    if gate.enabled:
+        for _attempt in range(int(gate.max_retries)):
+            failing = [(i, s) for (i, s) in items if degenerate_reasons(quality[(i, s)], qc)]
+            if not failing:
+                break
+            for i, s in failing:
+                history[i].append({
+                    "side": ("chosen", "rejected")[s], "gamma": gammas[i][s],
+                    "reasons": degenerate_reasons(quality[(i, s)], qc),
+                })
+                gammas[i][s] = round(gammas[i][s] * gate.retry_factor, 6)
+            regen = run(
+                [instructions[i] for i, _ in failing], [gammas[i][s] for i, s in failing],
+                [names.index(dimensions[i]) for i, _ in failing], "retry",
+            )
+            for k, (i, s) in enumerate(failing):
+                texts[i][s] = regen.texts[k]
+                tokens[i][s] = regen.new_tokens[k]
+            retries += len(failing)
+            for item, q in zip(failing, measure(failing)):
+                quality[item] = q
+    pairs: list[SteeredPair] = []
+    dropped: list[dict] = []
+    for i in range(n):
+        chosen, rejected = texts[i]
+        reason = None
+        if gate.enabled:
+            for s, side in enumerate(("chosen", "rejected")):
+                why = degenerate_reasons(quality[(i, s)], qc)
+                if why:
+                    reason = f"{side}: {why[0]}"
+                    break
+            if reason is None and chosen.strip() == rejected.strip():
+                reason = "identical sides"
+        q = {
+            "chosen": quality[(i, 0)].as_dict(), "rejected": quality[(i, 1)].as_dict(), "unsteered": ref_q[i].as_dict(),
+        }
+        if reason is not None:
+            dropped.append({
+                "index": i, "instruction": instructions[i], "reason": reason, "chosen": chosen, "rejected": rejected,
+                "retries": history[i], "quality": q,
+            })
+            continue
+        pairs.append(SteeredPair(
+            instruction=instructions[i], chosen=chosen, rejected=rejected, dimension=dimensions[i],
+            gamma_plus=gammas[i][0], gamma_minus=gammas[i][1], layers=band, seed=config.seed,
+            chosen_tokens=tokens[i][0], rejected_tokens=tokens[i][1],
+            quality=q, retries=tuple(history[i]), unsteered=unsteered[i], index=i,
+        ))
+    return GateResult(pairs=pairs, dropped=dropped, retries=retries, unsteered=unsteered)
