@@ -210,3 +210,54 @@ def test_the_run_page_shows_training_and_the_win_rate_once_they_exist(ours, owne
     assert "Training and evaluation" in html and "75%</strong> win rate" in html and "11 / 2 / 3" in html
     run.stages.filter(kind="evaluate").update(status="failed")
     assert "win rate" not in client_for(owner).get(f"/runs/{run.pk}/").content.decode()
+
+
+def _to_generate(ours, owner, django_capture_on_commit_callbacks, settings, n: int = 4):
+    settings.ICON2_PAIR_CHUNK = 2
+    Run.objects.filter(pk=ours.run.pk).update(keep_fraction=1.0, require_review=False)
+    ours.run.stages.filter(kind="synthesize").update(status=Stage.Status.SKIPPED)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_launch(run=ours.run, actor=owner)
+    run = Run.objects.get(pk=ours.run.pk)
+    _through_filter(run, [f"instruction {i}" for i in range(n)], [0.1 * i for i in range(n)])
+    return run
+
+
+def _finish_generate_chunk(chunk_id: int, gate: dict) -> None:
+    chunk = services.chunk_claim(chunk_id=chunk_id, worker="w1")
+    assert services.chunk_complete(chunk=chunk, write=lambda: None, compute={"wall_s": 1.0, "gate": gate})
+
+
+def test_the_gate_counts_add_up_over_chunks_into_the_stage_message(ours, owner, django_capture_on_commit_callbacks, settings):
+    run = _to_generate(ours, owner, django_capture_on_commit_callbacks, settings)
+    first, second = run.stages.get(kind="generate").chunks.order_by("index")
+    _finish_generate_chunk(first.pk, {"kept": 2, "dropped": {}, "retries": 1, "examples": []})
+    _finish_generate_chunk(second.pk, {"kept": 1, "dropped": {"rejected: repetition": 1}, "retries": 2, "examples": []})
+    stage = run.stages.get(kind="generate")
+    assert stage.status == Stage.Status.SUCCEEDED
+    assert stage.compute["gate"]["kept"] == 3 and stage.compute["gate"]["dropped"] == {"rejected: repetition": 1}
+    assert stage.message == "3 pairs kept, 1 dropped (rejected: repetition 1); 3 sides regenerated at a smaller |γ|"
+
+
+def test_a_generate_stage_whose_every_pair_was_dropped_fails_and_says_which_gamma_to_try(
+    ours, owner, django_capture_on_commit_callbacks, settings
+):
+    run = _to_generate(ours, owner, django_capture_on_commit_callbacks, settings)
+    first, second = run.stages.get(kind="generate").chunks.order_by("index")
+    _finish_generate_chunk(first.pk, {"kept": 0, "dropped": {"rejected: repetition": 2}, "retries": 4, "examples": []})
+    _finish_generate_chunk(second.pk, {"kept": 0, "dropped": {"rejected: repetition": 1, "chosen: foreign": 1}, "retries": 4})
+    stage = run.stages.get(kind="generate")
+    assert stage.status == Stage.Status.FAILED
+    assert "No pair passed the quality gate (4 dropped: rejected: repetition 3, chosen: foreign 1)" in stage.error
+    assert "γ⁺ = 0.025" in stage.error and "γ⁻ = -0.015" in stage.error
+    assert Run.objects.get(pk=run.pk).status == Run.Status.FAILED
+    assert run.stages.get(kind="train").status != Stage.Status.RUNNING
+    services.stage_retry(stage=stage)  # a retry generates every chunk again
+    assert set(stage.chunks.values_list("status", flat=True)) == {Chunk.Status.QUEUED}
+
+
+def test_identical_sides_ask_for_a_larger_gamma(ours, owner, django_capture_on_commit_callbacks, settings):
+    run = _to_generate(ours, owner, django_capture_on_commit_callbacks, settings, n=2)
+    _finish_generate_chunk(run.stages.get(kind="generate").chunks.get().pk, {"kept": 0, "dropped": {"identical sides": 2}})
+    stage = run.stages.get(kind="generate")
+    assert stage.status == Stage.Status.FAILED and "too weak for the two sides to differ" in stage.error

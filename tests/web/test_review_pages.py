@@ -1,6 +1,8 @@
 """The review pages: Anna's queue, the htmx swap, errors shown in place, the lead's page and downloads."""
 from __future__ import annotations
 
+from webapp.jobs.models import Pair
+
 import io
 import json
 
@@ -88,6 +90,31 @@ def test_olivia_downloads_jsonl_and_parquet_with_the_review_columns(ours, owner,
     assert table.to_pylist()[0]["chosen"][0]["role"] == "assistant"
     card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
     assert "Review was not required" in card and "Pairs in this dataset: 3" in card
+
+
+def test_the_quality_measures_and_the_gate_counts_travel_with_the_dataset(ours, owner, viewer, client_for):
+    ours.run.require_review = False
+    ours.run.save()
+    pairs = make_pairs(ours.run, 2)
+    measures = {"chosen_words": 52, "chosen_repetition": 0.02, "chosen_distinct2": 0.95, "chosen_length_ratio": 1.1,
+                "chosen_foreign": 0.0, "chosen_loglik": -1.2, "chosen_loglik_drop": 0.3, "rejected_words": 49,
+                "rejected_repetition": 0.1, "rejected_distinct2": 0.85, "rejected_length_ratio": 0.9,
+                "rejected_foreign": 0.0, "rejected_loglik": -1.5, "rejected_loglik_drop": 0.6}
+    Pair.objects.filter(pk=pairs[0].pk).update(quality=measures, retries=[{"side": "rejected", "gamma": -0.05, "reasons": ["repetition"]}])
+    ours.run.stages.filter(kind="generate").update(compute={"gate": {
+        "kept": 2, "dropped": {"rejected: repetition": 3, "chosen: foreign": 1}, "retries": 5}})
+    client = client_for(owner)
+    jsonl = client.get(reverse("review:download", args=[ours.run.pk, "jsonl"]))
+    rows = [json.loads(line) for line in b"".join(jsonl.streaming_content if jsonl.streaming else [jsonl.content]).decode().splitlines()]
+    first = next(r for r in rows if r["prompt"][0]["content"] == pairs[0].instruction.text)
+    assert first["rejected_repetition"] == 0.1 and first["chosen_loglik"] == -1.2 and first["retries"] == 1
+    assert first["no_repeat_ngram_size"] == ours.run.no_repeat_ngram_size and first["steering_mode"] == "add"
+    table = pq.read_table(io.BytesIO(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])).content))
+    assert {"rejected_repetition", "chosen_words", "retries"} <= set(table.column_names)
+    card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
+    assert "## Quality gate" in card and "rejected: repetition: 3" in card and "Pairs dropped: 4" in card
+    page = client_for(viewer).get(reverse("studio:run", args=[ours.run.pk])).content.decode()
+    assert 'id="quality-gate"' in page and "rejected: repetition" in page and "4 dropped" in page
 
 
 def test_anna_is_not_shown_which_response_was_steered_up_on_the_run_page(ours, annotator, viewer, client_for):

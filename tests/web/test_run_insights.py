@@ -205,3 +205,14 @@ def test_every_tab_works_on_a_draft_run_with_nothing_recorded(client_for, owner,
         response = client_for(owner).get(reverse(name, args=[ours.run.pk]))
         assert response.status_code == 200, name
         assert 'class="tabs"' in response.content.decode()
+
+
+def test_a_training_run_with_the_reward_hacking_signature_is_flagged_in_plain_words(client_for, viewer, finished):
+    train = finished.stages.get(kind="train")
+    assert "Possible reward hacking" not in _get(client_for(viewer), "jobs:run_training", finished)
+    warning = {"kind": "early_accuracy", "step": 1,
+               "message": "Reward accuracy reached 1.00 at step 1 of 12 (within the first 10%)."}
+    train.metrics = {**train.metrics, "warnings": [warning]}
+    train.save(update_fields=["metrics"])
+    html = _get(client_for(viewer), "jobs:run_training", finished)
+    assert "Possible reward hacking" in html and "reached 1.00 at step 1 of 12" in html and 'data-warning="early_accuracy"' in html

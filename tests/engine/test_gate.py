@@ -1,0 +1,97 @@
+"""The pair gate on the tiny model (structure) and on the embedded model (behaviour)."""
+from __future__ import annotations
+
+import pytest
+
+from icon2engine import Dimension, GenerateConfig, InputError, PromptPair, SteeringConfig, extract_directions
+from icon2engine.errors import ConfigError
+from icon2engine.gate import GateConfig, drop_summary, generate_gated_pairs
+from icon2engine.quality import QualityConfig, degenerate_reasons, measure_responses
+
+DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a gloomy assistant."),))
+PROMPTS = ["Describe the sea.", "Tell me about a quick brown fox and a lazy dog.", "What?", "Numbers 1 2 3 4 5 6 7."]
+# A random model writes no language: only the checks a forced failure trips are on.
+STRUCTURE = QualityConfig(max_foreign=None, max_loglik_drop=None, min_length_ratio=None, max_length_ratio=None)
+
+
+@pytest.fixture
+def directions(tiny_lm):
+    return extract_directions(tiny_lm, DIM, ["Describe the sea.", "Tell me about a fox.", "What is a dog?", "Numbers 1 2 3."])
+
+
+def test_a_forced_degenerate_side_is_retried_at_a_smaller_gamma_then_dropped_with_its_reason(tiny_lm, directions):
+    # γ⁻ = −1 × the layer norm at every block drowns the tiny model: its rejected side comes out empty.
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS, steering=SteeringConfig(0.01, -1.0, layers=(0, 1, 2, 3)),
+        config=GenerateConfig(max_new_tokens=16), gate=GateConfig(quality=STRUCTURE, max_retries=2, retry_factor=0.6),
+    )
+    dropped = [d for d in res.dropped if d["reason"] == "rejected: empty"]
+    assert dropped, res.dropped_counts
+    tries = [r for r in dropped[0]["retries"] if r["side"] == "rejected"]
+    assert [r["gamma"] for r in tries] == [-1.0, -0.6] and all(r["reasons"] == ["empty"] for r in tries)
+    assert res.dropped_counts["rejected: empty"] == len(dropped)
+    assert res.summary()["dropped"] == res.dropped_counts and res.retries >= 2 * len(dropped)
+    assert len(res.pairs) + len(res.dropped) == len(PROMPTS)
+    kept = {p.instruction for p in res.pairs}
+    assert not kept & {d["instruction"] for d in res.dropped}  # a dropped pair is never returned
+
+
+def test_with_the_gate_off_every_pair_is_kept_and_still_measured(tiny_lm, directions):
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS, steering=SteeringConfig(0.01, -1.0, layers=(0, 1, 2, 3)),
+        config=GenerateConfig(max_new_tokens=8), gate=GateConfig(enabled=False),
+    )
+    assert len(res.pairs) == len(PROMPTS) and res.dropped == [] and res.retries == 0
+    assert all(set(p.quality) == {"chosen", "rejected", "unsteered"} for p in res.pairs)
+    assert [p.index for p in res.pairs] == [0, 1, 2, 3]
+
+
+def test_a_gamma_too_small_to_change_anything_drops_the_pairs_as_identical(tiny_lm, directions):
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS[:2], steering=SteeringConfig(1e-9, -1e-9, layers=(1,)),
+        config=GenerateConfig(max_new_tokens=8), gate=GateConfig(quality=QualityConfig(
+            max_repetition=None, min_distinct2=None, max_foreign=None, max_loglik_drop=None, min_length_ratio=None,
+            max_length_ratio=None, min_words=0)),
+    )
+    assert res.pairs == [] and res.dropped_counts == {"identical sides": 2}
+    assert drop_summary(0, res.dropped_counts) == "0 pairs kept, 2 dropped (identical sides 2)"
+
+
+def test_gate_settings_are_checked(tiny_lm, directions):
+    with pytest.raises(ConfigError, match="retry_factor"):
+        GateConfig(retry_factor=1.0)
+    with pytest.raises(InputError, match="no instructions"):
+        generate_gated_pairs(tiny_lm, directions, [])
+
+
+@pytest.mark.slow
+def test_the_default_settings_make_pairs_whose_rejected_side_is_rarely_degenerate(embedded_lm, optimism_directions):
+    """On the embedded model with the product's defaults (engine = run form): at most 5% of rejected
+    sides are degenerate before the gate retries anything, and every kept pair is fluent on both sides."""
+    instructions = [
+        "Tell me about the city's new library.", "Describe a morning at a busy train station.",
+        "What is it like to start a new school?", "Write a few sentences about a neighbour's garden.",
+        "Describe a day at the seaside in September.", "Tell me about a local football club.",
+        "What happens on the first day of a new job?", "Describe a small bookshop.",
+        "Write a note to a friend about the weekend.", "Tell me about a bus journey through the hills.",
+        "Describe a kitchen after a family dinner.", "What is a village market like?",
+        "Tell me about learning to swim.", "Describe the view from a mountain hut.",
+        "Write about a rainy evening at home.", "Tell me about a visit to a museum.",
+        "Describe an office on a Friday afternoon.", "What is it like to move to a new country?",
+        "Tell me about a concert in the park.", "Describe a hospital corridor at night.",
+    ]
+    steering, config = SteeringConfig(), GenerateConfig()
+    res = generate_gated_pairs(embedded_lm, optimism_directions, instructions, steering=steering, config=config)
+    first_pass_bad = sum(any(r["side"] == "rejected" for r in p.retries) for p in res.pairs) + sum(
+        d["reason"].startswith("rejected") or any(r["side"] == "rejected" for r in d["retries"]) for d in res.dropped)
+    for p in res.pairs[:5]:
+        print(f"\n+ {p.chosen[:200]!r}\n- {p.rejected[:200]!r}")
+    print(f"\nkept {len(res.pairs)}, dropped {res.dropped_counts}, retries {res.retries}, first-pass bad rejected {first_pass_bad}")
+    assert first_pass_bad <= 0.05 * len(instructions)
+    assert len(res.pairs) >= 0.8 * len(instructions)
+    # Measured again, independently of the gate's own bookkeeping: no kept side is degenerate.
+    texts = [s for p in res.pairs for s in (p.chosen, p.rejected)]
+    prompts = [p.instruction for p in res.pairs for _ in range(2)]
+    refs = [p.unsteered for p in res.pairs for _ in range(2)]
+    assert not any(degenerate_reasons(q, QualityConfig()) for q in measure_responses(embedded_lm, prompts, texts, refs))
+    assert all(p.chosen != p.rejected for p in res.pairs)
