@@ -17,8 +17,8 @@ from typing import Mapping, Sequence
 
 from .config import GenerateConfig, SteeringConfig, _finite
 from .directions import DirectionSet
-from .errors import ConfigError, InputError
-from .generation import SteeredPair, generate_rows, resolve_layers
+from .errors import ConfigError
+from .generation import SteeredPair, generate_rows, resolve_dimensions, resolve_layers
 from .progress import NullProgress, Progress
 from .quality import QualityConfig, degenerate_reasons, measure_responses
 from .stats import StageStats
@@ -104,27 +104,14 @@ def generate_gated_pairs(
     config = config or GenerateConfig()
     gate = gate or GateConfig()
     progress = progress or NullProgress()
-    by_name = {directions.dimension: directions} if isinstance(directions, DirectionSet) else dict(directions)
-    if not by_name:
-        raise InputError("no direction sets given; extract directions first")
+    by_name, dimensions = resolve_dimensions(directions, instructions, dimensions)
     names = list(by_name)
-    if not instructions:
-        raise InputError("no instructions to generate pairs for; give at least one")
-    if dimensions is None:
-        if len(names) != 1:
-            raise InputError(f"several dimensions ({', '.join(names)}): say which one each instruction uses")
-        dimensions = [names[0]] * len(instructions)
-    if len(dimensions) != len(instructions):
-        raise InputError("dimensions needs one entry per instruction")
-    unknown = sorted(set(dimensions) - set(names))
-    if unknown:
-        raise InputError(f"no direction set for dimension(s) {', '.join(unknown)}")
     band = resolve_layers(steering.layers, lm.n_layers)
     dir_list = [by_name[n] for n in names]
     n = len(instructions)
     qc = gate.quality
 
-    def run(texts: list[str], coefs: list[float], didx: list[int], label: str):
+    def run(texts: list[str], coefs: list[float], didx: list[int]):
         # A multiple of three keeps an instruction's unsteered, chosen and rejected rows together.
         batch = max(3, config.batch_size - config.batch_size % 3)
         return generate_rows(
@@ -137,7 +124,7 @@ def generate_gated_pairs(
         rows += [text] * 3
         coefs += [0.0, steering.gamma_plus, steering.gamma_minus]
         didx += [names.index(dim)] * 3
-    gen = run(rows, coefs, didx, "generate")
+    gen = run(rows, coefs, didx)
     unsteered = [gen.texts[3 * i] for i in range(n)]
     # side texts and state: side 0 = chosen, 1 = rejected
     texts = [[gen.texts[3 * i + 1], gen.texts[3 * i + 2]] for i in range(n)]
@@ -171,7 +158,7 @@ def generate_gated_pairs(
                 gammas[i][s] = round(gammas[i][s] * gate.retry_factor, 6)
             regen = run(
                 [instructions[i] for i, _ in failing], [gammas[i][s] for i, s in failing],
-                [names.index(dimensions[i]) for i, _ in failing], "retry",
+                [names.index(dimensions[i]) for i, _ in failing],
             )
             for k, (i, s) in enumerate(failing):
                 texts[i][s] = regen.texts[k]

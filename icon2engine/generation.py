@@ -212,6 +212,31 @@ def generate_rows(
     return Generation(texts=texts, prompt_tokens=lengths, new_tokens=new_tokens)
 
 
+def resolve_dimensions(
+    directions: DirectionSet | Mapping[str, DirectionSet], instructions: Sequence[str], dimensions: Sequence[str] | None
+) -> tuple[dict[str, DirectionSet], list[str]]:
+    """Direction sets by name and, per instruction, the one that steers it; errors say what to fix."""
+    by_name = {directions.dimension: directions} if isinstance(directions, DirectionSet) else dict(directions)
+    if not by_name:
+        raise InputError("no direction sets given; extract directions first")
+    names = list(by_name)
+    if dimensions is None:
+        if len(names) != 1:
+            raise InputError(f"several dimensions ({', '.join(names)}): say which one each instruction uses")
+        dimensions = [names[0]] * len(instructions)
+    if len(dimensions) != len(instructions):
+        raise InputError("dimensions needs one entry per instruction")
+    unknown = sorted(set(dimensions) - set(names))
+    if unknown:
+        raise InputError(f"no direction set for dimension(s) {', '.join(unknown)}")
+    if not instructions:
+        raise InputError("no instructions to generate pairs for; give at least one")
+    for i, text in enumerate(instructions):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"instruction #{i + 1} is empty; remove it or write an instruction")
+    return by_name, list(dimensions)
+
+
 def generate_pairs(
     lm: LoadedModel,
     directions: DirectionSet | Mapping[str, DirectionSet],
@@ -240,24 +265,8 @@ def generate_pairs(
     """
     steering = steering or SteeringConfig()
     config = config or GenerateConfig()
-    by_name = {directions.dimension: directions} if isinstance(directions, DirectionSet) else dict(directions)
-    if not by_name:
-        raise InputError("no direction sets given; extract directions first")
+    by_name, dimensions = resolve_dimensions(directions, instructions, dimensions)
     names = list(by_name)
-    if dimensions is None:
-        if len(names) != 1:
-            raise InputError(f"several dimensions ({', '.join(names)}): say which one each instruction uses")
-        dimensions = [names[0]] * len(instructions)
-    if len(dimensions) != len(instructions):
-        raise InputError("dimensions needs one entry per instruction")
-    unknown = sorted(set(dimensions) - set(names))
-    if unknown:
-        raise InputError(f"no direction set for dimension(s) {', '.join(unknown)}")
-    if not instructions:
-        raise InputError("no instructions to generate pairs for; give at least one")
-    for i, text in enumerate(instructions):
-        if not isinstance(text, str) or not text.strip():
-            raise InputError(f"instruction #{i + 1} is empty; remove it or write an instruction")
     band = resolve_layers(steering.layers, lm.n_layers)
     rows, coefs, didx = [], [], []
     for text, dim in zip(instructions, dimensions):
