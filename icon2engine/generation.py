@@ -11,6 +11,7 @@ from .chat import format_chat
 from .config import GenerateConfig, SteeringConfig
 from .directions import DirectionSet
 from .errors import ConfigError, InputError
+from .decoding import NoRepeatNGram
 from .hooks import add_to_block_outputs
 from .models import LoadedModel
 from .progress import NullProgress, Progress
@@ -155,7 +156,7 @@ def generate_rows(
     new_tokens = [0] * n
     eos = _eos_ids(lm)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     from .streaming import RowStreamer  # imports transformers, which the engine loads only when it generates
 
@@ -166,7 +167,6 @@ def generate_rows(
         pad_token_id=pad_id,
         eos_token_id=eos or None,
         repetition_penalty=float(config.repetition_penalty) if config.repetition_penalty != 1.0 else None,
-        no_repeat_ngram_size=int(config.no_repeat_ngram_size) or None,
     )
     if config.do_sample:
         gen_kwargs.update(temperature=float(config.temperature), top_p=float(config.top_p), top_k=0)
@@ -191,6 +191,8 @@ def generate_rows(
             if config.do_sample:
                 torch.manual_seed(config.seed + batch_no)
             stream = {} if on_step is None else {"streamer": RowStreamer(tok, rows, eos, on_step)}
+            if config.no_repeat_ngram_size:  # over each response only, the same rule on every row
+                stream["logits_processor"] = LogitsProcessorList([NoRepeatNGram(config.no_repeat_ngram_size, enc["input_ids"].shape[1])])
             with add_to_block_outputs(lm.layers, deltas, prompt_too=steer_prompt, mode=mode):
                 out = lm.model.generate(**enc, generation_config=generation_config, **stream)
             gen = out[:, enc["input_ids"].shape[1] :].cpu()  # (batch, new)
