@@ -85,3 +85,32 @@ def test_vectors_from_another_model_are_refused(tiny_lm, directions):
     other = replace(directions, vectors=torch.zeros(7, 64))
     with pytest.raises(InputError, match="extract the vectors with this model"):
         generate_pairs(tiny_lm, other, PROMPTS)
+
+
+def test_the_no_repeat_safeguard_bans_a_repeated_token_trigram_in_the_response_only():
+    from icon2engine.decoding import NoRepeatNGram
+
+    ids = torch.tensor([[7, 8, 1, 2, 3, 1, 2], [7, 8, 5, 6, 7, 8, 5]])  # (batch, seq): 2 prompt tokens, then the response
+    out = NoRepeatNGram(3, start=2)(ids, torch.zeros(2, 12))
+    assert torch.isinf(out[0, 3]) and torch.isinf(out[0]).sum() == 1  # "1 2" was followed by 3 before
+    assert not torch.isinf(out[1]).any()  # "8 5" occurs only across the prompt boundary, never inside the response
+
+
+def test_greedy_generation_with_the_safeguard_repeats_no_token_trigram(tiny_lm):
+    from transformers import LogitsProcessorList
+
+    from icon2engine.chat import format_chat
+    from icon2engine.decoding import NoRepeatNGram
+
+    tok = tiny_lm.tokenizer
+    enc = tok([format_chat(tok, p) for p in PROMPTS], return_tensors="pt", padding=True, add_special_tokens=False)
+    width = enc["input_ids"].shape[1]
+    out = tiny_lm.model.generate(**enc, max_new_tokens=24, min_new_tokens=24, do_sample=False,
+                                 logits_processor=LogitsProcessorList([NoRepeatNGram(3, width)]))
+    for row in out[:, width:].tolist():  # (batch, new)
+        grams = [tuple(row[i : i + 3]) for i in range(len(row) - 2)]
+        assert len(grams) == len(set(grams)), row
+    # generate_rows wires it in: the random model loops without it, so the texts differ.
+    guarded = generate_rows(tiny_lm, PROMPTS, GenerateConfig(max_new_tokens=24, no_repeat_ngram_size=3, min_new_tokens=24))
+    plain = generate_rows(tiny_lm, PROMPTS, GenerateConfig(max_new_tokens=24, no_repeat_ngram_size=0, min_new_tokens=24))
+    assert plain.texts != guarded.texts
