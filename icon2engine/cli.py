@@ -126,10 +126,7 @@ def cmd_generate(args) -> int:
     tmp = out.with_name(out.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fh:
         for p in pairs:
-            fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision,
-                                     no_repeat_ngram_size=gen.no_repeat_ngram_size,
-                                     repetition_penalty=gen.repetition_penalty, steering_mode=steering.mode),
-                                ensure_ascii=False) + "\n")
+            fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision), ensure_ascii=False) + "\n")
     os.replace(tmp, out)
     print(f"wrote {len(pairs)} pairs to {out}: {drop_summary(len(pairs), result.dropped_counts, result.retries)}")
     return 0

@@ -36,6 +36,9 @@ def pair_record(pair: SteeredPair | Mapping, *, model: str, model_revision: str,
         "model_revision": model_revision,
         "seed": int(p["seed"]),
     }
+    for key in ("steering_mode", "no_repeat_ngram_size", "repetition_penalty"):  # decoding provenance
+        if key in p:
+            row[key] = p[key]
     row.update(quality_columns(p.get("quality")))
     if p.get("retries") is not None:
         row["retries"] = len(p["retries"])
@@ -95,7 +98,8 @@ or the Parquet file. The prompt is the plain instruction: the contrastive system
 extract the direction are never part of the data.
 
 Provenance columns: `prompt_id` (SHA-256 of the prompt text), `dimension`, `gamma_plus`,
-`gamma_minus`, `layers`, `model`, `model_revision`, `seed`.
+`gamma_minus`, `layers`, `model`, `model_revision`, `seed`; `steering_mode`, `no_repeat_ngram_size`
+and `repetition_penalty` (the steering rule and the decoding safeguards, the same on both sides).
 
 Quality columns (when the pairs went through the quality gate, measured against the unsteered
 answer to the same instruction): `chosen_*` and `rejected_*` for `words`, `repetition` (share of

@@ -192,6 +192,7 @@ def generate_gated_pairs(
             instruction=instructions[i], chosen=chosen, rejected=rejected, dimension=dimensions[i],
             gamma_plus=gammas[i][0], gamma_minus=gammas[i][1], layers=band, seed=config.seed,
             chosen_tokens=tokens[i][0], rejected_tokens=tokens[i][1],
-            quality=q, retries=tuple(history[i]), unsteered=unsteered[i], index=i,
+            quality=q, retries=tuple(history[i]), unsteered=unsteered[i], index=i, steering_mode=steering.mode,
+            no_repeat_ngram_size=config.no_repeat_ngram_size, repetition_penalty=config.repetition_penalty,
         ))
     return GateResult(pairs=pairs, dropped=dropped, retries=retries, unsteered=unsteered)

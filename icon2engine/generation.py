@@ -47,6 +47,9 @@ class SteeredPair:
     retries: tuple[dict, ...] = ()  # each regeneration of a degenerate side: side, γ tried, reasons
     unsteered: str | None = None  # the unsteered answer the sides were measured against
     index: int | None = None  # position among the instructions given (gated pairs skip dropped ones)
+    steering_mode: str = "add"
+    no_repeat_ngram_size: int = 0  # decoding safeguards, the same on both sides (provenance)
+    repetition_penalty: float = 1.0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -304,6 +307,9 @@ def generate_pairs(
             seed=config.seed,
             chosen_tokens=gen.new_tokens[2 * i],
             rejected_tokens=gen.new_tokens[2 * i + 1],
+            steering_mode=steering.mode,
+            no_repeat_ngram_size=config.no_repeat_ngram_size,
+            repetition_penalty=config.repetition_penalty,
         )
         for i, (text, dim) in enumerate(zip(instructions, dimensions))
     ]

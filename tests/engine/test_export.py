@@ -38,3 +38,20 @@ def test_exporting_nothing_is_an_error_and_writes_nothing(tmp_path):
     with pytest.raises(InputError, match="no pairs"):
         export_dataset([], tmp_path / "out", model="m", model_revision="r")
     assert not (tmp_path / "out").exists()
+
+
+def test_gated_pairs_export_their_quality_measures_and_decoding_provenance(tmp_path):
+    import pyarrow.parquet as pq
+
+    from icon2engine.quality import measure_text
+
+    q = {side: measure_text("Describe the sea.", text, reference="The sea is wide.").as_dict()
+         for side, text in (("chosen", "A bright, happy sea!"), ("rejected", "A grey, cold sea."))}
+    pair = SteeredPair("Describe the sea.", "A bright, happy sea!", "A grey, cold sea.", "optimism", 0.05, -0.03, (8, 9), 0,
+                       quality=q, retries=({"side": "rejected", "gamma": -0.05, "reasons": ["repetition"]},),
+                       no_repeat_ngram_size=3)
+    paths = export_dataset([pair], tmp_path / "ds", model="m", model_revision="r")
+    row = pq.read_table(paths["parquet"]).to_pylist()[0]
+    assert row["rejected_words"] == 4 and row["chosen_distinct2"] == 1.0 and row["retries"] == 1
+    assert row["no_repeat_ngram_size"] == 3 and row["steering_mode"] == "add" and row["repetition_penalty"] == 1.0
+    assert "Quality columns" in paths["card"].read_text()
