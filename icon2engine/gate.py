@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
@@ -52,6 +53,9 @@ class GateResult:
     dropped: list[dict]
     retries: int
     unsteered: list[str]
+    rows_generated: int = 0  # unsteered + chosen + rejected per instruction, plus every retry
+    generation: dict = field(default_factory=dict)  # StageStats of the generation alone (no measuring)
+    measure_s: float = 0.0  # seconds spent measuring the responses
 
     @property
     def dropped_counts(self) -> dict[str, int]:
@@ -104,6 +108,8 @@ def generate_gated_pairs(
     config = config or GenerateConfig()
     gate = gate or GateConfig()
     progress = progress or NullProgress()
+    gen_stats = StageStats(stage="generate")
+    measure_s = 0.0
     by_name, dimensions = resolve_dimensions(directions, instructions, dimensions)
     names = list(by_name)
     band = resolve_layers(steering.layers, lm.n_layers)
@@ -116,7 +122,7 @@ def generate_gated_pairs(
         batch = max(3, config.batch_size - config.batch_size % 3)
         return generate_rows(
             lm, texts, replace(config, batch_size=batch), coefficients=coefs, directions=dir_list, direction_index=didx,
-            layers=band, steer_prompt=steering.steer_prompt, mode=steering.mode, progress=progress, stats=stats,
+            layers=band, steer_prompt=steering.steer_prompt, mode=steering.mode, progress=progress, stats=gen_stats,
         )
 
     rows, coefs, didx = [], [], []
@@ -130,14 +136,21 @@ def generate_gated_pairs(
     texts = [[gen.texts[3 * i + 1], gen.texts[3 * i + 2]] for i in range(n)]
     tokens = [[gen.new_tokens[3 * i + 1], gen.new_tokens[3 * i + 2]] for i in range(n)]
     gammas = [[steering.gamma_plus, steering.gamma_minus] for _ in range(n)]
+    t0 = time.perf_counter()
     ref_q = measure_responses(lm, list(instructions), unsteered, [None] * n, config=qc, batch_size=config.batch_size)
+    measure_s += time.perf_counter() - t0
     ref_ll = [q.loglik for q in ref_q]
 
     def measure(items: list[tuple[int, int]]):
-        return measure_responses(
-            lm, [instructions[i] for i, _ in items], [texts[i][s] for i, s in items], [unsteered[i] for i, _ in items],
-            reference_loglik=[ref_ll[i] for i, _ in items], config=qc, batch_size=config.batch_size,
-        )
+        nonlocal measure_s
+        t0 = time.perf_counter()
+        try:
+            return measure_responses(
+                lm, [instructions[i] for i, _ in items], [texts[i][s] for i, s in items], [unsteered[i] for i, _ in items],
+                reference_loglik=[ref_ll[i] for i, _ in items], config=qc, batch_size=config.batch_size,
+            )
+        finally:
+            measure_s += time.perf_counter() - t0
 
     quality: dict[tuple[int, int], object] = {}
     items = [(i, s) for i in range(n) for s in (0, 1)]
@@ -195,4 +208,11 @@ def generate_gated_pairs(
             quality=q, retries=tuple(history[i]), unsteered=unsteered[i], index=i, steering_mode=steering.mode,
             no_repeat_ngram_size=config.no_repeat_ngram_size, repetition_penalty=config.repetition_penalty,
         ))
-    return GateResult(pairs=pairs, dropped=dropped, retries=retries, unsteered=unsteered)
+    if stats is not None:  # the stage's cost: generating and measuring
+        stats.tokens_in += gen_stats.tokens_in
+        stats.tokens_out += gen_stats.tokens_out
+        stats.add_time(gen_stats.wall_s + measure_s, gen_stats.device or str(lm.device))
+    return GateResult(
+        pairs=pairs, dropped=dropped, retries=retries, unsteered=unsteered, rows_generated=3 * n + retries,
+        generation=gen_stats.as_dict(), measure_s=round(measure_s, 3),
+    )

@@ -134,7 +134,7 @@ def generate(chunk, beat) -> Result:
     compute["gate"] = result.summary()
     log.info("generate chunk %s: %s", chunk.pk, drop_summary(len(pairs), result.dropped_counts, result.retries))
     try:  # only a figure for the cost panel: it must never fail the pairs
-        compute["sample_and_rank"] = _sample_and_rank(stats, [p.instruction for p in pairs], pairs) if pairs else None
+        compute["sample_and_rank"] = _sample_and_rank(result, n_instructions=len(rows)) if pairs else None
     except Exception as exc:
         log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
@@ -163,25 +163,27 @@ def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateCo
     )
 
 
-def _sample_and_rank(stats: StageStats, instructions: list[str], pairs) -> dict:
+def _sample_and_rank(result, *, n_instructions: int) -> dict:
     """What the paper's baseline would have cost for these instructions: its generation priced
-    from this chunk's own measured generation, its judging from timing the configured judge on
-    a few of the responses just made."""
+    from this chunk's own measured generation (every row the gate generated, retries included),
+    its judging from timing the configured judge on a few of the responses just made."""
     import time
 
     from icon2engine.cost import sample_and_rank_estimate
     from icon2engine.judges import JudgeConfig, make_judge
 
     judge = make_judge(JudgeConfig(kind=settings.ICON2_EVAL_JUDGE))
+    pairs = result.pairs
     sample = min(8, len(pairs))
-    prompts = [instructions[i] for i in range(sample)] * 2
+    prompts = [p.instruction for p in pairs[:sample]] * 2
     responses = [p.chosen for p in pairs[:sample]] + [p.rejected for p in pairs[:sample]]
     t0 = time.perf_counter()
     if responses:
         judge.score_many(prompts, responses)
     per_response = (time.perf_counter() - t0) / max(1, len(responses))
     return sample_and_rank_estimate(
-        stats, rows_generated=2 * len(pairs), n_instructions=len(pairs), samples=settings.ICON2_COST_SAMPLES,
+        result.generation, rows_generated=result.rows_generated, n_instructions=n_instructions,
+        samples=settings.ICON2_COST_SAMPLES,
         judge_s_per_response=per_response,
     )
 
