@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+DIGIT_SHARE = 0.6  # more of a response's words than this without a letter: it is numbers, not an answer
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 # The reasons a response is degenerate, in the order they are checked (and counted).
@@ -189,12 +190,14 @@ def foreign_share(instruction: str, text: str) -> float:
     lang = _language(inst_words) or ("en" if script == "LATIN" else None)
     own = _STOPWORDS.get(lang, set())
     others = set().union(*(s for k, s in _STOPWORDS.items() if k != lang)) - own
-    foreign = 0
-    for w in words:
-        # a word without letters (a run of digits) is in no language: "1,212-222-413, 423…" is not an answer
-        if _word_script(w) != script or (script == "LATIN" and w in others):
-            foreign += 1
-    return foreign / len(words)
+    lettered = [w for w in words if _word_script(w) is not None]
+    # Numbers are in no language: a numbered list is fine, an answer that is mostly digits
+    # ("1,212-222-413, 423-422…") is not an answer in the instruction's language.
+    digits = 1.0 - len(lettered) / len(words)
+    if digits > DIGIT_SHARE or not lettered:
+        return digits
+    foreign = sum(1 for w in lettered if _word_script(w) != script or (script == "LATIN" and w in others))
+    return foreign / len(lettered)
 
 
 def measure_text(instruction: str, text: str, *, reference: str | None = None, n: int = 3) -> ResponseQuality:

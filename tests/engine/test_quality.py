@@ -54,6 +54,8 @@ def test_french_or_another_script_in_an_english_answer_counts_as_foreign():
     assert foreign_share(INSTRUCTION, "Новый продукт вышел вчера вечером.") == 1.0
     assert foreign_share(INSTRUCTION, "1,212-222-413, 423-422, 2,232,412, 200,001") == 1.0
     assert foreign_share(INSTRUCTION, HEALTHY) == 0.0
+    numbered = "Here are some ideas:\n\n1. Plan ahead\n2. Sleep well\n3. Eat well\n4. Walk daily\n5. Call a friend"
+    assert foreign_share(INSTRUCTION, numbered) == 0.0  # a numbered list is not another language
     assert "foreign" in degenerate_reasons(_q("Le produit est très bon et la vie est belle dans les magasins."), CONFIG)
 
 
