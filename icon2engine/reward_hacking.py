@@ -66,9 +66,10 @@ def training_warnings(curve: Sequence[Mapping], *, total_steps: int, pairs: Sequ
                 "kind": "early_accuracy",
                 "message": (
                     f"Reward accuracy reached {float(acc):.2f} at step {step} of {total_steps} (within the first "
-                    f"{EARLY_FRACTION:.0%}). DPO told the sides apart almost at once, which happens when they differ "
-                    "in something trivial (a loop, the length) rather than along the dimension. Read some pairs "
-                    "before trusting this model."
+                    f"{EARLY_FRACTION:.0%}). DPO told the sides apart almost at once. That is the signature of pairs "
+                    "that differ in something trivial (a loop, the length: see the gaps below), and also of a small "
+                    "set of very consistent pairs. Read some pairs, and judge the model by its held-out win rate, "
+                    "not by this curve."
                 ),
                 "step": step,
             })

@@ -301,7 +301,7 @@ def _held_out(run) -> tuple[list[int], list[int]]:
 def train(chunk, beat) -> Result:
     """DPO on the pairs that passed the review gate (all pairs when review is not required)."""
     from icon2engine import Icon2Error, StopRequested
-    from icon2engine.reward_hacking import training_warnings
+    from icon2engine.reward_hacking import side_gaps, training_warnings
     from icon2engine.training import TrainConfig, train_dpo
     from webapp.jobs.models import Pair
     from webapp.review.selectors import dataset_rows
@@ -341,7 +341,7 @@ def train(chunk, beat) -> Result:
             **stage.metrics, "output_dir": str(out), "steps": result.steps, "pairs": len(rows),
             "gate": meta.get("counts", {}), "held_out_instructions": eval_ids, "reserved_pairs": reserved,
             "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-            "curve": curve[-200:], "warnings": warnings,
+            "curve": curve[-200:], "warnings": warnings, "gaps": side_gaps(rows),
         })
 
     return write, stats.as_dict()

@@ -212,7 +212,9 @@ def test_a_training_run_with_the_reward_hacking_signature_is_flagged_in_plain_wo
     assert "Possible reward hacking" not in _get(client_for(viewer), "jobs:run_training", finished)
     warning = {"kind": "early_accuracy", "step": 1,
                "message": "Reward accuracy reached 1.00 at step 1 of 12 (within the first 10%)."}
-    train.metrics = {**train.metrics, "warnings": [warning]}
+    train.metrics = {**train.metrics, "warnings": [warning], "gaps": {
+        "pairs": 12, "chosen_longer": 0.25, "chosen_shorter": 0.0, "rejected_repeats_more": 0.0, "chosen_repeats_more": 0.0}}
     train.save(update_fields=["metrics"])
     html = _get(client_for(viewer), "jobs:run_training", finished)
     assert "Possible reward hacking" in html and "reached 1.00 at step 1 of 12" in html and 'data-warning="early_accuracy"' in html
+    assert 'id="side-gaps"' in html and "chosen longer by a quarter or more in 25%" in html

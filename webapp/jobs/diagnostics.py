@@ -226,6 +226,7 @@ class TrainingPanel:
     reward_chart: str
     live: bool
     warnings: list[dict]
+    gaps: dict | None
 
 
 def training_panel(*, run: Run) -> TrainingPanel:
@@ -250,6 +251,7 @@ def training_panel(*, run: Run) -> TrainingPanel:
         loss_chart=loss_chart, reward_chart=reward_chart,
         live=bool(train and train.status in (Stage.Status.QUEUED, Stage.Status.RUNNING)),
         warnings=list((train.metrics.get("warnings") if train else None) or []),
+        gaps=(train.metrics.get("gaps") if train else None) or None,
     )
 
 
