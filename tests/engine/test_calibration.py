@@ -80,13 +80,14 @@ def test_calibration_with_vader_picks_a_setting_that_separates_and_stays_coheren
     cfg = CalibrationConfig(
         gamma_plus_grid=(0.05, 0.1, 0.2), gamma_minus_grid=(-0.02, -0.05, -0.1), n_instructions=12,
         max_new_tokens=32, batch_size=42, layers=tuple(range(8, 16)),
+        p_threshold=0.8,  # 12 instructions, and a win counts only when both responses are fluent
     )
     res = calibrate(embedded_lm, optimism_directions, NEUTRAL, VaderJudge(), cfg)
     print("\n" + res.format_table() + f"\nbaseline {res.baseline}\npick {res.pick}\n{res.reason}")
     assert len(res.table) == 9 and all(set(r) == KEYS for r in res.table)
     assert res.pick is not None, res.reason
     row = next(r for r in res.table if (r["gamma_plus"], r["gamma_minus"]) == (res.pick["gamma_plus"], res.pick["gamma_minus"]))
-    assert row["p_chosen_gt_rejected"] >= 0.9
+    assert row["p_chosen_gt_rejected"] >= 0.8
     assert row["excluded_reason"] is None  # the coherence floor holds for the pick
     assert row["degenerate_chosen"] <= cfg.max_degenerate_share and row["degenerate_rejected"] <= cfg.max_degenerate_share
     # γ = 0.2 × norm garbles SmolLM2's text; the per-response floor sees it even where VADER likes it.

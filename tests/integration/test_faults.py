@@ -57,8 +57,13 @@ def _start_generating_run(stack, demo, name):
 
 
 def _assert_complete_and_unique(run_id):
+    """Every kept instruction ended as exactly one stored pair or one counted drop of the quality gate."""
+    from webapp.studio.models import Stage
+
     pairs = _pair_instruction_ids(run_id)
-    assert len(pairs) == len(set(pairs)) == _kept(run_id) == len(INSTRUCTIONS)
+    gate = Stage.objects.using(ALIAS).get(run_id=run_id, kind="generate").compute["gate"]
+    assert len(pairs) == len(set(pairs)) == gate["kept"]
+    assert gate["kept"] + sum(gate["dropped"].values()) == _kept(run_id) == len(INSTRUCTIONS)
 
 
 def test_a_worker_killed_mid_generation_is_replaced_and_no_pair_is_lost_or_doubled(stack, demo):
