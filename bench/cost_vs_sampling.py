@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 
 from icon2engine import (
-    GenerateConfig, SteeringConfig, VaderJudge, default_feature_instructions, extract_directions, generate_pairs,
+    GenerateConfig, SteeringConfig, VaderJudge, default_feature_instructions, extract_directions,
     get_preset, load_model, response_loglik, sample_and_rank_estimate, score_instructions,
 )
+from icon2engine.gate import generate_gated_pairs
 from icon2engine.generation import generate_rows
 from icon2engine.stats import StageStats, total_stats
 
@@ -68,17 +69,23 @@ def main() -> None:
     icon2 = [StageStats("extract"), StageStats("filter"), StageStats("generate")]
     ds = extract_directions(lm, get_preset("optimism"), default_feature_instructions()[:32], stats=icon2[0])
     score_instructions(lm, {"optimism": ds}, items, stats=icon2[1])
-    steering = SteeringConfig(0.05, -0.05, layers=tuple(range(8, 16)))
+    steering = SteeringConfig(layers=tuple(range(8, 16)))  # the product's γ and steering rule
     # (b) sample-and-rank
     sampling = [StageStats("sample"), StageStats("judge")]
     sample_cfg = replace(gen, do_sample=True, temperature=1.0, top_p=1.0)
     judge = VaderJudge()
     pairs, ranked = [], []
+    gen_only = {"wall_s": 0.0, "tokens_out": 0}  # the gate's generation alone, as the worker prices the estimate
+    rows_generated = 0
     # This machine is shared: the two routes' generation runs interleaved, chunk by chunk, so
     # that other load slows both alike.
     for start in range(0, len(items), args.batch):
         chunk = items[start : start + args.batch]
-        pairs += generate_pairs(lm, ds, chunk, steering=steering, config=gen, stats=icon2[2])
+        # The product's route: unsteered, chosen and rejected rows, measured, degenerate sides retried.
+        gated = generate_gated_pairs(lm, ds, chunk, steering=steering, config=gen, stats=icon2[2])
+        pairs += gated.pairs
+        rows_generated += gated.rows_generated
+        gen_only = {k: gen_only[k] + gated.generation[k] for k in gen_only}
         rows = [t for t in chunk for _ in range(args.samples)]
         out = generate_rows(lm, rows, replace(sample_cfg, seed=start), stats=sampling[0])
         t0 = time.perf_counter()
@@ -108,7 +115,7 @@ def main() -> None:
     # What the run page's cost panel shows: the engine's estimate of route (b), priced from
     # route (a)'s own generation and the judge's time per response; here set against the real (b).
     estimate = sample_and_rank_estimate(
-        icon2[2], rows_generated=2 * len(pairs), n_instructions=len(items), samples=args.samples,
+        gen_only, rows_generated=rows_generated, n_instructions=len(items), samples=args.samples,
         judge_s_per_response=sampling[1].wall_s / (len(items) * args.samples),
     )
     print(f"engine estimate of sampling: {json.dumps(estimate)}")
