@@ -146,7 +146,7 @@ def test_rows_where_the_settings_differ_are_marked_and_identical_ones_are_not(tw
     assert rows["Review"] == (True, ["required, 1 per pair", "not required"])
     for same in ("Model", "Dimensions", "Max new tokens", "Decoding", "DPO", "Status"):
         assert rows[same][0] is False, same
-    assert rows["DPO"][1][0] == "β=0.1, lr=5e-05, 1 epoch, batch 4, LoRA r=8"
+    assert rows["DPO"][1][0] == "β=0.1, lr=0.0002, 3 epochs, batch 4, LoRA r=8"
 
 
 def test_the_page_links_each_run_with_its_status_and_leads_back_to_the_project(two_runs, ours, owner, client_for):

@@ -37,9 +37,12 @@ def test_eddie_creates_a_draft_run_with_eight_stages_in_order(client_for, engine
 
 def test_the_form_offers_small_run_defaults_and_explains_them(client_for, engineer, ours):
     content = client_for(engineer).get(reverse("studio:run_new", args=[ours.project.pk])).content.decode()
-    assert 'name="keep_fraction" value="0.25"' in content and "paper keeps 0.10" in content
-    assert 'name="max_new_tokens" value="96"' in content
+    assert 'name="keep_fraction" value="0.5"' in content and "paper keeps 0.10" in content
+    assert 'name="max_new_tokens" value="96"' in content and 'name="gamma_minus" value="-0.03"' in content
+    assert 'name="no_repeat_ngram_size" value="3"' in content and 'name="dpo_epochs" value="3"' in content
     assert "ours is relative" in content and "5e-7" in content
+    # the defaults say what they were measured to do, and where
+    assert 'id="defaults-note"' in content and "bench/default_run.py" in content and "bench/pair_quality.py" in content
     assert 'value="Run 2"' in content, "the next free run name is suggested"
 
 
