@@ -242,9 +242,16 @@ def response_loglik(lm, instructions: Sequence[str], responses: Sequence[str], *
         for r, s in enumerate(seqs):
             ids[r, width - len(s) :] = torch.tensor(s)
             mask[r, width - len(s) :] = 1
-        logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False).logits
-        logp = logits[:, :-1].float().log_softmax(dim=-1)  # (batch, seq-1, vocab): position t predicts t+1
-        target = logp.gather(-1, ids[:, 1:, None].to(lm.device)).squeeze(-1).cpu()  # (batch, seq-1)
+        # Left padding puts every response at the end, so only the last `keep` positions need logits:
+        # the vocabulary projection over the prompts would cost as much as the generation itself.
+        keep = min(width, max(len(rows[i][1]) for i in idx) + 1)
+        inputs = dict(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
+        try:
+            logits = lm.model(**inputs, logits_to_keep=keep).logits[:, -keep:]  # (batch, keep, vocab)
+        except TypeError:  # a model class without logits_to_keep
+            logits = lm.model(**inputs).logits[:, -keep:]
+        logp = logits[:, :-1].float().log_softmax(dim=-1)  # (batch, keep-1, vocab): position t predicts t+1
+        target = logp.gather(-1, ids[:, width - keep + 1 :, None].to(lm.device)).squeeze(-1).cpu()  # (batch, keep-1)
         for r, i in enumerate(idx):
             n_ans = len(rows[i][1])
             out[i] = float(target[r, -n_ans:].mean())
