@@ -52,7 +52,6 @@ class GateResult:
     pairs: list[SteeredPair]
     dropped: list[dict]
     retries: int
-    unsteered: list[str]
     rows_generated: int = 0  # unsteered + chosen + rejected per instruction, plus every retry
     generation: dict = field(default_factory=dict)  # StageStats of the generation alone (no measuring)
     measure_s: float = 0.0  # seconds spent measuring the responses
@@ -213,6 +212,6 @@ def generate_gated_pairs(
         stats.tokens_out += gen_stats.tokens_out
         stats.add_time(gen_stats.wall_s + measure_s, gen_stats.device or str(lm.device))
     return GateResult(
-        pairs=pairs, dropped=dropped, retries=retries, unsteered=unsteered, rows_generated=3 * n + retries,
+        pairs=pairs, dropped=dropped, retries=retries, rows_generated=3 * n + retries,
         generation=gen_stats.as_dict(), measure_s=round(measure_s, 3),
     )
