@@ -106,6 +106,9 @@ class ModelSpec:
     dtype: str = field(default="auto", metadata={"help": "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
     allow_download: bool = False
+    hub_only: bool = field(
+        default=False, metadata={"help": "treat source as a hub id even if a local path of that name exists"}
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():

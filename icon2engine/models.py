@@ -222,7 +222,9 @@ def load_model(spec: ModelSpec | str = "embedded") -> LoadedModel:
         name, revision = EMBEDDED_NAME, _dir_fingerprint(path)
     else:
         path = Path(source).expanduser()
-        if path.exists():
+        if spec.hub_only:  # a hub id, even where a local path of that name exists
+            path, name = None, source
+        elif path.exists():
             name = path.stem if path.is_file() else path.name
         elif _looks_like_path(source):
             raise ModelLoadError(
@@ -232,7 +234,7 @@ def load_model(spec: ModelSpec | str = "embedded") -> LoadedModel:
         else:
             name = source
     try:
-        if source == "embedded" or path.is_dir():
+        if path is not None and path.is_dir():
             if not (path / "config.json").exists():
                 raise ModelLoadError(
                     f"{path} is a directory but has no config.json; point at a Hugging Face model folder "
@@ -241,7 +243,7 @@ def load_model(spec: ModelSpec | str = "embedded") -> LoadedModel:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
             revision = _dir_fingerprint(path)
-        elif path.is_file():
+        elif path is not None and path.is_file():
             if path.suffix.lower() != ".gguf":
                 raise ModelLoadError(f"{path} is a file but not a .gguf; give a .gguf file or a model directory")
             model, tokenizer = _load_gguf(path, dtype)
@@ -250,6 +252,8 @@ def load_model(spec: ModelSpec | str = "embedded") -> LoadedModel:
         else:
             local_only = not (spec.allow_download and os.environ.get("HF_HUB_OFFLINE") != "1")
             try:
+                if spec.hub_only and os.path.exists(source):  # transformers would load the local path instead
+                    raise OSError(source)
                 tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision, local_files_only=local_only)
                 model = AutoModelForCausalLM.from_pretrained(
                     source, revision=spec.revision, dtype=dtype, local_files_only=local_only

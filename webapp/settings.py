@@ -7,6 +7,7 @@ Production uses webapp.settings_production, tests webapp.settings_test.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "webapp.studio",
     "webapp.jobs",
     "webapp.review",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -48,7 +50,24 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
+
+# Login throttling (django-axes): after ICON2_LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for ICON2_LOGIN_COOLOFF_MINUTES, on
+# /accounts/login/ and /admin/login/ alike. Attempts live in the database, so every web process
+# sees them. Locking by the pair (not the address alone) keeps one office behind NAT usable.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("ICON2_LOGIN_THROTTLE", default=True)
+AXES_FAILURE_LIMIT = env_int("ICON2_LOGIN_FAILURE_LIMIT", default=5, min_value=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ICON2_LOGIN_COOLOFF_MINUTES", default=15, min_value=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "webapp.accounts.views.locked_out"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "webapp.urls"
 ASGI_APPLICATION = "webapp.asgi.application"
@@ -106,6 +125,12 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = env_path("ICON2_MEDIA_ROOT", default=VAR_DIR / "media")
 MEDIA_URL = "media/"
 ICON2_MODEL_CACHE = env_path("ICON2_MODEL_CACHE", default="~/.cache/icon2studio/models")
+# Folders on the worker machine that team models (local directories, .gguf files) may come from;
+# anything else, and anything under MEDIA_ROOT (team data, trained adapters), is refused.
+ICON2_MODEL_ROOTS = [
+    Path(p).expanduser()
+    for p in env_list("ICON2_MODEL_ROOTS", default=[str(ICON2_MODEL_CACHE), str(VAR_DIR / "models")])
+]
 ICON2_PRESETS_PATH = env_path("ICON2_PRESETS_PATH", default=BASE_DIR / "presets" / "dimensions.json")
 ICON2_MAX_UPLOAD_MB = env_int("ICON2_MAX_UPLOAD_MB", default=50, min_value=1)
 ICON2_INVITE_DAYS = env_int("ICON2_INVITE_DAYS", default=7, min_value=1, max_value=365)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dj_database_url
 
@@ -24,3 +25,5 @@ WHITENOISE_AUTOREFRESH = True
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
 ICON2_QUEUE = "none"  # unit tests never need a broker; the integration tests run real workers
+# The named people's fixtures register local models under /models (never read: no test loads them).
+ICON2_MODEL_ROOTS = [*ICON2_MODEL_ROOTS, Path("/models")]  # noqa: F405

@@ -4,14 +4,25 @@ from __future__ import annotations
 import os
 import threading
 
+from webapp.studio.models import HUB_ID_RE
+
 _lock = threading.Lock()
 _cached: tuple[tuple, object] | None = None
 
 
 def engine_spec(model_row):
-    """Turn a studio ModelSpec row into the engine's ModelSpec."""
-    from icon2engine import ModelSpec
+    """Turn a studio ModelSpec row into the engine's ModelSpec.
 
+    The path rule of the model form is checked again here, before anything is loaded: the row may
+    have been edited in the database. A hub id must not name a path on this machine either.
+    """
+    from icon2engine import ModelLoadError, ModelSpec
+    from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
+
+    if model_row.kind in ("local_dir", "gguf") and not model_path_allowed(model_row.path_or_id):
+        raise ModelLoadError(MODEL_PATH_REFUSED)
+    if model_row.kind == "hub" and not HUB_ID_RE.match(model_row.path_or_id or ""):
+        raise ModelLoadError("This hub id is not of the form org/name.")
     source = "embedded" if model_row.kind == "embedded" else model_row.path_or_id
     return ModelSpec(
         source=source,
@@ -19,6 +30,7 @@ def engine_spec(model_row):
         layers_attr=model_row.layers_attr or None,
         device=os.environ.get("ICON2_DEVICE", "auto"),
         allow_download=os.environ.get("ICON2_ALLOW_DOWNLOAD") == "1",
+        hub_only=model_row.kind == "hub",
     )
 
 

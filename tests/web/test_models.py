@@ -26,9 +26,10 @@ def test_every_team_sees_the_embedded_model(client_for, viewer, outsider, ours):
         ({"kind": "local_dir", "path_or_id": "/m", "revision": "main"}, "revision", "Only hub models"),
         ({"kind": "local_dir", "path_or_id": "/m", "layers_attr": "model..layers"}, "layers_attr", "dotted attribute"),
         ({"kind": "embedded", "path_or_id": "/m"}, "kind", "Select a valid choice"),
-        ({"name": "local llama", "path_or_id": "/m"}, "name", "already has a model"),
+        ({"name": "local llama", "path_or_id": "/models/m"}, "name", "already has a model"),
+        ({"name": "SmolLM2-135M-Instruct (embedded)", "path_or_id": "/models/m"}, "name", "built-in model"),
     ],
-    ids=["no-path", "not-gguf", "bad-hub-id", "revision-off-hub", "bad-layers-attr", "embedded", "duplicate"],
+    ids=["no-path", "not-gguf", "bad-hub-id", "revision-off-hub", "bad-layers-attr", "embedded", "duplicate", "builtin-name"],
 )
 def test_bad_models_are_refused_next_to_the_field(client_for, engineer, ours, data, field, message):
     response = _add(client_for(engineer), **data)

@@ -65,9 +65,10 @@ def test_a_try_on_the_embedded_model_streams_three_different_responses(owner):
     assert received[-1]["status"] == "succeeded" and received[-1]["outputs"] == outputs
 
 
-def test_a_try_against_a_missing_model_fails_with_a_message(owner, tmp_path):
+def test_a_try_against_a_missing_model_fails_with_a_message(owner, tmp_path, settings):
     from worker.playground import run_probe
 
+    settings.ICON2_MODEL_ROOTS = [tmp_path]
     probe = _probe(owner, lambda team: model_create(team=team, created_by=owner, name="Missing", kind="local_dir",
                                                     path_or_id=str(tmp_path / "nope")), gamma=0.1)
     run_probe(probe.pk)

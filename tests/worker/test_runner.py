@@ -35,8 +35,8 @@ def _launched_run(owner, django_capture_on_commit_callbacks, *, model_path: str,
 def test_a_wrong_model_path_fails_the_stage_with_a_message_that_says_so(owner, django_capture_on_commit_callbacks, tmp_path, settings):
     from worker.runner import run_chunk
 
-    settings.MEDIA_ROOT = tmp_path
-    run = _launched_run(owner, django_capture_on_commit_callbacks, model_path=str(tmp_path / "no-such-model"))
+    settings.MEDIA_ROOT, settings.ICON2_MODEL_ROOTS = tmp_path / "media", [tmp_path / "models"]
+    run = _launched_run(owner, django_capture_on_commit_callbacks, model_path=str(tmp_path / "models" / "no-such-model"))
     chunk = Chunk.objects.get(stage__run=run, stage__kind="extract")
     run_chunk(chunk.pk)
     stage = Stage.objects.get(run=run, kind="extract")
@@ -49,8 +49,8 @@ def test_a_wrong_model_path_fails_the_stage_with_a_message_that_says_so(owner, d
 def test_running_a_chunk_twice_does_nothing_the_second_time(owner, django_capture_on_commit_callbacks, tmp_path, settings):
     from worker.runner import run_chunk
 
-    settings.MEDIA_ROOT = tmp_path
-    run = _launched_run(owner, django_capture_on_commit_callbacks, model_path=str(tmp_path / "no-such-model"))
+    settings.MEDIA_ROOT, settings.ICON2_MODEL_ROOTS = tmp_path / "media", [tmp_path / "models"]
+    run = _launched_run(owner, django_capture_on_commit_callbacks, model_path=str(tmp_path / "models" / "no-such-model"))
     chunk = Chunk.objects.get(stage__run=run, stage__kind="extract")
     run_chunk(chunk.pk)
     run_chunk(chunk.pk)  # a redelivered message

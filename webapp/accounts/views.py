@@ -193,3 +193,12 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
         messages.success(request, f"Welcome to {invite.team}! You joined as {membership.get_role_display().lower()}.")
         return redirect("studio:dashboard")
     return render(request, "accounts/invite.html", {"invite": invite, "signup_form": signup_form})
+
+
+def locked_out(request: HttpRequest, credentials: dict | None = None, *args, **kwargs) -> HttpResponse:
+    """django-axes calls this (AXES_LOCKOUT_CALLABLE) once a username and address pair is locked out."""
+    from django.conf import settings
+
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60) if settings.AXES_COOLOFF_TIME else None
+    context = {"failure_limit": settings.AXES_FAILURE_LIMIT, "cooloff_minutes": minutes}
+    return render(request, "registration/locked_out.html", context, status=429)

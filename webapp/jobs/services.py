@@ -377,14 +377,18 @@ def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False) -> None:
 
 
 def stage_retry(*, stage: Stage) -> Stage:
-    """Run a failed or cancelled stage again: finished chunks are kept, the others re-queued."""
+    """Run a failed stage again: finished chunks are kept, the others re-queued, and the later
+    stages its failure cancelled become pending. A cancelled run stays cancelled."""
+    from django.core.exceptions import ValidationError
+
     to_send: list[int] = []
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=stage.run_id)
-        if stage.status not in (Stage.Status.FAILED, Stage.Status.CANCELLED):
-            from django.core.exceptions import ValidationError
-
-            raise ValidationError("Only a failed or cancelled stage can be retried.")
+        stage.refresh_from_db(fields=["status"])
+        if run.status == Run.Status.CANCELLED:
+            raise ValidationError("This run was cancelled; it cannot be retried. Start a new run instead.")
+        if stage.status != Stage.Status.FAILED:
+            raise ValidationError("Only a failed stage can be retried.")
         now = _now()
         has_chunks = stage.chunks.exists()
         stage.chunks.exclude(status=Chunk.Status.SUCCEEDED).update(status=Chunk.Status.QUEUED, enqueued_at=now, error="")

@@ -19,6 +19,7 @@ from webapp.accounts.roles import Perm
 from webapp.accounts.selectors import role_require
 from webapp.studio import dispatch
 from webapp.studio.instructions import instructions_parse
+from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
 from webapp.studio.models import Dimension, ModelSpec, Project, PromptPair, Run, Stage
 from webapp.studio.presets import preset_get
 from webapp.studio.selectors import run_name_suggest
@@ -213,6 +214,11 @@ def _model_save(model: ModelSpec) -> ModelSpec:
     if model.kind == ModelSpec.Kind.EMBEDDED:
         raise ValidationError({"kind": "The embedded model is built in; choose a local directory, GGUF file or hub id."})
     model.full_clean(validate_constraints=False)
+    if model.kind in (ModelSpec.Kind.LOCAL_DIR, ModelSpec.Kind.GGUF) and not model_path_allowed(model.path_or_id):
+        raise ValidationError({"path_or_id": MODEL_PATH_REFUSED})
+    builtin = model.name.lower() == EMBEDDED_MODEL_NAME.lower()
+    if builtin or ModelSpec.objects.filter(team=None, name__iexact=model.name).exists():
+        raise ValidationError({"name": f"“{model.name}” is the name of a built-in model; choose another."})
     if ModelSpec.objects.filter(team=model.team, name__iexact=model.name).exclude(pk=model.pk).exists():
         raise ValidationError({"name": f"This team already has a model called “{model.name}”."})
     model.save()
