@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+import webapp.ids  # noqa: F401  (registers the <id:…> converter)
+
 admin.site.site_header = "Icon² Studio administration"
 admin.site.site_title = "Icon² Studio admin"
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 from django import forms
 
 from webapp.accounts.roles import Role
+from webapp.limits import NAME_MAX
 
 
 class TeamForm(forms.Form):
-    name = forms.CharField(max_length=120, help_text="Shown in the team switcher, e.g. “Alignment lab”.")
+    name = forms.CharField(max_length=NAME_MAX, help_text="Shown in the team switcher, e.g. “Alignment lab”.")
 
 
 class InviteForm(forms.Form):

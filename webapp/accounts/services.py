@@ -5,18 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from webapp.limits import NAME_MAX, text_check
 from webapp.accounts.models import Invite, Membership, Team
 from webapp.accounts.roles import Perm, Role
 from webapp.accounts.selectors import membership_get, role_require, team_owner_count
 
 
 def _clean_name(name: str) -> str:
-    name = " ".join(name.split())
+    name = " ".join(text_check(name, field="name", label="name", max_length=NAME_MAX).split())
     if not name:
         raise ValidationError({"name": "Give the team a name."})
     return name
@@ -87,11 +89,28 @@ def invite_revoke(*, invite: Invite, actor: AbstractBaseUser) -> Invite:
     return invite
 
 
-@transaction.atomic
-def invite_accept(*, invite: Invite, user: AbstractBaseUser) -> Membership:
+def _invite_lock_usable(invite: Invite) -> Invite:
     invite = Invite.objects.select_for_update().get(pk=invite.pk)
     if not invite.is_usable:
         raise ValidationError(f"This invite link has {invite.state if invite.state != 'pending' else 'expired'}.")
+    return invite
+
+
+@transaction.atomic
+def invite_signup(*, invite: Invite, username: str, password: str) -> tuple[AbstractBaseUser, Membership]:
+    """A new account that joins through `invite`: the invite is locked and checked first, and the
+    account is created in the same transaction, so a used invite never leaves an orphan account."""
+    invite = _invite_lock_usable(invite)
+    try:
+        user = get_user_model().objects.create_user(username=username, password=password)
+    except IntegrityError:
+        raise ValidationError({"username": "That username was taken a moment ago; choose another."}) from None
+    return user, invite_accept(invite=invite, user=user)
+
+
+@transaction.atomic
+def invite_accept(*, invite: Invite, user: AbstractBaseUser) -> Membership:
+    invite = _invite_lock_usable(invite)
     existing = membership_get(user=user, team=invite.team_id)
     if existing is not None:
         raise ValidationError(f"You are already a member of {invite.team} ({existing.get_role_display()}).")

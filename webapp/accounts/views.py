@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from webapp.ids import id_parse
 from webapp.accounts import services
 from webapp.accounts.forms import InviteForm, RoleForm, TeamForm
 from webapp.accounts.models import Invite
@@ -50,10 +51,10 @@ def team_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def team_switch(request: HttpRequest) -> HttpResponse:
-    team_id = request.POST.get("team", "")
-    if not team_id.isdigit():
+    team_id = id_parse(request.POST.get("team"))
+    if team_id is None:
         return redirect("studio:dashboard")
-    _, membership = team_get_for_user(user=request.user, pk=int(team_id))
+    _, membership = team_get_for_user(user=request.user, pk=team_id)
     current_team_remember(request, membership)
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
@@ -178,17 +179,25 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "accounts/invite.html", {"invite": invite, "unusable": True}, status=410)
     signup_form = None if request.user.is_authenticated else UserCreationForm(request.POST or None)
     if request.method == "POST":
-        user = request.user
-        if signup_form is not None:
-            if not signup_form.is_valid():
-                return render(request, "accounts/invite.html", {"invite": invite, "signup_form": signup_form}, status=400)
-            user = signup_form.save()
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if signup_form is not None and not signup_form.is_valid():
+            return render(request, "accounts/invite.html", {"invite": invite, "signup_form": signup_form}, status=400)
         try:
-            membership = services.invite_accept(invite=invite, user=user)
+            if signup_form is not None:
+                user, membership = services.invite_signup(
+                    invite=invite,
+                    username=signup_form.cleaned_data["username"],
+                    password=signup_form.cleaned_data["password1"],
+                )
+            else:
+                membership = services.invite_accept(invite=invite, user=request.user)
         except ValidationError as error:
+            invite.refresh_from_db()
+            if not invite.is_usable:  # someone else used it first: no account was created
+                return render(request, "accounts/invite.html", {"invite": invite, "unusable": True}, status=410)
             _errors_to_messages(request, error)
             return redirect("studio:dashboard")
+        if signup_form is not None:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         current_team_remember(request, membership)
         messages.success(request, f"Welcome to {invite.team}! You joined as {membership.get_role_display().lower()}.")
         return redirect("studio:dashboard")

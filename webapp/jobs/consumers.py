@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.template.loader import render_to_string
 
@@ -99,7 +100,7 @@ def _visible_probe(user, probe_id: int) -> dict | None:
 
     try:
         return probe_event(probe_get_for_user(user=user, pk=probe_id))
-    except Http404:
+    except (Http404, PermissionDenied):
         return None
 
 

@@ -6,21 +6,42 @@ carry the same small JSON to open pages, as they happen.
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
-from webapp.accounts.roles import Perm
-from webapp.accounts.selectors import role_require
+from webapp.accounts.roles import Perm, role_allows
+from webapp.accounts.selectors import membership_get, role_require
 from webapp.jobs import events, queue
 from webapp.jobs.models import Probe
-from webapp.studio.models import Run
+from webapp.studio.models import Run, Stage
 
 STALE_QUEUED_S = 20  # after this long without a worker, the page says how to start one
 
 
+PLAYGROUND_BLINDED = (
+    "The playground is closed to annotators of a run under review: steering an instruction from the "
+    "queue would show which answer was steered towards the dimension, and reviews must be blind."
+)
+
+
+def playground_blinded(*, user: AbstractBaseUser, run: Run) -> bool:
+    """True for an annotator (may review, may not edit) while the run's pairs are under review."""
+    membership = membership_get(user=user, team=run.project.team_id)
+    if membership is None or not role_allows(membership.role, Perm.REVIEW) or role_allows(membership.role, Perm.EDIT):
+        return False
+    return run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).exists()
+
+
+def playground_require(*, user: AbstractBaseUser, run: Run) -> None:
+    if playground_blinded(user=user, run=run):
+        raise PermissionDenied(PLAYGROUND_BLINDED)
+
+
 def probe_create(*, run: Run, actor: AbstractBaseUser, data: dict) -> Probe:
     role_require(user=actor, team=run.project.team_id, perm=Perm.REVIEW)
+    playground_require(user=actor, run=run)
     probe = Probe.objects.create(run=run, created_by=actor, **data)
     transaction.on_commit(lambda: queue.send_probe(probe.pk))
     return probe
@@ -33,7 +54,7 @@ def probe_get_for_user(*, user: AbstractBaseUser, pk: int) -> Probe:
     probe = Probe.objects.select_related("run", "dimension").filter(pk=pk).first()
     if probe is None:
         raise Http404("No such playground request.")
-    run_get_for_user(user=user, pk=probe.run_id)
+    playground_require(user=user, run=run_get_for_user(user=user, pk=probe.run_id))
     return probe
 
 

@@ -53,6 +53,7 @@ def _tab(request: HttpRequest, run: Run, tab: str, template: str, **context) -> 
     return render(request, template, {
         "run": run, "project": run.project, "tab": tab,
         "can_edit": role_allows(membership.role, Perm.EDIT), "can_review": role_allows(membership.role, Perm.REVIEW),
+        "playground_blinded": probes.playground_blinded(user=request.user, run=run),
         **context,
     })
 
@@ -123,6 +124,7 @@ def run_cost(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def run_playground(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk, perm=Perm.REVIEW if request.method == "POST" else Perm.READ)
+    probes.playground_require(user=request.user, run=run)
     form = ProbeForm(request.POST or None, run=run)
     probe = None
     if request.method == "POST" and form.is_valid():

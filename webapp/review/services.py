@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.jobs.models import Pair
+from webapp.limits import NAME_MAX, RATIONALE_MAX, RESPONSE_MAX, text_check
 from webapp.review.models import ApiToken, AuditEvent, PairEdit, Resolution, ReviewAssignment, Verdict
 from webapp.review.selectors import pair_review_get, reviewer_list, verdict_latest_for_user
 from webapp.studio.models import Run
@@ -64,8 +65,9 @@ def _assign_locked(*, run: Run, reviewers: list, rng: random.Random) -> int:
     return len(created)
 
 
-def _assignment_of(*, run: Run, user: AbstractBaseUser, assignment_id: int) -> ReviewAssignment:
-    assignment = ReviewAssignment.objects.select_related("pair").filter(pk=assignment_id, pair__run=run).first()
+def _assignment_of(*, run: Run, user: AbstractBaseUser, assignment_id: int, lock: bool = False) -> ReviewAssignment:
+    rows = ReviewAssignment.objects.select_for_update(of=("self",)) if lock else ReviewAssignment.objects
+    assignment = rows.select_related("pair").filter(pk=assignment_id, pair__run=run).first()
     if assignment is None or assignment.annotator_id != user.pk:
         raise ValidationError("This pair is not assigned to you.")
     return assignment
@@ -80,11 +82,16 @@ def _order_of(choice: str, *, left_is_chosen: bool) -> str:
 
 
 @transaction.atomic
+@transaction.atomic
 def verdict_submit(*, run: Run, user: AbstractBaseUser, assignment_id: int, choice: str, rationale: str = "") -> Verdict:
-    """Record the annotator's verdict on a pair assigned to them (a new verdict replaces theirs)."""
+    """Record the annotator's verdict on a pair assigned to them (a new verdict replaces theirs).
+
+    The assignment row is locked first, so two verdicts sent at once (a double click, two tabs)
+    are applied one after the other and exactly one stands."""
     if choice not in Verdict.Choice.values:
         raise ValidationError(f"Unknown verdict {choice!r}; use one of {', '.join(Verdict.Choice.values)}.")
-    assignment = _assignment_of(run=run, user=user, assignment_id=assignment_id)
+    rationale = text_check(rationale, field="rationale", label="rationale", max_length=RATIONALE_MAX)
+    assignment = _assignment_of(run=run, user=user, assignment_id=assignment_id, lock=True)
     now = timezone.now()
     assignment.verdicts.filter(voided_at__isnull=True).update(voided_at=now)
     verdict = Verdict.objects.create(
@@ -117,7 +124,7 @@ def pair_edit(*, run: Run, user: AbstractBaseUser, assignment_id: int, side: str
     assignment = _assignment_of(run=run, user=user, assignment_id=assignment_id)
     if side not in ("left", "right"):
         raise ValidationError("Edit the left or the right response.")
-    text = text.strip()
+    text = text_check(text, field="text", label="response", max_length=RESPONSE_MAX).strip()
     if not text:
         raise ValidationError("A response cannot be empty; write some text or cancel the edit.")
     pair_side = PairEdit.Side.CHOSEN if (side == "left") == assignment.left_is_chosen else PairEdit.Side.REJECTED
@@ -138,6 +145,7 @@ def pair_resolve(*, run: Run, pair: Pair, outcome: str, based_on_version: int, u
         raise ValidationError("This pair belongs to another run.")
     if outcome not in Resolution.Outcome.values:
         raise ValidationError(f"Unknown resolution {outcome!r}; use confirm, swap or drop.")
+    note = text_check(note, field="note", label="note", max_length=RATIONALE_MAX)
     Pair.objects.select_for_update().filter(pk=pair.pk).first()  # serialise resolutions of one pair
     current = pair_review_get(pair=pair).version
     if current != based_on_version:
@@ -151,6 +159,7 @@ def pair_resolve(*, run: Run, pair: Pair, outcome: str, based_on_version: int, u
 def api_token_create(*, user: AbstractBaseUser, name: str = "training script") -> str:
     """A new token for `user`; returned once, only its hash is kept."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    name = text_check(name, field="name", label="token name", max_length=NAME_MAX)
     ApiToken.objects.create(user=user, name=name.strip()[:80] or "training script",
                             token_hash=_hash(token), prefix=token[:12])
     return token
@@ -168,7 +177,10 @@ def api_token_authenticate(*, token: str) -> AbstractBaseUser:
 
 
 def api_token_revoke(*, user: AbstractBaseUser, token_id: int) -> None:
-    ApiToken.objects.filter(user=user, pk=token_id).delete()
+    """Delete one of `user`'s own tokens; ApiToken.DoesNotExist for any other id (someone else's included)."""
+    deleted, _ = ApiToken.objects.filter(user=user, pk=token_id).delete()
+    if not deleted:
+        raise ApiToken.DoesNotExist("No such token.")
 
 
 def _hash(token: str) -> str:

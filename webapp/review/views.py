@@ -11,9 +11,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from webapp.ids import id_parse
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import current_team_remember, membership_get
 from webapp.jobs.models import Pair
+from webapp.jobs.probes import playground_blinded
 from webapp.review import export, selectors, services
 from webapp.review.diff import word_diff
 from webapp.review.models import ApiToken, Resolution
@@ -54,6 +56,7 @@ def _queue_context(request: HttpRequest, run: Run) -> dict:
         "can_undo": selectors.verdict_latest_for_user(run=run, user=request.user) is not None,
         "is_lead": _is_lead(request, run),
         "shortcuts": SHORTCUTS,
+        "playground_blinded": playground_blinded(user=request.user, run=run),
     }
     if assignment is not None:
         review = selectors.pair_review_get(pair=assignment.pair)
@@ -84,10 +87,7 @@ def _report(request: HttpRequest, error: ValidationError) -> None:
 
 
 def _int(value: str | None) -> int:
-    try:
-        return int(value or "")
-    except ValueError:
-        return 0
+    return id_parse(value) or 0
 
 
 @login_required
@@ -247,6 +247,9 @@ def api_token_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def api_token_revoke(request: HttpRequest, token_pk: int) -> HttpResponse:
-    services.api_token_revoke(user=request.user, token_id=token_pk)
+    try:
+        services.api_token_revoke(user=request.user, token_id=token_pk)
+    except ApiToken.DoesNotExist:
+        raise Http404("No such token.") from None
     messages.success(request, "Revoked the token.")
     return _back(request)

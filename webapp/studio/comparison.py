@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from django.db.models import Prefetch
 from django.http import Http404
 
+from webapp.ids import id_parse
 from webapp.review.selectors import review_summary
 from webapp.studio.models import Project, Run, Stage
 
@@ -59,10 +60,10 @@ def run_list_for_comparison(*, project: Project, ids: Iterable[str | int]) -> li
     for raw in ids:
         if str(raw).strip() == "":
             continue
-        try:
-            wanted.add(int(raw))
-        except (TypeError, ValueError):
-            raise Http404("No such run.") from None
+        pk = id_parse(raw)
+        if pk is None:
+            raise Http404("No such run.")
+        wanted.add(pk)
     runs = list(
         project.runs.filter(pk__in=wanted)
         .select_related("model")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from django import forms
 from django.http import QueryDict
 
+from webapp.limits import DESCRIPTION_MAX, DIMENSION_NAME_MAX, FEATURE_INSTRUCTIONS_MAX, NAME_MAX
 from webapp.studio.instructions import ALLOWED_EXTENSIONS
 from webapp.studio.models import Dimension, ModelSpec, Project, Run
 from webapp.studio.selectors import model_list_for_team, run_name_suggest
@@ -14,18 +15,25 @@ from webapp.studio.services import RUN_CONFIG_FIELDS, instructions_file_check, p
 
 
 class ProjectForm(forms.Form):
-    name = forms.CharField(max_length=120, help_text="Unique within the team, e.g. “Support assistant tone”.")
+    name = forms.CharField(max_length=NAME_MAX, help_text="Unique within the team, e.g. “Support assistant tone”.")
     description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text="What this project is trying to improve."
+        max_length=DESCRIPTION_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="What this project is trying to improve.",
     )
 
 
 class DimensionForm(forms.Form):
-    name = forms.CharField(max_length=80, help_text="Unique within the project, e.g. “Helpfulness”.")
+    name = forms.CharField(max_length=DIMENSION_NAME_MAX, help_text="Unique within the project, e.g. “Helpfulness”.")
     description = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), required=False, help_text="What “better” means on this dimension."
+        max_length=DESCRIPTION_MAX,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        help_text="What “better” means on this dimension.",
     )
     feature_instructions = forms.CharField(
+        max_length=FEATURE_INSTRUCTIONS_MAX,
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "Explain photosynthesis to a child.\nWrite a haiku about rain."}),
         required=False,
         help_text="Optional: one instruction per line used to extract the direction. "
@@ -59,10 +67,15 @@ class DimensionEditor:
         if data is not None:
             self.form = DimensionForm(data)
             positives, negatives = data.getlist("positive"), data.getlist("negative")
-            keys = data.getlist("row")[: len(positives)]
-            keys += [""] * (len(positives) - len(keys))
+            # Unequal lists (three positives, one negative) become rows with a side missing, which
+            # then fail with "Write the … prompt": nothing is dropped without a word.
+            count = max(len(positives), len(negatives))
+            positives += [""] * (count - len(positives))
+            negatives += [""] * (count - len(negatives))
+            keys = data.getlist("row")[:count]
+            keys += [""] * (count - len(keys))
             self.rows = []
-            for positive, negative, key in zip(positives, negatives, keys, strict=False):
+            for positive, negative, key in zip(positives, negatives, keys, strict=True):
                 key = _row_key(key)
                 while key in {row.key for row in self.rows}:
                     key = _row_key()
@@ -173,7 +186,7 @@ class RunForm(forms.ModelForm):
         ),
     ]
 
-    name = forms.CharField(max_length=120, required=False, help_text="Leave blank for the next “Run N”.")
+    name = forms.CharField(max_length=NAME_MAX, required=False, help_text="Leave blank for the next “Run N”.")
 
     class Meta:
         model = Run

@@ -9,6 +9,8 @@ from pathlib import PurePath
 
 from django.core.exceptions import ValidationError
 
+from webapp.limits import INSTRUCTION_MAX
+
 ALLOWED_EXTENSIONS = (".jsonl", ".csv", ".txt")
 JSON_KEYS = ("instruction", "prompt", "text")
 
@@ -18,14 +20,24 @@ def _lines(data: bytes) -> list[str]:
     decoded = []
     for number, raw in enumerate(lines, start=1):
         try:
-            decoded.append(raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r"))
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")
         except UnicodeDecodeError:
             raise ValidationError(f"Line {number}: not valid UTF-8 text.") from None
+        if "\x00" in line:
+            raise ValidationError(f"Line {number}: contains a NUL character (\\0); remove it.")
+        decoded.append(line)
     return decoded
 
 
+def _checked(number: int, text: str) -> str:
+    text = text.strip()
+    if len(text) > INSTRUCTION_MAX:
+        raise ValidationError(f"Line {number}: the instruction is {len(text):,} characters; the limit is {INSTRUCTION_MAX:,}.")
+    return text
+
+
 def _parse_txt(data: bytes) -> list[str]:
-    return [line.strip() for line in _lines(data) if line.strip()]
+    return [_checked(number, line) for number, line in enumerate(_lines(data), start=1) if line.strip()]
 
 
 def _parse_jsonl(data: bytes) -> list[str]:
@@ -37,6 +49,8 @@ def _parse_jsonl(data: bytes) -> list[str]:
             item = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValidationError(f"Line {number}: not valid JSON ({error.msg}).") from None
+        except RecursionError:  # [[[[…]]]] nested deeper than Python's parser goes
+            raise ValidationError(f"Line {number}: the JSON is nested too deeply; expected a string or an object.") from None
         if isinstance(item, dict):
             key = next((key for key in JSON_KEYS if key in item), None)
             if key is None:
@@ -46,32 +60,39 @@ def _parse_jsonl(data: bytes) -> list[str]:
             raise ValidationError(f'Line {number}: expected a string or an object with an "instruction" field.')
         if not item.strip():
             raise ValidationError(f"Line {number}: the instruction is empty.")
-        instructions.append(item.strip())
+        instructions.append(_checked(number, item))
     return instructions
 
 
 def _parse_csv(data: bytes) -> list[str]:
     text = "\n".join(_lines(data))
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return []
+    except csv.Error as error:
+        raise ValidationError(f"Line 1: not valid CSV ({error}).") from None
     columns = [column.strip().lower() for column in header]
     if "instruction" not in columns:
         raise ValidationError('Line 1: a CSV needs a header row with an "instruction" column.')
     index = columns.index("instruction")
     instructions = []
+    start = reader.line_num + 1  # the line a row starts on (a quoted field may span lines)
     try:
         for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            number = reader.line_num
-            if index >= len(row) or not row[index].strip():
-                raise ValidationError(f"Line {number}: the instruction is empty.")
-            instructions.append(row[index].strip())
+            if any(cell.strip() for cell in row):
+                if index >= len(row) or not row[index].strip():
+                    raise ValidationError(f"Line {start}: the instruction is empty.")
+                instructions.append(_checked(start, row[index]))
+            start = reader.line_num + 1
     except csv.Error as error:
-        raise ValidationError(f"Line {reader.line_num}: not valid CSV ({error}).") from None
+        if "unexpected end of data" in str(error):
+            raise ValidationError(
+                f"Line {start}: a quoted field starts here and never ends (an unbalanced \" quote); "
+                "close the quote or double it (\"\") inside the text."
+            ) from None
+        raise ValidationError(f"Line {start}: not valid CSV ({error}).") from None
     return instructions
 
 

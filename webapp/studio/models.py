@@ -9,9 +9,11 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from webapp.limits import PROMPT_MAX, text_check
 from webapp.accounts.models import Team
 from webapp.studio.validators import GreaterThanValidator, LessThanValidator, validate_finite
 
+MAX_INSTRUCTIONS = 1_000_000  # per run: the paper's pool
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -71,6 +73,13 @@ class PromptPair(models.Model):
 
     def clean(self) -> None:
         errors = {}
+        for side, label in (("positive", "positive prompt"), ("negative", "negative prompt")):
+            try:
+                text_check(getattr(self, side), field=side, label=label, max_length=PROMPT_MAX)
+            except ValidationError as error:
+                errors[side] = error.message_dict[side][0]
+        if errors:
+            raise ValidationError(errors)
         if not self.positive.strip():
             errors["positive"] = "Write the positive system prompt."
         if not self.negative.strip():
@@ -105,7 +114,10 @@ class ModelSpec(models.Model):
         help_text="Attribute path to the decoder layers, e.g. model.layers. Blank = detect automatically.",
     )
     num_layers = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Number of decoder layers, if known (used to check layer bands)."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1024)],
+        help_text="Number of decoder layers, if known (1–1024; used to check layer bands).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -122,6 +134,8 @@ class ModelSpec(models.Model):
         return self.team_id is None
 
     def clean(self) -> None:
+        for name in ("name", "path_or_id", "revision", "layers_attr"):
+            text_check(getattr(self, name), field=name, label=self._meta.get_field(name).verbose_name, max_length=10**6)
         self.path_or_id = self.path_or_id.strip()
         self.revision = self.revision.strip()
         self.layers_attr = self.layers_attr.strip()
@@ -170,7 +184,7 @@ class Run(models.Model):
     )
     n_instructions = models.PositiveIntegerField(
         default=64,
-        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_INSTRUCTIONS)],
         help_text="How many raw instructions to synthesise (the paper: 1,000,000). For uploads, set from the file.",
     )
     instructions_file = models.FileField(upload_to="uploads/", blank=True, max_length=300)

@@ -17,10 +17,18 @@ from django.db import transaction
 from webapp.accounts.models import Team
 from webapp.accounts.roles import Perm
 from webapp.accounts.selectors import role_require
+from webapp.limits import (
+    DESCRIPTION_MAX,
+    DIMENSION_NAME_MAX,
+    FEATURE_INSTRUCTIONS_MAX,
+    NAME_MAX,
+    PROMPT_MAX,
+    text_check,
+)
 from webapp.studio import dispatch
 from webapp.studio.instructions import instructions_parse
 from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
-from webapp.studio.models import Dimension, ModelSpec, Project, PromptPair, Run, Stage
+from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, ModelSpec, Project, PromptPair, Run, Stage
 from webapp.studio.presets import preset_get
 from webapp.studio.selectors import run_name_suggest
 
@@ -57,11 +65,15 @@ RUN_CONFIG_FIELDS = (
 )
 
 
-def _clean_name(name: str, *, what: str) -> str:
-    name = " ".join((name or "").split())
+def _clean_name(name: str, *, what: str, max_length: int = NAME_MAX) -> str:
+    name = " ".join(text_check(name, field="name", label=f"{what} name", max_length=max_length).split())
     if not name:
         raise ValidationError({"name": f"Give the {what} a name."})
     return name
+
+
+def _description(value: str) -> str:
+    return text_check(value, field="description", label="description", max_length=DESCRIPTION_MAX).strip()
 
 
 # Projects ------------------------------------------------------------------------------------
@@ -77,14 +89,14 @@ def project_create(*, team: Team, name: str, description: str = "", created_by: 
     role_require(user=created_by, team=team, perm=Perm.EDIT)
     name = _clean_name(name, what="project")
     _project_name_check(team=team, name=name)
-    return Project.objects.create(team=team, name=name, description=description.strip(), created_by=created_by)
+    return Project.objects.create(team=team, name=name, description=_description(description), created_by=created_by)
 
 
 def project_update(*, project: Project, name: str, description: str = "", actor: AbstractBaseUser) -> Project:
     role_require(user=actor, team=project.team_id, perm=Perm.EDIT)
     name = _clean_name(name, what="project")
     _project_name_check(team=project.team, name=name, exclude_pk=project.pk)
-    project.name, project.description = name, description.strip()
+    project.name, project.description = name, _description(description)
     project.save(update_fields=["name", "description"])
     return project
 
@@ -108,6 +120,12 @@ def pairs_validate(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
             row = {field: messages[0] for field, messages in error.message_dict.items()}
         errors.append(row)
     return errors
+
+
+def _feature_instructions(value: str) -> str:
+    return text_check(
+        value, field="feature_instructions", label="list of instructions", max_length=FEATURE_INSTRUCTIONS_MAX
+    ).strip()
 
 
 def _pairs_check(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -138,14 +156,14 @@ def dimension_create(
     preset_key: str = "",
 ) -> Dimension:
     role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
-    name = _clean_name(name, what="dimension")
+    name = _clean_name(name, what="dimension", max_length=DIMENSION_NAME_MAX)
     _dimension_name_check(project=project, name=name)
     pairs = _pairs_check(pairs)
     dimension = Dimension.objects.create(
         project=project,
         name=name,
-        description=description.strip(),
-        feature_instructions=feature_instructions.strip(),
+        description=_description(description),
+        feature_instructions=_feature_instructions(feature_instructions),
         preset_key=preset_key,
     )
     _pairs_replace(dimension=dimension, pairs=pairs)
@@ -163,12 +181,12 @@ def dimension_update(
     feature_instructions: str = "",
 ) -> Dimension:
     role_require(user=actor, team=dimension.project.team_id, perm=Perm.EDIT)
-    name = _clean_name(name, what="dimension")
+    name = _clean_name(name, what="dimension", max_length=DIMENSION_NAME_MAX)
     _dimension_name_check(project=dimension.project, name=name, exclude_pk=dimension.pk)
     pairs = _pairs_check(pairs)
     dimension.name = name
-    dimension.description = description.strip()
-    dimension.feature_instructions = feature_instructions.strip()
+    dimension.description = _description(description)
+    dimension.feature_instructions = _feature_instructions(feature_instructions)
     dimension.save()
     _pairs_replace(dimension=dimension, pairs=pairs)
     return dimension
@@ -288,7 +306,7 @@ def run_create(
     role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
     config = dict(config)
     upload = config.pop("instructions_file", None)
-    name = " ".join((config.pop("name", "") or "").split()) or run_name_suggest(project=project)
+    name = _clean_name(config.pop("name", "") or run_name_suggest(project=project), what="run")
     unknown = set(config) - set(RUN_CONFIG_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown run settings: {', '.join(sorted(unknown))}.")
@@ -320,6 +338,10 @@ def run_create(
                 instructions = instructions_file_check(upload)
             except ValidationError as error:
                 errors.setdefault("instructions_file", []).extend(error.message_dict["instructions_file"])
+            if len(instructions) > MAX_INSTRUCTIONS:
+                errors.setdefault("instructions_file", []).append(
+                    f"The file has {len(instructions):,} instructions; a run takes at most {MAX_INSTRUCTIONS:,}."
+                )
     if errors:
         raise ValidationError(errors)
 

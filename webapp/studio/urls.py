@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
+import webapp.ids  # noqa: F401  (registers the <id:…> converter)
+
 from webapp.studio import views
 
 app_name = "studio"
@@ -10,20 +12,20 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("projects/", views.project_list, name="projects"),
     path("projects/new/", views.project_new, name="project_new"),
-    path("projects/<int:pk>/", views.project_detail, name="project"),
-    path("projects/<int:pk>/edit/", views.project_edit, name="project_edit"),
-    path("projects/<int:project_pk>/dimensions/new/", views.dimension_new, name="dimension_new"),
-    path("projects/<int:project_pk>/dimensions/pair-row/", views.dimension_pair_row, name="dimension_pair_row"),
-    path("projects/<int:project_pk>/dimensions/preset/", views.dimension_preset, name="dimension_preset"),
-    path("projects/<int:project_pk>/runs/new/", views.run_new, name="run_new"),
-    path("projects/<int:pk>/compare/", views.run_compare, name="run_compare"),
-    path("dimensions/<int:pk>/", views.dimension_detail, name="dimension"),
-    path("dimensions/<int:pk>/delete/", views.dimension_delete, name="dimension_delete"),
+    path("projects/<id:pk>/", views.project_detail, name="project"),
+    path("projects/<id:pk>/edit/", views.project_edit, name="project_edit"),
+    path("projects/<id:project_pk>/dimensions/new/", views.dimension_new, name="dimension_new"),
+    path("projects/<id:project_pk>/dimensions/pair-row/", views.dimension_pair_row, name="dimension_pair_row"),
+    path("projects/<id:project_pk>/dimensions/preset/", views.dimension_preset, name="dimension_preset"),
+    path("projects/<id:project_pk>/runs/new/", views.run_new, name="run_new"),
+    path("projects/<id:pk>/compare/", views.run_compare, name="run_compare"),
+    path("dimensions/<id:pk>/", views.dimension_detail, name="dimension"),
+    path("dimensions/<id:pk>/delete/", views.dimension_delete, name="dimension_delete"),
     path("models/", views.model_list, name="models"),
     path("models/new/", views.model_new, name="model_new"),
-    path("models/<int:pk>/edit/", views.model_edit, name="model_edit"),
-    path("models/<int:pk>/delete/", views.model_delete, name="model_delete"),
-    path("runs/<int:pk>/", views.run_detail, name="run"),
-    path("runs/<int:pk>/launch/", views.run_launch, name="run_launch"),
-    path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
+    path("models/<id:pk>/edit/", views.model_edit, name="model_edit"),
+    path("models/<id:pk>/delete/", views.model_delete, name="model_delete"),
+    path("runs/<id:pk>/", views.run_detail, name="run"),
+    path("runs/<id:pk>/launch/", views.run_launch, name="run_launch"),
+    path("runs/<id:pk>/cancel/", views.run_cancel, name="run_cancel"),
 ]

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from webapp.jobs.probes import playground_blinded
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import current_membership, current_team_remember, membership_get, role_require
 from webapp.studio import services
@@ -348,7 +349,10 @@ def run_new(request: HttpRequest, project_pk: int) -> HttpResponse:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk)
-    return render(request, "studio/run_detail.html", {"run": run, "project": run.project, **_access(request, run.project.team_id)})
+    return render(request, "studio/run_detail.html", {
+        "run": run, "project": run.project, **_access(request, run.project.team_id),
+        "playground_blinded": playground_blinded(user=request.user, run=run),
+    })
 
 
 @login_required
