@@ -291,6 +291,8 @@ def calibrate(
                 "excluded_reason": "; ".join(excluded) or None,
             })
     pick, reason = _pick(table, config)
+    if pick is None:
+        reason = _diagnose(table, base["score"]) or reason
     examples = [
         {"instruction": sample[i], **{f"gamma={g:+.3f}": gen.texts[i * len(gammas) + j] for j, g in enumerate(gammas)}}
         for i in range(min(3, n))
@@ -302,6 +304,31 @@ def calibrate(
             "loglik_floor": None if loglik_floor is None else round(loglik_floor, 4),
         },
         judge=getattr(judge, "name", type(judge).__name__), layers=band, n_instructions=n, examples=examples,
+    )
+
+
+def _diagnose(table: list[dict], baseline_score: float) -> str | None:
+    """When no γ passes, what the table itself shows: a side that the judge scores as moving the
+    wrong way (the steering worked, the judge measures the opposite) says so, instead of advice
+    to steer harder."""
+    by_plus: dict[float, float] = {r["gamma_plus"]: r["mean_score_chosen"] for r in table}
+    by_minus: dict[float, float] = {r["gamma_minus"]: r["mean_score_rejected"] for r in table}
+    strongest_plus, strongest_minus = max(by_plus), min(by_minus)
+    chosen_wrong = by_plus[strongest_plus] < baseline_score
+    rejected_wrong = by_minus[strongest_minus] > baseline_score
+    if not (chosen_wrong or rejected_wrong):
+        return None
+    parts = []
+    if chosen_wrong:
+        parts.append(f"the chosen side moved the wrong way for the judge: its mean score fell from {baseline_score:.3f} "
+                     f"(unsteered) to {by_plus[strongest_plus]:.3f} at γ⁺={strongest_plus}")
+    if rejected_wrong:
+        parts.append(f"the rejected side moved the wrong way for the judge: its mean score rose from {baseline_score:.3f} "
+                     f"(unsteered) to {by_minus[strongest_minus]:.3f} at γ⁻={strongest_minus}")
+    return (
+        "; ".join(parts) + ". The steering changes the text, but this judge scores the opposite of "
+        "the dimension: if lower scores are better for it (a length judge for a 'concise' dimension), say so "
+        "(--judge-better lower), or choose a judge that measures the dimension."
     )
 
 

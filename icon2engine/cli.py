@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import Icon2Error
+from .judges import JUDGE_KINDS
 
 EPILOG = """\
 A first run, on the embedded SmolLM2-135M model (no download needed):
@@ -228,7 +229,8 @@ def cmd_calibrate(args) -> int:
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
                                max_loglik_drop=args.max_loglik_drop if args.max_loglik_drop > 0 else None)
     judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
-                                   api_key_env=args.judge_key_env, criterion=args.criterion))
+                                   api_key_env=args.judge_key_env, criterion=args.criterion,
+                                   better=args.judge_better, target=args.judge_target))
     ds = load_directions(args.vectors)
     instructions = read_instructions(args.instructions, column=args.column)
     lm = load_model(_spec(args))
@@ -287,7 +289,8 @@ def cmd_evaluate(args) -> int:
     config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, layers=parse_layers(args.layers))
     steering = SteeringConfig(args.gamma_plus, SteeringConfig().gamma_minus, parse_layers(args.steer_layers)) if args.gamma_plus else None
     judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
-                                   api_key_env=args.judge_key_env, criterion=args.criterion))
+                                   api_key_env=args.judge_key_env, criterion=args.criterion,
+                                   better=args.judge_better, target=args.judge_target))
     direction = load_directions(args.vectors) if args.vectors else None
     instructions = read_instructions(args.instructions, column=args.column)
     base = load_model(_spec(args))
@@ -306,11 +309,14 @@ def cmd_evaluate(args) -> int:
 
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge", default="vader", choices=["vader", "length", "formality", "reward_model", "llm"])
+    p.add_argument("--judge", default="vader", choices=list(JUDGE_KINDS))
     p.add_argument("--judge-path", help="reward_model: local model folder")
     p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--judge-model", help="llm: model name")
     p.add_argument("--judge-key-env", default="ICON2_JUDGE_API_KEY", help="llm: environment variable holding the API key")
+    p.add_argument("--judge-better", default="higher", choices=["higher", "lower"],
+                   help="which scores are better (lower: e.g. --judge length for a 'concise' dimension)")
+    p.add_argument("--judge-target", type=float, help="a score to aim for: nearer is better (overrides --judge-better)")
     p.add_argument("--criterion", default="helpful, honest and harmless", help="llm: what 'better' means")
 
 
@@ -407,12 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", required=True, help="direction file from 'icon2 extract'")
     p.add_argument("--instructions", required=True, help="instructions to sample from (.txt, .jsonl, .csv)")
     p.add_argument("--column", default=None)
-    p.add_argument("--judge", default="vader", choices=["vader", "length", "formality", "reward_model", "llm"])
-    p.add_argument("--judge-path", help="reward_model: local model folder")
-    p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    p.add_argument("--judge-model", help="llm: model name")
-    p.add_argument("--judge-key-env", default="ICON2_JUDGE_API_KEY", help="llm: environment variable holding the API key")
-    p.add_argument("--criterion", default="helpful, honest and harmless", help="llm: what 'better' means")
+    _judge_args(p)
     p.add_argument("--gamma-plus-grid", default=None, help="e.g. 0.02,0.05,0.1,0.15 (default)")
     p.add_argument("--gamma-minus-grid", default=None, help="write it with =: --gamma-minus-grid=-0.02,-0.05,-0.1,-0.15 (default)")
     p.add_argument("--n", type=int, default=100, help="instructions to sample (default 100)")

@@ -141,7 +141,7 @@ class SteeringConfig:
     SmolLM2-135M, γ ≈ ±0.05 at layers 8–15 works and γ ≥ 0.2 degrades the text.
     """
 
-    gamma_plus: float = field(default=0.05, metadata={"help": "chosen side, fraction of layer norm, in (0, 1]"})
+    gamma_plus: float = field(default=0.08, metadata={"help": "chosen side, fraction of layer norm, in (0, 1]"})
     gamma_minus: float = field(
         default=-0.03,
         metadata={"help": "rejected side, fraction of layer norm, in [-1, 0]; smaller than γ⁺ because the negative side "

@@ -26,10 +26,11 @@ from .errors import ConfigError, JudgeError
 
 __all__ = [
     "Judge", "BaseJudge", "VaderJudge", "LengthJudge", "FormalityJudge", "RewardModelJudge", "LLMJudge", "JudgeConfig", "make_judge",
-    "JUDGE_KINDS",
+    "JUDGE_KINDS", "JUDGE_DIRECTIONS", "OrientedJudge",
 ]
 
 JUDGE_KINDS = ("vader", "length", "formality", "reward_model", "llm")
+JUDGE_DIRECTIONS = ("higher", "lower")
 
 
 @runtime_checkable
@@ -327,6 +328,42 @@ class LLMJudge(BaseJudge):
         raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of A, B or tie")
 
 
+class OrientedJudge(BaseJudge):
+    """Another judge's scores turned so that higher is better: negated (``better="lower"``), or
+    the distance to a ``target`` score, negated (nearer is better).
+
+    Example:
+        >>> OrientedJudge(VaderJudge(), better="lower").score("", "Great news!") < 0
+        True
+        >>> OrientedJudge(LengthJudge(), target=5).score("", "three short words")
+        -2.0
+    """
+
+    def __init__(self, inner: BaseJudge, *, better: str = "higher", target: float | None = None) -> None:
+        if better not in JUDGE_DIRECTIONS:
+            raise ConfigError(f"judge better must be higher or lower, got {better!r}")
+        self.inner, self.better, self.target = inner, better, target
+        how = f"nearest {target:g}" if target is not None else f"{better} is better"
+        self.name = f"{inner.name} ({how})"
+
+    def _turn(self, score: float) -> float:
+        if self.target is not None:
+            return -abs(score - self.target)
+        return -score if self.better == "lower" else score
+
+    def score(self, instruction: str, response: str) -> float:
+        return self._turn(self.inner.score(instruction, response))
+
+    def score_many(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return [self._turn(s) for s in self.inner.score_many(instructions, responses)]
+
+    def compare(self, instruction: str, a: str, b: str) -> float:
+        if self.target is None:
+            verdict = self.inner.compare(instruction, a, b)
+            return -verdict if self.better == "lower" else verdict
+        return BaseJudge.compare(self, instruction, a, b)
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     """Which judge to use; the fields that a kind does not use are ignored."""
@@ -340,11 +377,17 @@ class JudgeConfig:
     timeout: float = 30.0
     retries: int = 2
     target_words: int | None = field(default=None, metadata={"help": "length: target length (None = longer is better)"})
-    shorter: bool = field(default=False, metadata={"help": "length: shorter is better (a 'concise' dimension)"})
+    better: str = field(default="higher", metadata={"help": "higher or lower: which scores are better (lower: a length "
+                                                              "judge for a 'concise' dimension)"})
+    target: float | None = field(default=None, metadata={"help": "a score to aim for: nearer is better (overrides better)"})
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
             raise ConfigError(f"judge kind must be one of {', '.join(JUDGE_KINDS)}, got {self.kind!r}")
+        if self.better not in JUDGE_DIRECTIONS:
+            raise ConfigError(f"judge better must be higher or lower, got {self.better!r}")
+        if self.target is not None:
+            _finite("judge target", self.target)
         if self.kind == "reward_model" and not self.path:
             raise ConfigError("a reward_model judge needs path = the local folder of the model")
         if self.kind == "llm" and not (self.base_url and self.model):
@@ -359,10 +402,19 @@ def make_judge(config: JudgeConfig | str) -> BaseJudge:
     """
     if isinstance(config, str):
         config = JudgeConfig(kind=config)
+    if config.kind == "length" and config.target is None:
+        return LengthJudge(config.target_words, shorter=config.better == "lower")
+    judge = _make_base_judge(config)
+    if config.target is not None or config.better == "lower":
+        return OrientedJudge(judge, better=config.better, target=config.target)
+    return judge
+
+
+def _make_base_judge(config: JudgeConfig) -> BaseJudge:
     if config.kind == "vader":
         return VaderJudge()
     if config.kind == "length":
-        return LengthJudge(config.target_words, shorter=config.shorter)
+        return LengthJudge(config.target_words)
     if config.kind == "formality":
         return FormalityJudge()
     if config.kind == "reward_model":

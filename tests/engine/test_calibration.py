@@ -61,7 +61,7 @@ def test_calibration_returns_every_setting_of_the_grid(tiny_lm):
     assert all(0.0 <= r["p_chosen_gt_rejected"] <= 1.0 for r in res.table)
     assert "γ" in res.format_table() and res.as_dict()["table"] == res.table
     if res.pick is None:
-        assert "p_threshold" in res.reason
+        assert "p_threshold" in res.reason or "moved the wrong way" in res.reason
         with pytest.raises(InputError, match="picked no γ"):
             res.steering()
 
@@ -93,3 +93,24 @@ def test_calibration_with_vader_picks_a_setting_that_separates_and_stays_coheren
     # γ = 0.2 × norm garbles SmolLM2's text; the per-response floor sees it even where VADER likes it.
     assert all("chosen:" in (r["excluded_reason"] or "") and "degenerate" in r["excluded_reason"]
                for r in res.table if r["gamma_plus"] == 0.2)
+
+
+def _row(gp, gm, chosen, rejected, p):
+    return {"gamma_plus": gp, "gamma_minus": gm, "mean_score_chosen": chosen, "mean_score_rejected": rejected,
+            "p_chosen_gt_rejected": p, "excluded_reason": None}
+
+
+def test_when_the_judge_scores_the_opposite_way_the_refusal_says_so_instead_of_steer_harder():
+    from icon2engine.calibration import _diagnose, _pick
+
+    # A "concise" dimension judged by a longer-is-better length judge: chosen fell 52 → 13 words.
+    table = [_row(gp, gm, chosen, 60.0, 0.0) for gp, chosen in ((0.05, 40.0), (0.1, 25.0), (0.2, 13.0))
+             for gm in (-0.03, -0.1)]
+    pick, generic = _pick(table, CalibrationConfig())
+    assert pick is None and "widen the grids" in generic
+    why = _diagnose(table, baseline_score=52.0)
+    assert "chosen side moved the wrong way for the judge" in why and "52.000" in why and "13.000 at γ⁺=0.2" in why
+    assert "--judge-better lower" in why and "widen" not in why
+    # Steering that moved each side the judge's way, only too weakly, keeps the generic advice.
+    assert _diagnose([_row(0.1, -0.1, 53.0, 51.0, 0.6)], baseline_score=52.0) is None
+    assert "rejected side moved the wrong way" in _diagnose([_row(0.1, -0.1, 53.0, 58.0, 0.2)], baseline_score=52.0)

@@ -75,3 +75,15 @@ def test_the_pipeline_runs_extract_generate_export_on_the_embedded_model(tmp_pat
     assert (out / "vectors" / "optimism.safetensors").exists() and (out / "vectors" / "optimism.gguf").exists()
     assert len((out / "dataset" / "pairs.jsonl").read_text().splitlines()) == 2
     assert (out / "dataset" / "pairs.parquet").exists() and (out / "dataset" / "README.md").exists()
+
+
+def test_calibrate_and_evaluate_take_the_judges_direction_or_target():
+    from icon2engine.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["calibrate", "--vectors", "v.safetensors", "--instructions", "i.txt", "--judge", "length",
+                              "--judge-better", "lower", "--out", "c.json"])
+    assert (args.judge, args.judge_better, args.judge_target) == ("length", "lower", None)
+    args = parser.parse_args(["evaluate", "--trained", "t", "--instructions", "i.txt", "--judge", "formality",
+                              "--judge-target", "0.5", "--out", "e.json"])
+    assert (args.judge, args.judge_better, args.judge_target) == ("formality", "higher", 0.5)

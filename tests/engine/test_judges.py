@@ -133,3 +133,18 @@ def test_a_reward_model_folder_that_is_not_one_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(JudgeError, match="could not load a sequence-classification reward model"):
         RewardModelJudge(tmp_path)
+
+
+def test_a_judge_can_say_lower_is_better_or_aim_at_a_target():
+    from icon2engine.judges import JudgeConfig, OrientedJudge, make_judge
+
+    short, long = "Yes.", "Yes, and here is a long answer with many more words in it."
+    concise = make_judge(JudgeConfig(kind="length", better="lower"))
+    assert concise.score("", short) > concise.score("", long) and concise.compare("", short, long) == 1.0
+    gloomy = make_judge(JudgeConfig(kind="vader", better="lower"))
+    assert isinstance(gloomy, OrientedJudge) and gloomy.name == "vader (lower is better)"
+    assert gloomy.compare("", "What a wonderful, happy day!", "This is awful and sad.") == -1.0
+    aim = make_judge(JudgeConfig(kind="length", target=3.0))
+    assert aim.score_many(["", ""], ["one two three", "one"]) == [0.0, -2.0]
+    with pytest.raises(ConfigError, match="higher or lower"):
+        JudgeConfig(kind="vader", better="up")
