@@ -79,7 +79,7 @@ def extract(chunk, beat) -> Result:
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    dims = list(run.dimensions.order_by("pk"))[chunk.start : chunk.stop]
+    dims = list(run.dimensions.order_by("pk")[chunk.start : chunk.stop])
     stats = StageStats(stage="extract")
     progress = ChunkProgress(chunk, heartbeat=beat)
     out = _run_dir(run) / "vectors"
@@ -119,7 +119,8 @@ def generate(chunk, beat) -> Result:
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    rows = list(run.instructions.filter(kept=True).order_by("rank", "index").select_related("winner"))[chunk.start : chunk.stop]
+    # A slice of the queryset: the database returns only this chunk's rows (LIMIT/OFFSET), not the pool.
+    rows = list(run.instructions.filter(kept=True).order_by("rank", "index").select_related("winner")[chunk.start : chunk.stop])
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
     steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers), mode=run.steering_mode)
@@ -228,7 +229,7 @@ def score(chunk, beat) -> Result:
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    rows = list(run.instructions.order_by("index"))[chunk.start : chunk.stop]
+    rows = list(run.instructions.order_by("index")[chunk.start : chunk.stop])
     directions = run_directions(run)
     stats = StageStats(stage="filter")
     scores = score_instructions(
