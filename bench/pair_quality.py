@@ -11,7 +11,7 @@ steering variant of issue 12:
   rep_penalty  paper + repetition penalty 1.2 on both rows
   no_repeat    paper + no-repeat 3-grams on both rows
   small_neg    paper with γ⁻ −0.03
-  default      the product's defaults (icon2engine defaults = the run form's): add, γ⁺ 0.05 / γ⁻ −0.03,
+  default      the product's defaults (icon2engine defaults = the run form's): add, γ⁺ 0.08 / γ⁻ −0.03,
                no-repeat 3-grams, then the quality gate (retries at a smaller |γ|, drops)
 
 Per variant: separation = P(judge(chosen) > judge(rejected)), the share of degenerate chosen
@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32, help="instructions (≥ 32 for the issue's figures)")
     ap.add_argument("--tokens", type=int, default=GenerateConfig().max_new_tokens, help="max new tokens per response (default: the product's)")
     ap.add_argument("--out", default="test-output/pair_quality.json", help="every pair and figure, for reading")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated fixed variants to compare "
+                    "before the defaults (default: all; '' for the defaults only)")
     args = ap.parse_args()
     instructions = [line.strip() for line in DATA.read_text().splitlines() if line.strip()][: args.n]
     lm = load_model("embedded")
@@ -94,6 +96,8 @@ def main() -> None:
         base = generate_rows(lm, instructions, GenerateConfig(max_new_tokens=args.tokens)).texts
         report[name] = {"unsteered": base}
         for variant, (steering, decoding) in VARIANTS.items():
+            if variant not in args.variants.split(","):
+                continue
             t0 = time.perf_counter()
             cfg = GenerateConfig(max_new_tokens=args.tokens, **decoding)
             gen = generate_rows(

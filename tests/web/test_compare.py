@@ -253,5 +253,5 @@ def test_a_run_without_directions_or_finished_stages_shows_dashes(ours, owner):
     rows = {row.label: row for row in table.rows}
     assert rows["Separation (steered layers)"].values == ["—", "—"] and not rows["Separation (steered layers)"].differs
     assert rows["Win rate vs base"].values == ["—", "—"] and rows["Compute time"].values == ["—", "—"]
-    assert rows["γ⁺ / γ⁻"].values == ["0.05 / -0.03", "0.05 / -0.03 (calibrated)"] and rows["γ⁺ / γ⁻"].differs
+    assert rows["γ⁺ / γ⁻"].values == ["0.08 / -0.03", "0.08 / -0.03 (calibrated)"] and rows["γ⁺ / γ⁻"].differs
     assert [section for section, _ in table.sections] == ["Settings", "Data", "Review", "Training and evaluation", "Cost"]

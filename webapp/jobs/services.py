@@ -344,7 +344,7 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
     if total and identical >= total / 2:
         advice = (
             f"γ⁺ = {run.gamma_plus:g} and γ⁻ = {run.gamma_minus:g} are too weak for the two sides to differ: "
-            "start a run with a larger |γ| (on the embedded model γ⁺ = 0.05, γ⁻ = −0.03 work)"
+            "start a run with a larger |γ| (on the embedded model γ⁺ = 0.08, γ⁻ = −0.03 work)"
         )
     else:
         advice = (

@@ -169,7 +169,7 @@ class RunForm(forms.ModelForm):
         (
             "Steering",
             "Where and how hard the direction is added while generating chosen (γ⁺) and rejected (γ⁻) responses. "
-            "The defaults (γ⁺ 0.05, γ⁻ −0.03, add, middle third) were measured on the embedded model by "
+            "The defaults (γ⁺ 0.08, γ⁻ −0.03, add, middle third) were measured on the embedded model by "
             "bench/pair_quality.py: fluent on both sides and separated by the judge. γ⁻ is smaller because the "
             "rejected side loses fluency first. Calibration is off by default: a sweep on ~100 instructions takes "
             "much longer than the run itself on a CPU; turn it on for a model of your own.",

@@ -205,7 +205,7 @@ class Run(models.Model):
         default=False, help_text="Sweep γ⁺ and γ⁻ on ~100 instructions with a judge instead of using the values below."
     )
     gamma_plus = models.FloatField(
-        default=0.05,
+        default=0.08,
         validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
         help_text="Steering strength for chosen responses, as a fraction of each layer's mean hidden-state norm "
         "(0 < γ⁺ ≤ 1). The paper's 0.1 is absolute for 7–8B models; ours is relative.",
