@@ -373,6 +373,7 @@ class JudgeConfig:
     base_url: str | None = field(default=None, metadata={"help": "llm: e.g. http://localhost:8000/v1"})
     model: str | None = field(default=None, metadata={"help": "llm: model name"})
     api_key_env: str | None = field(default="ICON2_JUDGE_API_KEY", metadata={"help": "llm: environment variable holding the key"})
+    api_key: str | None = field(default=None, repr=False, metadata={"help": "llm: the key itself (else api_key_env)"})
     criterion: str = "helpful, honest and harmless"
     timeout: float = 30.0
     retries: int = 2
@@ -419,5 +420,5 @@ def _make_base_judge(config: JudgeConfig) -> BaseJudge:
         return FormalityJudge()
     if config.kind == "reward_model":
         return RewardModelJudge(config.path)
-    key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    key = config.api_key or (os.environ.get(config.api_key_env) if config.api_key_env else None)
     return LLMJudge(config.base_url, config.model, key, criterion=config.criterion, timeout=config.timeout, retries=config.retries)

@@ -135,7 +135,7 @@ def generate(chunk, beat) -> Result:
     compute["gate"] = result.summary()
     log.info("generate chunk %s: %s", chunk.pk, drop_summary(len(pairs), result.dropped_counts, result.retries))
     try:  # only a figure for the cost panel: it must never fail the pairs
-        compute["sample_and_rank"] = _sample_and_rank(result, n_instructions=len(rows)) if pairs else None
+        compute["sample_and_rank"] = _sample_and_rank(run, result, n_instructions=len(rows)) if pairs else None
     except Exception as exc:
         log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
@@ -155,6 +155,23 @@ def generate(chunk, beat) -> Result:
     return write, compute
 
 
+def run_judge(run, role: str):
+    """The engine judge a run scores with in `role` ("calibration" or "evaluation"): the judge the
+    run chose, or the site's default. A reward model's folder obeys the model-path rule."""
+    from icon2engine import ModelLoadError
+    from icon2engine.judges import JudgeConfig, make_judge
+    from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
+
+    row = run.calibration_judge if role == "calibration" else run.eval_judge
+    if row is None:
+        default = settings.ICON2_CALIBRATION_JUDGE if role == "calibration" else settings.ICON2_EVAL_JUDGE
+        return make_judge(JudgeConfig(kind=default))
+    config = row.engine_config()
+    if config["kind"] == "reward_model" and not model_path_allowed(config["path"]):
+        raise ModelLoadError(f"judge {row.name}: {MODEL_PATH_REFUSED}")
+    return make_judge(JudgeConfig(**config))
+
+
 def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateConfig:
     """The run's decoding settings, safeguards included (one place for generate and calibrate)."""
     return GenerateConfig(
@@ -164,16 +181,15 @@ def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateCo
     )
 
 
-def _sample_and_rank(result, *, n_instructions: int) -> dict:
+def _sample_and_rank(run, result, *, n_instructions: int) -> dict:
     """What the paper's baseline would have cost for these instructions: its generation priced
     from this chunk's own measured generation (every row the gate generated, retries included),
     its judging from timing the configured judge on a few of the responses just made."""
     import time
 
     from icon2engine.cost import sample_and_rank_estimate
-    from icon2engine.judges import JudgeConfig, make_judge
 
-    judge = make_judge(JudgeConfig(kind=settings.ICON2_EVAL_JUDGE))
+    judge = run_judge(run, "evaluation")
     pairs = result.pairs
     sample = min(8, len(pairs))
     prompts = [p.instruction for p in pairs[:sample]] * 2
@@ -251,7 +267,6 @@ def calibrate(chunk, beat) -> Result:
     the run's γ⁺/γ⁻ and the whole table is kept in the stage's metrics for the run page."""
     from icon2engine import Icon2Error
     from icon2engine.calibration import CalibrationConfig, calibrate as engine_calibrate
-    from icon2engine.judges import JudgeConfig, make_judge
     from webapp.studio.models import Run, Stage
 
     run = chunk.stage.run
@@ -259,7 +274,7 @@ def calibrate(chunk, beat) -> Result:
     rows = list(run.instructions.filter(kept=True).order_by("rank", "index"))
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
-    judge = make_judge(JudgeConfig(kind=settings.ICON2_CALIBRATION_JUDGE))
+    judge = run_judge(run, "calibration")
     stats = StageStats(stage="calibrate")
     result = engine_calibrate(
         lm, directions, [r.text for r in rows], judge,
@@ -352,7 +367,6 @@ def evaluate(chunk, beat) -> Result:
     """Trained against base on held-out instructions, judged in both orders, with projections."""
     from icon2engine import Icon2Error
     from icon2engine.evaluation import EvalConfig, evaluate as engine_evaluate
-    from icon2engine.judges import JudgeConfig, make_judge
     from icon2engine.training import load_trained
     from webapp.jobs.models import Instruction
     from webapp.studio.models import Stage
@@ -368,7 +382,7 @@ def evaluate(chunk, beat) -> Result:
     direction = next(iter(run_directions(run).values()), None)
     stats = StageStats(stage="evaluate")
     report = engine_evaluate(
-        base, trained, texts, make_judge(JudgeConfig(kind=settings.ICON2_EVAL_JUDGE)),
+        base, trained, texts, run_judge(run, "evaluation"),
         EvalConfig(max_new_tokens=min(run.max_new_tokens, 64), layers=run_layers(run, base.n_layers)),
         direction=direction, progress=ChunkProgress(chunk, heartbeat=beat, percent=True), stats=stats,
     )

@@ -52,6 +52,14 @@ def _invite(world: TeamWorld) -> Invite:
     return Invite.objects.create(team=world.team, role="viewer", created_by=owner)
 
 
+def _judge(world: TeamWorld):
+    from webapp.studio.models import Judge
+
+    judge, _ = Judge.objects.get_or_create(team=world.team, name="Team LLM", defaults={
+        "kind": "llm", "base_url": "http://127.0.0.1:8000/v1", "model_name": "m", "criterion": "Which is better?"})
+    return judge
+
+
 def _probe(world: TeamWorld):
     from webapp.jobs.models import Probe
 
@@ -145,6 +153,11 @@ TEAM_ROUTES: list[Route] = [
         lambda w: {"name": "Local Llama 2", "kind": "local_dir", "path_or_id": "/models/llama2"},
     ),
     Route("studio:model_delete", Perm.EDIT, lambda w: {"pk": w.model.pk}, "POST", lambda w: {}),
+    Route("studio:judge_edit", Perm.EDIT, lambda w: {"pk": _judge(w).pk}),
+    Route("studio:judge_edit", Perm.EDIT, lambda w: {"pk": _judge(w).pk}, "POST", lambda w: {
+        "name": "Team LLM 2", "kind": "llm", "better": "higher", "base_url": "http://127.0.0.1:8000/v1", "model_name": "m",
+        "criterion": "Which is better?"}),
+    Route("studio:judge_delete", Perm.EDIT, lambda w: {"pk": _judge(w).pk}, "POST", lambda w: {}),
     Route("studio:run_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}),
     Route("studio:run_new", Perm.EDIT, lambda w: {"project_pk": w.project.pk}, "POST", run_form_data),
     Route("studio:run_launch", Perm.EDIT, lambda w: {"pk": w.run.pk}, "POST", lambda w: {}),

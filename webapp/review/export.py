@@ -89,6 +89,10 @@ the chosen response was generated with the direction added (γ⁺), the rejected
 ## Quality gate
 {gate}
 
+## Judges
+- Calibration: {run.calibration_judge_label if run.calibrate else "not calibrated (γ set by hand)"}
+- Evaluation (trained against base): {run.eval_judge_label}
+
 ## Review
 {meta["note"]}
 

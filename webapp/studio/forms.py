@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from django import forms
 from django.http import QueryDict
 
-from webapp.limits import DESCRIPTION_MAX, DIMENSION_NAME_MAX, FEATURE_INSTRUCTIONS_MAX, NAME_MAX
+from webapp.limits import DESCRIPTION_MAX, DIMENSION_NAME_MAX, FEATURE_INSTRUCTIONS_MAX, NAME_MAX, RATIONALE_MAX
 from webapp.studio.instructions import ALLOWED_EXTENSIONS
-from webapp.studio.models import Dimension, ModelSpec, Project, Run
-from webapp.studio.selectors import model_list_for_team, run_name_suggest
+from webapp.studio.models import Dimension, Judge, ModelSpec, Project, Run
+from webapp.studio.selectors import judge_list_for_team, model_list_for_team, run_name_suggest
 from webapp.studio.services import RUN_CONFIG_FIELDS, instructions_file_check, pairs_validate
 
 
@@ -140,6 +140,28 @@ class DimensionEditor:
         self.pairs_error = ""
 
 
+class JudgeForm(forms.ModelForm):
+    class Meta:
+        model = Judge
+        fields = ["name", "kind", "better", "criterion", "base_url", "model_name", "api_key", "path"]
+        labels = {"better": "Direction", "base_url": "Base URL", "model_name": "Model name", "api_key": "API key",
+                  "path": "Reward model folder"}
+        widgets = {
+            "api_key": forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+            "criterion": forms.Textarea(attrs={"rows": 3, "placeholder": "Which answer is more helpful, honest and harmless?"}),
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["criterion"].max_length = RATIONALE_MAX
+        if self.instance.pk and self.instance.api_key:
+            self.fields["api_key"].help_text = "A key is stored. Leave blank to keep it; type a new one to replace it."
+
+    def _post_clean(self) -> None:
+        # Validation that needs the team happens in the service (judge_create / judge_update).
+        pass
+
+
 class ModelSpecForm(forms.ModelForm):
     class Meta:
         model = ModelSpec
@@ -178,6 +200,9 @@ class RunForm(forms.ModelForm):
         ("Generation", "Decoding for the steered responses. The quality gate measures every response against the "
          "unsteered answer and regenerates or drops degenerate ones; the no-repeat safeguard applies to both sides "
          "alike, so it cannot become the difference DPO learns.", ["max_new_tokens", "quality_gate", "no_repeat_ngram_size", "repetition_penalty", "do_sample", "temperature", "top_p", "seed"]),
+        ("Judges", "Which judge scores the calibration sweep and which compares the trained model with the base. "
+         "Add an LLM endpoint or a reward model under Judges; blank uses the site's default (VADER unless the "
+         "operator set another).", ["calibration_judge", "eval_judge"]),
         ("Review", "Whether people audit the pairs before training.", ["require_review", "review_k"]),
         (
             "Training (DPO)",
@@ -202,6 +227,8 @@ class RunForm(forms.ModelForm):
             "layer_start": "First layer",
             "layer_end": "Last layer",
             "calibrate": "Calibrate γ automatically",
+            "calibration_judge": "Calibration judge",
+            "eval_judge": "Evaluation judge",
             "gamma_plus": "γ⁺ (chosen)",
             "gamma_minus": "γ⁻ (rejected)",
             "steering_mode": "Steering rule",
@@ -238,6 +265,9 @@ class RunForm(forms.ModelForm):
         self.fields["model"].queryset = models
         self.fields["model"].empty_label = None
         self.fields["dimensions"].queryset = project.dimensions.order_by("name")
+        for name in ("calibration_judge", "eval_judge"):
+            self.fields[name].queryset = judge_list_for_team(team=project.team)
+            self.fields[name].empty_label = "Site default"
         self.fields["instructions_file"].required = False
         if not self.is_bound:
             self.initial.setdefault("keep_fraction", DEFAULT_KEEP_FRACTION)

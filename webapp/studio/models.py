@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
-from webapp.limits import PROMPT_MAX, text_check
+from webapp.limits import PROMPT_MAX, RATIONALE_MAX, text_check
 from webapp.accounts.models import Team
 from webapp.studio.validators import GreaterThanValidator, LessThanValidator, validate_finite
 
@@ -154,6 +154,91 @@ class ModelSpec(models.Model):
             raise ValidationError(errors)
 
 
+class Judge(models.Model):
+    """How a run's pairs and its trained model are scored. team=None marks a built-in judge.
+
+    The API key of an LLM endpoint is write-only: forms never render it, and nothing but the
+    worker, which builds the engine's judge from `engine_config`, reads it."""
+
+    class Kind(models.TextChoices):
+        LEXICON = "lexicon", "Sentiment lexicon (VADER)"
+        LENGTH = "length", "Length in words"
+        FORMALITY = "formality", "Formality"
+        REWARD_MODEL = "reward_model", "Reward model (local folder)"
+        LLM = "llm", "LLM endpoint (OpenAI-compatible)"
+
+    class Better(models.TextChoices):
+        HIGHER = "higher", "Higher scores are better"
+        LOWER = "lower", "Lower scores are better"
+
+    ENGINE_KINDS = {"lexicon": "vader", "length": "length", "formality": "formality", "reward_model": "reward_model",
+                    "llm": "llm"}
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="judges")
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LLM)
+    better = models.CharField(max_length=8, choices=Better.choices, default=Better.HIGHER)
+    path = models.CharField(max_length=500, blank=True, help_text="Reward model: its folder on the worker machine.")
+    base_url = models.CharField(
+        max_length=500, blank=True, help_text="LLM endpoint: e.g. http://127.0.0.1:8000/v1 (…/chat/completions is added)."
+    )
+    model_name = models.CharField(max_length=200, blank=True, help_text="LLM endpoint: the model name the server expects.")
+    api_key = models.CharField(max_length=500, blank=True, help_text="LLM endpoint: sent as a Bearer token; never shown again.")
+    criterion = models.TextField(blank=True, help_text="LLM endpoint: what “better” means, in words.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team_id", "name", "pk"]
+        constraints = [models.UniqueConstraint(Lower("name"), "team", name="judge_unique_name_per_team")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.team_id is None
+
+    @property
+    def summary(self) -> str:
+        """What it measures, in a few words (never the key)."""
+        if self.kind == self.Kind.LLM:
+            where = f"{self.model_name} at {self.base_url}"
+        elif self.kind == self.Kind.REWARD_MODEL:
+            where = self.path
+        else:
+            where = self.get_kind_display()
+        return f"{where}; {self.get_better_display().lower()}"
+
+    def engine_config(self) -> dict:
+        """Keyword arguments for icon2engine.judges.JudgeConfig (small JSON, for the worker)."""
+        config = {"kind": self.ENGINE_KINDS[self.kind], "better": self.better}
+        if self.kind == self.Kind.REWARD_MODEL:
+            config["path"] = self.path
+        if self.kind == self.Kind.LLM:
+            config.update(base_url=self.base_url, model=self.model_name, criterion=self.criterion,
+                          api_key=self.api_key or None, api_key_env=None)
+        return config
+
+    def clean(self) -> None:
+        for name in ("name", "path", "base_url", "model_name", "api_key", "criterion"):
+            text_check(getattr(self, name), field=name, label=self._meta.get_field(name).verbose_name,
+                       max_length=RATIONALE_MAX if name == "criterion" else 10**6)
+        self.path, self.base_url, self.model_name = self.path.strip(), self.base_url.strip(), self.model_name.strip()
+        self.criterion = self.criterion.strip()
+        errors: dict[str, str] = {}
+        if self.kind == self.Kind.REWARD_MODEL and not self.path:
+            errors["path"] = "Give the reward model's folder on the worker machine."
+        if self.kind == self.Kind.LLM:
+            if not re.match(r"^https?://[^\s/]+", self.base_url):
+                errors["base_url"] = "Give an http:// or https:// address, e.g. http://127.0.0.1:8000/v1."
+            if not self.model_name:
+                errors["model_name"] = "Give the model name the server expects."
+            if not self.criterion:
+                errors["criterion"] = "Say in words what makes one answer better than another."
+        if errors:
+            raise ValidationError(errors)
+
+
 class Run(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -203,6 +288,14 @@ class Run(models.Model):
     )
     calibrate = models.BooleanField(
         default=False, help_text="Sweep γ⁺ and γ⁻ on ~100 instructions with a judge instead of using the values below."
+    )
+    calibration_judge = models.ForeignKey(
+        Judge, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="Scores the sweep's responses. Blank = the site's default (ICON2_CALIBRATION_JUDGE).",
+    )
+    eval_judge = models.ForeignKey(
+        Judge, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="Compares the trained model with the base. Blank = the site's default (ICON2_EVAL_JUDGE).",
     )
     gamma_plus = models.FloatField(
         default=0.08,
@@ -304,6 +397,14 @@ class Run(models.Model):
     @property
     def team_id(self) -> int:
         return self.project.team_id
+
+    @property
+    def calibration_judge_label(self) -> str:
+        return str(self.calibration_judge) if self.calibration_judge_id else f"site default ({settings.ICON2_CALIBRATION_JUDGE})"
+
+    @property
+    def eval_judge_label(self) -> str:
+        return str(self.eval_judge) if self.eval_judge_id else f"site default ({settings.ICON2_EVAL_JUDGE})"
 
     def layer_band(self, n_layers: int) -> tuple[int, int] | None:
         """The steered blocks (first, last), inclusive: the run's setting, or the middle third

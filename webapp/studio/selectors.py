@@ -11,7 +11,7 @@ from django.http import Http404
 from webapp.accounts.models import Team
 from webapp.accounts.roles import Perm
 from webapp.accounts.selectors import role_require
-from webapp.studio.models import Dimension, ModelSpec, Project, PromptPair, Run, Stage
+from webapp.studio.models import Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -62,6 +62,23 @@ def model_get_for_user(*, user: User, pk: int, perm: Perm = Perm.READ) -> ModelS
         return model
     role_require(user=user, team=model.team_id, perm=perm)
     return model
+
+
+def judge_list_for_team(*, team: Team) -> QuerySet[Judge]:
+    """The team's own judges and the built-in ones, built-in first."""
+    return Judge.objects.filter(Q(team=team) | Q(team__isnull=True)).order_by("team_id", "name", "pk")
+
+
+def judge_get_for_user(*, user: User, pk: int, perm: Perm = Perm.READ) -> Judge:
+    judge = Judge.objects.filter(pk=pk).first()
+    if judge is None or not user.is_authenticated:
+        raise Http404("No such judge.")
+    if judge.team_id is None:
+        if perm is not Perm.READ:
+            raise PermissionDenied("Built-in judges cannot be changed.")
+        return judge
+    role_require(user=user, team=judge.team_id, perm=perm)
+    return judge
 
 
 def run_list_for_team(*, team: Team, limit: int | None = None) -> QuerySet[Run]:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
-from django.db import transaction
+from django.db import models, transaction
 
 from webapp.accounts.models import Team
 from webapp.accounts.roles import Perm
@@ -28,7 +28,7 @@ from webapp.limits import (
 from webapp.studio import dispatch
 from webapp.studio.instructions import instructions_parse
 from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
-from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, ModelSpec, Project, PromptPair, Run, Stage
+from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
 from webapp.studio.presets import preset_get
 from webapp.studio.selectors import run_name_suggest
 
@@ -42,6 +42,8 @@ RUN_CONFIG_FIELDS = (
     "layer_start",
     "layer_end",
     "calibrate",
+    "calibration_judge",
+    "eval_judge",
     "gamma_plus",
     "gamma_minus",
     "steering_mode",
@@ -266,6 +268,55 @@ def model_delete(*, model: ModelSpec, actor: AbstractBaseUser) -> None:
     model.delete()
 
 
+# Judges --------------------------------------------------------------------------------------
+
+JUDGE_FIELDS = ("name", "kind", "better", "path", "base_url", "model_name", "api_key", "criterion")
+
+
+def _judge_save(judge: Judge) -> Judge:
+    judge.name = _clean_name(judge.name, what="judge")
+    judge.full_clean(validate_constraints=False)
+    if judge.kind == Judge.Kind.REWARD_MODEL and not model_path_allowed(judge.path):
+        raise ValidationError({"path": MODEL_PATH_REFUSED})
+    if Judge.objects.filter(team=None, name__iexact=judge.name).exclude(pk=judge.pk).exists():
+        raise ValidationError({"name": f"“{judge.name}” is the name of a built-in judge; choose another."})
+    if Judge.objects.filter(team=judge.team, name__iexact=judge.name).exclude(pk=judge.pk).exists():
+        raise ValidationError({"name": f"This team already has a judge called “{judge.name}”."})
+    judge.save()
+    return judge
+
+
+def judge_create(*, team: Team, created_by: AbstractBaseUser, **fields: Any) -> Judge:
+    role_require(user=created_by, team=team, perm=Perm.EDIT)
+    unknown = set(fields) - set(JUDGE_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown judge settings: {', '.join(sorted(unknown))}.")
+    return _judge_save(Judge(team=team, **fields))
+
+
+def judge_update(*, judge: Judge, actor: AbstractBaseUser, **fields: Any) -> Judge:
+    """Change a team judge. A blank `api_key` keeps the stored one (the form never shows it)."""
+    if judge.team_id is None:
+        raise ValidationError("Built-in judges cannot be changed.")
+    role_require(user=actor, team=judge.team_id, perm=Perm.EDIT)
+    if not fields.get("api_key"):
+        fields.pop("api_key", None)
+    for field, value in fields.items():
+        if field not in JUDGE_FIELDS:
+            raise ValidationError(f"Unknown judge setting: {field}.")
+        setattr(judge, field, value)
+    return _judge_save(judge)
+
+
+def judge_delete(*, judge: Judge, actor: AbstractBaseUser) -> None:
+    if judge.team_id is None:
+        raise ValidationError("Built-in judges cannot be deleted.")
+    role_require(user=actor, team=judge.team_id, perm=Perm.EDIT)
+    if Run.objects.filter(models.Q(calibration_judge=judge) | models.Q(eval_judge=judge)).exists():
+        raise ValidationError(f"{judge} is used by runs; it is kept so they stay reproducible.")
+    judge.delete()
+
+
 # Runs ----------------------------------------------------------------------------------------
 
 
@@ -314,6 +365,10 @@ def run_create(
     errors: dict[str, list[str]] = {}
     if model.team_id not in (None, project.team_id):
         errors["model"] = ["Choose one of this team's models."]
+    for field in ("calibration_judge", "eval_judge"):
+        judge = config.get(field)
+        if judge is not None and judge.team_id not in (None, project.team_id):
+            errors[field] = ["Choose one of this team's judges."]
     dimensions = list(dimensions)
     if not dimensions:
         errors["dimensions"] = ["Choose at least one dimension."]

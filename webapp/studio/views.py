@@ -16,11 +16,13 @@ from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import current_membership, current_team_remember, membership_get, role_require
 from webapp.studio import services
 from webapp.studio.comparison import MIN_RUNS, run_comparison, run_list_for_comparison
-from webapp.studio.forms import DimensionEditor, ModelSpecForm, PairRow, ProjectForm, RunForm
+from webapp.studio.forms import DimensionEditor, JudgeForm, ModelSpecForm, PairRow, ProjectForm, RunForm
 from webapp.studio.presets import preset_list
 from webapp.studio.selectors import (
     dimension_get_for_user,
     dimension_list_for_project,
+    judge_get_for_user,
+    judge_list_for_team,
     model_get_for_user,
     model_list_for_team,
     project_get_for_user,
@@ -310,6 +312,71 @@ def model_delete(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Deleted the model {model}.")
     return redirect("studio:models")
+
+
+# Judges ------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def judge_list(request: HttpRequest) -> HttpResponse:
+    membership = _current(request)
+    if membership is None:
+        return _no_team(request)
+    return render(request, "studio/judge_list.html", {
+        "membership": membership, "judges": judge_list_for_team(team=membership.team),
+        "can_edit": role_allows(membership.role, Perm.EDIT),
+    })
+
+
+def _judge_form_submit(request: HttpRequest, form: JudgeForm, *, team=None, judge=None):
+    try:
+        if judge is None:
+            return services.judge_create(team=team, created_by=request.user, **form.cleaned_data)
+        return services.judge_update(judge=judge, actor=request.user, **form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def judge_new(request: HttpRequest) -> HttpResponse:
+    membership = _current(request, Perm.EDIT)
+    if membership is None:
+        return _no_team(request)
+    form = JudgeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if _judge_form_submit(request, form, team=membership.team) is not None:
+            messages.success(request, "Judge added; choose it when you create a run.")
+            return redirect("studio:judges")
+    return render(request, "studio/judge_form.html", {"form": form, "team": membership.team})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def judge_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    judge = judge_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    form = JudgeForm(request.POST or None, instance=judge)
+    if request.method == "POST" and form.is_valid():
+        if _judge_form_submit(request, form, judge=judge) is not None:
+            messages.success(request, "Judge saved.")
+            return redirect("studio:judges")
+    return render(request, "studio/judge_form.html", {"form": form, "judge": judge, "team": judge.team})
+
+
+@login_required
+@require_POST
+def judge_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    judge = judge_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    try:
+        services.judge_delete(judge=judge, actor=request.user)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"Deleted the judge {judge}.")
+    return redirect("studio:judges")
 
 
 # Runs --------------------------------------------------------------------------------------------

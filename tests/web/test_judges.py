@@ -1,0 +1,148 @@
+"""Judges as team objects (issue 13, first part): a page like Models, a run picks its calibration
+and evaluation judges, the run page and the dataset card name them, and an API key is write-only."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.urls import reverse
+
+from webapp.studio.models import Judge, Run
+
+from .review_helpers import make_pairs
+
+SECRET = "sk-live-3f9c2a7e-do-not-show"
+LLM = {"name": "Helpfulness by Qwen", "kind": "llm", "better": "higher", "base_url": "http://127.0.0.1:8000/v1",
+       "model_name": "Qwen2.5-7B-Instruct", "api_key": SECRET, "criterion": "Which answer is more helpful?", "path": ""}
+
+
+def _content(response) -> str:
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return body.decode("utf-8", "replace")
+
+
+def test_every_team_sees_the_built_in_judges(client_for, viewer, outsider):
+    for user in (viewer, outsider):
+        page = client_for(user).get(reverse("studio:judges")).content.decode()
+        assert "Sentiment (VADER)" in page and "Length: shorter is better" in page and "Formality" in page
+
+
+def test_eddie_adds_an_llm_judge_whose_key_is_never_shown_again(client_for, engineer, owner, ours):
+    client = client_for(engineer)
+    response = client.post(reverse("studio:judge_new"), LLM)
+    assert response.status_code == 302
+    judge = Judge.objects.get(name="Helpfulness by Qwen")
+    assert judge.team == ours.team and judge.api_key == SECRET
+    edit = client.get(reverse("studio:judge_edit", args=[judge.pk])).content.decode()
+    assert SECRET not in edit and "A key is stored" in edit
+    # Saving the form again with the key left blank keeps it.
+    assert client.post(reverse("studio:judge_edit", args=[judge.pk]), {**LLM, "api_key": "", "name": "Helpful"}).status_code == 302
+    judge.refresh_from_db()
+    assert judge.name == "Helpful" and judge.api_key == SECRET
+    # A run that uses it: no page, no export and no card shows the key.
+    Run.objects.filter(pk=ours.run.pk).update(eval_judge=judge, require_review=False)
+    make_pairs(ours.run, 2)
+    owner_client = client_for(owner)
+    pages = [client.get(reverse("studio:judges")), client.get(reverse("studio:run", args=[ours.run.pk]))]
+    pages += [owner_client.get(reverse("review:download", args=[ours.run.pk, fmt])) for fmt in ("jsonl", "parquet", "card")]
+    for response in pages:
+        assert response.status_code == 200
+        assert SECRET not in _content(response)
+    assert "evaluation: Helpful" in pages[1].content.decode()
+
+
+def test_victor_the_viewer_cannot_add_or_change_a_judge(client_for, viewer, engineer, ours):
+    from webapp.studio.services import judge_create
+
+    judge = judge_create(team=ours.team, created_by=engineer, **LLM)
+    client = client_for(viewer)
+    assert client.post(reverse("studio:judge_new"), {**LLM, "name": "Mine"}).status_code == 403
+    assert client.post(reverse("studio:judge_delete", args=[judge.pk])).status_code == 403
+    assert not Judge.objects.filter(name="Mine").exists() and Judge.objects.filter(pk=judge.pk).exists()
+    assert b"Add a judge" not in client.get(reverse("studio:judges")).content
+
+
+def test_oscar_the_outsider_gets_404_for_another_teams_judge(client_for, outsider, engineer, ours):
+    from webapp.studio.services import judge_create
+
+    judge = judge_create(team=ours.team, created_by=engineer, **LLM)
+    client = client_for(outsider)
+    assert client.get(reverse("studio:judge_edit", args=[judge.pk])).status_code == 404
+    assert client.post(reverse("studio:judge_delete", args=[judge.pk])).status_code == 404
+    assert "Helpfulness by Qwen" not in client.get(reverse("studio:judges")).content.decode()
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"base_url": "ftp://127.0.0.1/v1"}, "base_url", "http:// or https://"),
+    ({"base_url": "127.0.0.1:8000"}, "base_url", "http:// or https://"),
+    ({"criterion": "   "}, "criterion", "Say in words"),
+    ({"model_name": ""}, "model_name", "model name"),
+    ({"kind": "reward_model", "path": "/etc"}, "path", "not in a model folder"),
+    ({"kind": "reward_model", "path": ""}, "path", "folder on the worker machine"),
+    ({"name": "Formality"}, "name", "built-in judge"),
+], ids=["ftp", "no-scheme", "no-criterion", "no-model", "path-outside-roots", "no-path", "builtin-name"])
+def test_a_bad_judge_is_refused_naming_its_field_and_nothing_is_saved(client_for, engineer, ours, change, field, message):
+    response = client_for(engineer).post(reverse("studio:judge_new"), {**LLM, **change})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Judge.objects.filter(team=ours.team).exists()
+
+
+def test_a_run_picks_its_judges_and_names_them_on_the_run_page_and_in_the_card(client_for, engineer, owner, ours):
+    from webapp.studio.services import judge_create
+
+    llm = judge_create(team=ours.team, created_by=engineer, **LLM)
+    concise = Judge.objects.get(name="Length: shorter is better")
+    form = client_for(engineer).get(reverse("studio:run_new", args=[ours.project.pk])).content.decode()
+    assert "Helpfulness by Qwen" in form and "Site default" in form
+    data = {"name": "Judged", "model": ours.run.model_id, "dimensions": [ours.dimension.pk], "instruction_source": "synthesize",
+            "n_instructions": 8, "keep_fraction": 0.5, "gamma_plus": 0.08, "gamma_minus": -0.03, "steering_mode": "add",
+            "max_new_tokens": 32, "no_repeat_ngram_size": 3, "repetition_penalty": 1.0, "quality_gate": "on",
+            "temperature": 1.0, "top_p": 1.0, "seed": 0, "review_k": 1, "dpo_beta": 0.1, "dpo_learning_rate": 0.0002,
+            "dpo_epochs": 1, "dpo_batch_size": 4, "dpo_lora_r": 8, "dpo_max_length": 256, "dpo_use_lora": "on",
+            "calibrate": "on", "calibration_judge": concise.pk, "eval_judge": llm.pk}
+    response = client_for(engineer).post(reverse("studio:run_new", args=[ours.project.pk]), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    run = Run.objects.get(name="Judged")
+    assert (run.calibration_judge, run.eval_judge) == (concise, llm)
+    page = client_for(engineer).get(reverse("studio:run", args=[run.pk])).content.decode()
+    assert "calibration: Length: shorter is better" in page and "evaluation: Helpfulness by Qwen" in page
+    card = client_for(owner).get(reverse("review:download", args=[run.pk, "card"])).content.decode()
+    assert "Calibration: Length: shorter is better" in card and "Evaluation (trained against base): Helpfulness by Qwen" in card
+
+
+def test_a_run_cannot_use_another_teams_judge(ours, theirs, engineer, outsider):
+    from django.core.exceptions import ValidationError
+
+    from webapp.studio.services import judge_create, run_create
+
+    foreign = judge_create(team=theirs.team, created_by=outsider, **LLM)
+    with pytest.raises(ValidationError, match="this team's judges"):
+        run_create(project=ours.project, created_by=engineer, model=ours.run.model, dimensions=[ours.dimension],
+                   config={"name": "Borrowed", "eval_judge": foreign})
+
+
+def test_the_worker_builds_the_judge_the_run_chose(ours, engineer, settings, tmp_path):
+    from icon2engine import ModelLoadError
+    from icon2engine.judges import LengthJudge, LLMJudge, OrientedJudge, VaderJudge
+    from webapp.studio.services import judge_create
+    from worker.stages import run_judge
+
+    run = ours.run
+    assert isinstance(run_judge(run, "evaluation"), VaderJudge)  # blank: the site default
+    run.eval_judge = judge_create(team=ours.team, created_by=engineer, **LLM)
+    judge = run_judge(run, "evaluation")
+    assert isinstance(judge, LLMJudge) and judge.api_key == SECRET and judge.model == "Qwen2.5-7B-Instruct"
+    assert judge.criterion == "Which answer is more helpful?" and SECRET not in repr(judge.__dict__.get("name"))
+    run.calibration_judge = Judge.objects.get(name="Length: shorter is better")
+    assert isinstance(run_judge(run, "calibration"), LengthJudge) and run_judge(run, "calibration").shorter
+    run.calibration_judge = judge_create(team=ours.team, created_by=engineer, name="Gloom", kind="lexicon", better="lower")
+    assert isinstance(run_judge(run, "calibration"), OrientedJudge)
+    settings.ICON2_MODEL_ROOTS = [tmp_path]
+    rm = judge_create(team=ours.team, created_by=engineer, name="RM", kind="reward_model", path=str(tmp_path / "rm"))
+    Judge.objects.filter(pk=rm.pk).update(path="/etc")  # edited in the database
+    run.eval_judge = Judge.objects.get(pk=rm.pk)
+    with pytest.raises(ModelLoadError, match="not in a model folder"):
+        run_judge(run, "evaluation")
