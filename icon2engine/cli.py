@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import Icon2Error
-from .judges import JUDGE_KINDS
+from .judges import JUDGE_ALIASES, JUDGE_KINDS
 
 EPILOG = """\
 A first run, on the embedded SmolLM2-135M model (no download needed):
@@ -214,7 +214,7 @@ def cmd_filter(args) -> int:
 def cmd_calibrate(args) -> int:
     from .calibration import CalibrationConfig, calibrate
     from .instructions_io import read_instructions
-    from .judges import JudgeConfig, make_judge
+    from .judges import make_judge
     from .models import load_model
     from .pipeline import parse_layers, write_atomic
     from .progress import TqdmProgress
@@ -228,12 +228,12 @@ def cmd_calibrate(args) -> int:
     config = CalibrationConfig(**grid, n_instructions=args.n, p_threshold=args.p_threshold, layers=parse_layers(args.layers),
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
                                max_loglik_drop=args.max_loglik_drop if args.max_loglik_drop > 0 else None)
-    judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
-                                   api_key_env=args.judge_key_env, criterion=args.criterion,
-                                   better=args.judge_better, target=args.judge_target))
+    judge_config = _judge_config(args)
+    judge = None if judge_config.kind == "self" else make_judge(judge_config)  # fail before the slow load
     ds = load_directions(args.vectors)
     instructions = read_instructions(args.instructions, column=args.column)
     lm = load_model(_spec(args))
+    judge = judge or make_judge(judge_config, lm=lm)
     result = calibrate(lm, ds, instructions, judge, config, progress=TqdmProgress())
     write_atomic(Path(args.out), json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     print(result.format_table())
@@ -279,7 +279,7 @@ def cmd_evaluate(args) -> int:
     from .config import SteeringConfig
     from .evaluation import EvalConfig, evaluate
     from .instructions_io import read_instructions
-    from .judges import JudgeConfig, make_judge
+    from .judges import make_judge
     from .models import load_model
     from .pipeline import parse_layers, write_atomic
     from .progress import TqdmProgress
@@ -288,12 +288,12 @@ def cmd_evaluate(args) -> int:
 
     config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, layers=parse_layers(args.layers))
     steering = SteeringConfig(args.gamma_plus, SteeringConfig().gamma_minus, parse_layers(args.steer_layers)) if args.gamma_plus else None
-    judge = make_judge(JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
-                                   api_key_env=args.judge_key_env, criterion=args.criterion,
-                                   better=args.judge_better, target=args.judge_target))
+    judge_config = _judge_config(args)
+    judge = None if judge_config.kind == "self" else make_judge(judge_config)  # fail before the slow load
     direction = load_directions(args.vectors) if args.vectors else None
     instructions = read_instructions(args.instructions, column=args.column)
     base = load_model(_spec(args))
+    judge = judge or make_judge(judge_config, lm=base)
     trained = load_trained(base, args.trained)
     rep = evaluate(base, trained, instructions, judge, config, direction=direction, steering=steering,
                    progress=TqdmProgress())
@@ -308,8 +308,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _judge_config(args):
+    from .judges import JudgeConfig
+
+    return JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
+                       api_key_env=args.judge_key_env, criterion=args.criterion, better=args.judge_better,
+                       target=args.judge_target)
+
+
 def _judge_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge", default="vader", choices=list(JUDGE_KINDS))
+    p.add_argument("--judge", default="lexicon", choices=[*JUDGE_KINDS, *JUDGE_ALIASES],
+                   help="lexicon (VADER; also: vader), length, formality, reward_model, llm or self (the model itself)")
     p.add_argument("--judge-path", help="reward_model: local model folder")
     p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--judge-model", help="llm: model name")

@@ -26,10 +26,11 @@ from .errors import ConfigError, JudgeError
 
 __all__ = [
     "Judge", "BaseJudge", "VaderJudge", "LengthJudge", "FormalityJudge", "RewardModelJudge", "LLMJudge", "JudgeConfig", "make_judge",
-    "JUDGE_KINDS", "JUDGE_DIRECTIONS", "OrientedJudge",
+    "JUDGE_KINDS", "JUDGE_DIRECTIONS", "OrientedJudge", "SelfJudge",
 ]
 
-JUDGE_KINDS = ("vader", "length", "formality", "reward_model", "llm")
+JUDGE_KINDS = ("lexicon", "length", "formality", "reward_model", "llm", "self")
+JUDGE_ALIASES = {"vader": "lexicon"}  # the lexicon judge's first name, still accepted
 JUDGE_DIRECTIONS = ("higher", "lower")
 
 
@@ -328,6 +329,74 @@ class LLMJudge(BaseJudge):
         raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of A, B or tie")
 
 
+_SELF_SCORE = (
+    "Here is an instruction and a response.\n\nInstruction: {instruction}\n\nResponse: {response}\n\n"
+    "Is the response {criterion}? Answer with one word: Yes or No."
+)
+_SELF_COMPARE = (
+    "Here is an instruction and two responses.\n\nInstruction: {instruction}\n\nResponse A: {a}\n\n"
+    "Response B: {b}\n\nWhich response is more {criterion}? Answer with one letter: A or B."
+)
+
+
+class SelfJudge(BaseJudge):
+    """The run's own model as the judge: it reads a question and the next token decides.
+
+    ``score`` is log P(Yes) − log P(No) for "Is the response <criterion>?"; ``compare`` asks which
+    of two responses is more <criterion>, in both orders (A/B and B/A), and averages, so a model
+    that always says "A" scores a tie. No text is generated: one forward pass per question.
+
+    Example:
+        >>> judge = SelfJudge(load_model("embedded"), criterion="optimistic")
+        >>> judge.compare("Describe the sea.", "It is lovely!", "It is grim.")  # in [-1, 1]
+    """
+
+    def __init__(self, lm, *, criterion: str = "helpful, honest and harmless", batch_size: int = 8) -> None:
+        if not str(criterion or "").strip():
+            raise ConfigError("the self judge needs a criterion, e.g. 'helpful, honest and harmless'")
+        self.lm, self.criterion, self.batch_size = lm, str(criterion).strip(), int(batch_size)
+        self.name = f"self:{lm.name}"
+        tok = lm.tokenizer
+        self._ids = {word: tok.encode(word, add_special_tokens=False)[0] for word in ("Yes", "No", "A", "B")}
+
+    def _next_logprobs(self, questions: Sequence[str], words: tuple[str, str]) -> list[tuple[float, float]]:
+        import torch
+
+        from .chat import format_chats
+
+        ids = [self._ids[w] for w in words]
+        out: list[tuple[float, float]] = []
+        for start in range(0, len(questions), self.batch_size):
+            prompts = format_chats(self.lm.tokenizer, list(questions[start:start + self.batch_size]))
+            enc = self.lm.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.lm.device)
+            with torch.no_grad():
+                logits = self.lm.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+            logprobs = torch.log_softmax(logits, dim=-1)[:, ids]
+            out.extend((float(a), float(b)) for a, b in logprobs.tolist())
+        return out
+
+    def score_many(self, instructions: Sequence[str], responses: Sequence[str]) -> list[float]:
+        if len(instructions) != len(responses):
+            raise ValueError("score_many needs as many instructions as responses")
+        questions = [_SELF_SCORE.format(instruction=i, response=r, criterion=self.criterion) for i, r in zip(instructions, responses)]
+        return [yes - no for yes, no in self._next_logprobs(questions, ("Yes", "No"))]
+
+    def score(self, instruction: str, response: str) -> float:
+        return self.score_many([instruction], [response])[0]
+
+    def compare(self, instruction: str, a: str, b: str) -> float:
+        import math
+
+        questions = [_SELF_COMPARE.format(instruction=instruction, a=x, b=y, criterion=self.criterion) for x, y in ((a, b), (b, a))]
+        (a1, b1), (a2, b2) = self._next_logprobs(questions, ("A", "B"))
+
+        def share_first(first: float, second: float) -> float:  # P(first) among {first, second}
+            return 1.0 / (1.0 + math.exp(second - first))
+
+        # P(a better) in the a/b order, and in the b/a order (where a is "B"); mapped to [−1, 1].
+        return round(share_first(a1, b1) + share_first(b2, a2) - 1.0, 6)
+
+
 class OrientedJudge(BaseJudge):
     """Another judge's scores turned so that higher is better: negated (``better="lower"``), or
     the distance to a ``target`` score, negated (nearer is better).
@@ -368,7 +437,8 @@ class OrientedJudge(BaseJudge):
 class JudgeConfig:
     """Which judge to use; the fields that a kind does not use are ignored."""
 
-    kind: str = field(default="vader", metadata={"help": "vader, length, formality, reward_model or llm"})
+    kind: str = field(default="lexicon", metadata={"help": "lexicon (VADER; 'vader' also works), length, formality, "
+                                                            "reward_model, llm or self (the run's own model)"})
     path: str | None = field(default=None, metadata={"help": "reward_model: local model folder"})
     base_url: str | None = field(default=None, metadata={"help": "llm: e.g. http://localhost:8000/v1"})
     model: str | None = field(default=None, metadata={"help": "llm: model name"})
@@ -383,6 +453,7 @@ class JudgeConfig:
     target: float | None = field(default=None, metadata={"help": "a score to aim for: nearer is better (overrides better)"})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", JUDGE_ALIASES.get(self.kind, self.kind))
         if self.kind not in JUDGE_KINDS:
             raise ConfigError(f"judge kind must be one of {', '.join(JUDGE_KINDS)}, got {self.kind!r}")
         if self.better not in JUDGE_DIRECTIONS:
@@ -395,14 +466,20 @@ class JudgeConfig:
             raise ConfigError("an llm judge needs base_url (e.g. http://localhost:8000/v1) and model")
 
 
-def make_judge(config: JudgeConfig | str) -> BaseJudge:
-    """Build a judge from its config (or just its kind).
+def make_judge(config: JudgeConfig | str, *, lm=None) -> BaseJudge:
+    """Build a judge from its config (or just its kind); the ``self`` judge needs the loaded model.
 
     Example:
-        >>> make_judge("vader").score("", "Great news!")
+        >>> make_judge("lexicon").score("", "Great news!")
     """
     if isinstance(config, str):
         config = JudgeConfig(kind=config)
+    if config.kind == "self":
+        if lm is None:
+            raise ConfigError("the self judge asks the run's own model; pass lm= (a LoadedModel)")
+        judge = SelfJudge(lm, criterion=config.criterion)
+        return OrientedJudge(judge, better=config.better, target=config.target) if (
+            config.target is not None or config.better == "lower") else judge
     if config.kind == "length" and config.target is None:
         return LengthJudge(config.target_words, shorter=config.better == "lower")
     judge = _make_base_judge(config)
@@ -412,7 +489,7 @@ def make_judge(config: JudgeConfig | str) -> BaseJudge:
 
 
 def _make_base_judge(config: JudgeConfig) -> BaseJudge:
-    if config.kind == "vader":
+    if config.kind == "lexicon":
         return VaderJudge()
     if config.kind == "length":
         return LengthJudge(config.target_words)

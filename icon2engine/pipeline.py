@@ -159,7 +159,7 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         gamma_plus_grid = [0.02, 0.05, 0.1]
         gamma_minus_grid = [-0.02, -0.05, -0.1]
         [judge]
-        kind = "vader"
+        kind = "lexicon"
     """
     path = Path(path)
     if not path.exists():
@@ -290,9 +290,12 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"output": str(out), "stages": {}}
     # A judge that cannot load or be built fails before any slow stage runs.
-    judge = make_judge(config.judge) if {"calibrate", "evaluate"} & set(config.stages) else None
+    judged = bool({"calibrate", "evaluate"} & set(config.stages))
+    judge = make_judge(config.judge) if judged and config.judge.kind != "self" else None
     log(f"loading model {config.model.source} …")
     lm = load_model(config.model)
+    if judged and judge is None:
+        judge = make_judge(config.judge, lm=lm)
     directions = {}
     vec_dir = out / "vectors"
     if "extract" in config.stages:

@@ -161,9 +161,9 @@ ICON2_GENERATE_BATCH = env_int("ICON2_GENERATE_BATCH", default=32, min_value=2) 
 ICON2_HEARTBEAT_S = env_int("ICON2_HEARTBEAT_S", default=5, min_value=1)
 ICON2_STALE_AFTER_S = env_int("ICON2_STALE_AFTER_S", default=60, min_value=2)  # no heartbeat this long: re-queue
 ICON2_RESEND_AFTER_S = env_int("ICON2_RESEND_AFTER_S", default=60, min_value=2)  # queued this long: send again
-ICON2_CALIBRATION_JUDGE = env_str("ICON2_CALIBRATION_JUDGE", default="vader")  # vader or length (no extra setup)
+ICON2_CALIBRATION_JUDGE = env_str("ICON2_CALIBRATION_JUDGE", default="lexicon")  # lexicon, length or formality (no setup)
 ICON2_CALIBRATION_SAMPLE = env_int("ICON2_CALIBRATION_SAMPLE", default=100, min_value=1)  # paper: ~100
-ICON2_EVAL_JUDGE = env_str("ICON2_EVAL_JUDGE", default="vader")  # judge for trained-vs-base
+ICON2_EVAL_JUDGE = env_str("ICON2_EVAL_JUDGE", default="lexicon")  # judge for trained-vs-base, when a run picks none
 ICON2_COST_SAMPLES = env_int("ICON2_COST_SAMPLES", default=5, min_value=2)  # sample-and-rank estimate: samples per instruction
 ICON2_EVAL_MAX = env_int("ICON2_EVAL_MAX", default=32, min_value=1)  # held-out instructions evaluated
 ICON2_PROGRESS_INTERVAL_MS = env_int("ICON2_PROGRESS_INTERVAL_MS", default=500, min_value=0)

@@ -135,7 +135,7 @@ def generate(chunk, beat) -> Result:
     compute["gate"] = result.summary()
     log.info("generate chunk %s: %s", chunk.pk, drop_summary(len(pairs), result.dropped_counts, result.retries))
     try:  # only a figure for the cost panel: it must never fail the pairs
-        compute["sample_and_rank"] = _sample_and_rank(run, result, n_instructions=len(rows)) if pairs else None
+        compute["sample_and_rank"] = _sample_and_rank(run, result, lm=lm, n_instructions=len(rows)) if pairs else None
     except Exception as exc:
         log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
@@ -155,7 +155,7 @@ def generate(chunk, beat) -> Result:
     return write, compute
 
 
-def run_judge(run, role: str):
+def run_judge(run, role: str, *, lm=None):
     """The engine judge a run scores with in `role` ("calibration" or "evaluation"): the judge the
     run chose, or the site's default. A reward model's folder obeys the model-path rule."""
     from icon2engine import ModelLoadError
@@ -165,11 +165,11 @@ def run_judge(run, role: str):
     row = run.calibration_judge if role == "calibration" else run.eval_judge
     if row is None:
         default = settings.ICON2_CALIBRATION_JUDGE if role == "calibration" else settings.ICON2_EVAL_JUDGE
-        return make_judge(JudgeConfig(kind=default))
+        return make_judge(JudgeConfig(kind=default), lm=lm)
     config = row.engine_config()
     if config["kind"] == "reward_model" and not model_path_allowed(config["path"]):
         raise ModelLoadError(f"judge {row.name}: {MODEL_PATH_REFUSED}")
-    return make_judge(JudgeConfig(**config))
+    return make_judge(JudgeConfig(**config), lm=lm)
 
 
 def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateConfig:
@@ -181,7 +181,7 @@ def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateCo
     )
 
 
-def _sample_and_rank(run, result, *, n_instructions: int) -> dict:
+def _sample_and_rank(run, result, *, lm, n_instructions: int) -> dict:
     """What the paper's baseline would have cost for these instructions: its generation priced
     from this chunk's own measured generation (every row the gate generated, retries included),
     its judging from timing the configured judge on a few of the responses just made."""
@@ -189,7 +189,7 @@ def _sample_and_rank(run, result, *, n_instructions: int) -> dict:
 
     from icon2engine.cost import sample_and_rank_estimate
 
-    judge = run_judge(run, "evaluation")
+    judge = run_judge(run, "evaluation", lm=lm)
     pairs = result.pairs
     sample = min(8, len(pairs))
     prompts = [p.instruction for p in pairs[:sample]] * 2
@@ -274,7 +274,7 @@ def calibrate(chunk, beat) -> Result:
     rows = list(run.instructions.filter(kept=True).order_by("rank", "index"))
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
-    judge = run_judge(run, "calibration")
+    judge = run_judge(run, "calibration", lm=lm)
     stats = StageStats(stage="calibrate")
     result = engine_calibrate(
         lm, directions, [r.text for r in rows], judge,
@@ -382,7 +382,7 @@ def evaluate(chunk, beat) -> Result:
     direction = next(iter(run_directions(run).values()), None)
     stats = StageStats(stage="evaluate")
     report = engine_evaluate(
-        base, trained, texts, run_judge(run, "evaluation"),
+        base, trained, texts, run_judge(run, "evaluation", lm=base),
         EvalConfig(max_new_tokens=min(run.max_new_tokens, 64), layers=run_layers(run, base.n_layers)),
         direction=direction, progress=ChunkProgress(chunk, heartbeat=beat, percent=True), stats=stats,
     )

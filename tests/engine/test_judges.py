@@ -101,7 +101,7 @@ def test_judge_configs_say_what_is_missing():
         JudgeConfig(kind="llm")
     with pytest.raises(ConfigError, match="needs path"):
         JudgeConfig(kind="reward_model")
-    with pytest.raises(ConfigError, match="must be one of vader, length, formality, reward_model, llm"):
+    with pytest.raises(ConfigError, match="must be one of lexicon, length, formality, reward_model, llm, self"):
         JudgeConfig(kind="gpt4")
     with pytest.raises(ConfigError, match="must start with http"):
         LLMJudge("localhost:8000", "m")
@@ -148,3 +148,29 @@ def test_a_judge_can_say_lower_is_better_or_aim_at_a_target():
     assert aim.score_many(["", ""], ["one two three", "one"]) == [0.0, -2.0]
     with pytest.raises(ConfigError, match="higher or lower"):
         JudgeConfig(kind="vader", better="up")
+
+
+def test_the_self_judge_asks_the_model_in_both_orders(tiny_lm):
+    from icon2engine.judges import SelfJudge
+
+    judge = make_judge(JudgeConfig(kind="self", criterion="cheerful"), lm=tiny_lm)
+    assert isinstance(judge, SelfJudge) and judge.name.startswith("self:")
+    a, b = "What a lovely day!", "It is grim."
+    forward, backward = judge.compare("Describe the sea.", a, b), judge.compare("Describe the sea.", b, a)
+    assert -1.0 <= forward <= 1.0 and forward == pytest.approx(-backward, abs=1e-5)  # the order cannot decide it
+    scores = judge.score_many(["Describe the sea."] * 3, [a, b, "Ok."])
+    assert len(scores) == 3 and all(isinstance(s, float) for s in scores)
+    assert scores[:2] == pytest.approx([judge.score("Describe the sea.", a), judge.score("Describe the sea.", b)], abs=1e-4)
+    with pytest.raises(ConfigError, match="pass lm="):
+        make_judge(JudgeConfig(kind="self"))
+    assert JudgeConfig(kind="vader").kind == "lexicon"  # the old name still works
+
+
+@pytest.mark.slow
+def test_the_embedded_model_as_self_judge_prefers_the_answer_that_fits_the_criterion(embedded_lm):
+    from icon2engine.judges import SelfJudge
+
+    judge = SelfJudge(embedded_lm, criterion="polite and helpful")
+    good = "Of course! Paris is the capital of France. Let me know if you would like more travel tips."
+    bad = "Figure it out yourself. I am not your search engine."
+    assert judge.compare("What is the capital of France?", good, bad) > 0

@@ -27,6 +27,7 @@ def test_every_team_sees_the_built_in_judges(client_for, viewer, outsider):
     for user in (viewer, outsider):
         page = client_for(user).get(reverse("studio:judges")).content.decode()
         assert "Sentiment (VADER)" in page and "Length: shorter is better" in page and "Formality" in page
+        assert "Self: helpful, honest and harmless" in page
 
 
 def test_eddie_adds_an_llm_judge_whose_key_is_never_shown_again(client_for, engineer, owner, ours):
@@ -82,7 +83,8 @@ def test_oscar_the_outsider_gets_404_for_another_teams_judge(client_for, outside
     ({"kind": "reward_model", "path": "/etc"}, "path", "not in a model folder"),
     ({"kind": "reward_model", "path": ""}, "path", "folder on the worker machine"),
     ({"name": "Formality"}, "name", "built-in judge"),
-], ids=["ftp", "no-scheme", "no-criterion", "no-model", "path-outside-roots", "no-path", "builtin-name"])
+    ({"kind": "self", "criterion": ""}, "criterion", "Say in words"),
+], ids=["ftp", "no-scheme", "no-criterion", "no-model", "path-outside-roots", "no-path", "builtin-name", "self-no-criterion"])
 def test_a_bad_judge_is_refused_naming_its_field_and_nothing_is_saved(client_for, engineer, ours, change, field, message):
     response = client_for(engineer).post(reverse("studio:judge_new"), {**LLM, **change})
     assert response.status_code == 200
@@ -140,6 +142,12 @@ def test_the_worker_builds_the_judge_the_run_chose(ours, engineer, settings, tmp
     assert isinstance(run_judge(run, "calibration"), LengthJudge) and run_judge(run, "calibration").shorter
     run.calibration_judge = judge_create(team=ours.team, created_by=engineer, name="Gloom", kind="lexicon", better="lower")
     assert isinstance(run_judge(run, "calibration"), OrientedJudge)
+    from icon2engine.judges import SelfJudge
+    from tests.engine.conftest import make_tiny_lm
+
+    run.eval_judge = Judge.objects.get(name="Self: helpful, honest and harmless")
+    judge = run_judge(run, "evaluation", lm=make_tiny_lm())
+    assert isinstance(judge, SelfJudge) and judge.criterion == "helpful, honest and harmless"
     settings.ICON2_MODEL_ROOTS = [tmp_path]
     rm = judge_create(team=ours.team, created_by=engineer, name="RM", kind="reward_model", path=str(tmp_path / "rm"))
     Judge.objects.filter(pk=rm.pk).update(path="/etc")  # edited in the database

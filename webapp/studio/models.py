@@ -166,13 +166,12 @@ class Judge(models.Model):
         FORMALITY = "formality", "Formality"
         REWARD_MODEL = "reward_model", "Reward model (local folder)"
         LLM = "llm", "LLM endpoint (OpenAI-compatible)"
+        SELF = "self", "Self: the run's own model, asked"
 
     class Better(models.TextChoices):
         HIGHER = "higher", "Higher scores are better"
         LOWER = "lower", "Lower scores are better"
 
-    ENGINE_KINDS = {"lexicon": "vader", "length": "length", "formality": "formality", "reward_model": "reward_model",
-                    "llm": "llm"}
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="judges")
     name = models.CharField(max_length=120)
@@ -205,18 +204,22 @@ class Judge(models.Model):
             where = f"{self.model_name} at {self.base_url}"
         elif self.kind == self.Kind.REWARD_MODEL:
             where = self.path
+        elif self.kind == self.Kind.SELF:
+            where = "the run's own model, asked in both orders"
         else:
             where = self.get_kind_display()
         return f"{where}; {self.get_better_display().lower()}"
 
     def engine_config(self) -> dict:
         """Keyword arguments for icon2engine.judges.JudgeConfig (small JSON, for the worker)."""
-        config = {"kind": self.ENGINE_KINDS[self.kind], "better": self.better}
+        config = {"kind": self.kind, "better": self.better}
         if self.kind == self.Kind.REWARD_MODEL:
             config["path"] = self.path
         if self.kind == self.Kind.LLM:
             config.update(base_url=self.base_url, model=self.model_name, criterion=self.criterion,
                           api_key=self.api_key or None, api_key_env=None)
+        if self.kind == self.Kind.SELF:
+            config["criterion"] = self.criterion
         return config
 
     def clean(self) -> None:
@@ -233,8 +236,8 @@ class Judge(models.Model):
                 errors["base_url"] = "Give an http:// or https:// address, e.g. http://127.0.0.1:8000/v1."
             if not self.model_name:
                 errors["model_name"] = "Give the model name the server expects."
-            if not self.criterion:
-                errors["criterion"] = "Say in words what makes one answer better than another."
+        if self.kind in (self.Kind.LLM, self.Kind.SELF) and not self.criterion:
+            errors["criterion"] = "Say in words what makes one answer better than another."
         if errors:
             raise ValidationError(errors)
 
