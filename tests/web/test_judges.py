@@ -98,7 +98,7 @@ def test_a_run_picks_its_judges_and_names_them_on_the_run_page_and_in_the_card(c
     llm = judge_create(team=ours.team, created_by=engineer, **LLM)
     concise = Judge.objects.get(name="Length: shorter is better")
     form = client_for(engineer).get(reverse("studio:run_new", args=[ours.project.pk])).content.decode()
-    assert "Helpfulness by Qwen" in form and "Site default" in form
+    assert "Helpfulness by Qwen" in form and "the site default" in form
     data = {"name": "Judged", "model": ours.run.model_id, "dimensions": [ours.dimension.pk], "instruction_source": "synthesize",
             "n_instructions": 8, "keep_fraction": 0.5, "gamma_plus": 0.08, "gamma_minus": -0.03, "steering_mode": "add",
             "max_new_tokens": 32, "no_repeat_ngram_size": 3, "repetition_penalty": 1.0, "quality_gate": "on",
@@ -154,3 +154,47 @@ def test_the_worker_builds_the_judge_the_run_chose(ours, engineer, settings, tmp
     run.eval_judge = Judge.objects.get(pk=rm.pk)
     with pytest.raises(ModelLoadError, match="not in a model folder"):
         run_judge(run, "evaluation")
+
+
+def test_presets_say_how_they_are_measured(ours, engineer):
+    from webapp.studio.services import dimension_create_from_preset, judge_create
+
+    optimism = dimension_create_from_preset(project=ours.project, key="optimism", created_by=engineer)
+    assert optimism.judge.name == "Sentiment (VADER)"
+    general = dimension_create_from_preset(project=ours.project, key="general", created_by=engineer)
+    assert general.judge.kind == "self" and general.judge.criterion == "helpful, honest and harmless"
+    honesty = dimension_create_from_preset(project=ours.project, key="honesty", created_by=engineer)
+    assert honesty.judge.kind == "self" and honesty.judge.team == ours.team and "honest" in honesty.judge.criterion
+    endpoint = judge_create(team=ours.team, created_by=engineer, **LLM)  # once the team has an endpoint, it is used
+    harmlessness = dimension_create_from_preset(project=ours.project, key="harmlessness", created_by=engineer)
+    assert harmlessness.judge == endpoint
+
+
+def test_a_run_defaults_to_its_dimensions_judge_and_may_pick_another(ours, engineer):
+    from webapp.studio.services import dimension_create_from_preset, run_create
+
+    optimism = dimension_create_from_preset(project=ours.project, key="optimism", created_by=engineer)
+    run = run_create(project=ours.project, created_by=engineer, model=ours.run.model, dimensions=[optimism],
+                     config={"name": "Defaults"})
+    assert run.calibration_judge == run.eval_judge == optimism.judge
+    formality = Judge.objects.get(name="Formality")
+    run = run_create(project=ours.project, created_by=engineer, model=ours.run.model, dimensions=[optimism],
+                     config={"name": "Picked", "eval_judge": formality})
+    assert run.eval_judge == formality and run.calibration_judge == optimism.judge
+    plain = run_create(project=ours.project, created_by=engineer, model=ours.run.model, dimensions=[ours.dimension],
+                       config={"name": "Plain"})
+    assert plain.eval_judge is None and plain.eval_judge_label.startswith("site default")
+
+
+def test_eddie_sets_how_a_dimension_is_measured_in_its_editor(client_for, engineer, ours):
+    concise = Judge.objects.get(name="Length: shorter is better")
+    client = client_for(engineer)
+    response = client.post(reverse("studio:dimension_new", args=[ours.project.pk]), {
+        "name": "Concise", "positive": ["You answer in one short sentence."], "negative": ["You answer at great length."],
+        "judge": concise.pk})
+    assert response.status_code == 302
+    from webapp.studio.models import Dimension
+
+    dimension = Dimension.objects.get(name="Concise")
+    assert dimension.judge == concise
+    assert 'selected>Length: shorter is better' in client.get(reverse("studio:dimension", args=[dimension.pk])).content.decode()

@@ -39,6 +39,11 @@ class DimensionForm(forms.Form):
         help_text="Optional: one instruction per line used to extract the direction. "
         "Leave empty to use the instructions the run synthesises.",
     )
+    judge = forms.ModelChoiceField(
+        queryset=Judge.objects.none(), required=False, empty_label="None (the site default)",
+        help_text="How this dimension is measured: its runs calibrate and evaluate with this judge unless they pick "
+        "another. Add LLM endpoints and reward models under Judges.",
+    )
 
 
 def _row_key(key: str = "") -> str:
@@ -86,12 +91,14 @@ class DimensionEditor:
                     "name": dimension.name,
                     "description": dimension.description,
                     "feature_instructions": dimension.feature_instructions,
+                    "judge": dimension.judge_id,
                 }
             )
             self.rows = [PairRow(pair.positive, pair.negative, key=f"p{pair.pk}") for pair in dimension.pairs.all()]
         else:
             self.form = DimensionForm()
             self.rows = [PairRow()]
+        self.form.fields["judge"].queryset = judge_list_for_team(team=project.team)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -126,6 +133,7 @@ class DimensionEditor:
             "name": fields["name"],
             "description": fields["description"],
             "feature_instructions": fields["feature_instructions"],
+            "judge": fields.get("judge"),
             "pairs": self.pairs,
         }
 
@@ -267,7 +275,7 @@ class RunForm(forms.ModelForm):
         self.fields["dimensions"].queryset = project.dimensions.order_by("name")
         for name in ("calibration_judge", "eval_judge"):
             self.fields[name].queryset = judge_list_for_team(team=project.team)
-            self.fields[name].empty_label = "Site default"
+            self.fields[name].empty_label = "The dimension's judge (else the site default)"
         self.fields["instructions_file"].required = False
         if not self.is_bound:
             self.initial.setdefault("keep_fraction", DEFAULT_KEEP_FRACTION)

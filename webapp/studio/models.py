@@ -44,6 +44,10 @@ class Dimension(models.Model):
         "Leave empty to use instructions the run synthesises.",
     )
     preset_key = models.CharField(max_length=40, blank=True, help_text="The preset this was copied from, if any.")
+    judge = models.ForeignKey(
+        "Judge", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="How this dimension is measured: its runs calibrate and evaluate with this judge unless they pick another.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -17,6 +17,7 @@ class PresetDimension:
     description: str
     paper: bool
     prompt_pairs: tuple[tuple[str, str], ...]
+    judge: dict  # how it is measured: {"kind": "lexicon"} or {"kind": "llm", "fallback": "self", "criterion": …}
 
 
 @lru_cache(maxsize=4)
@@ -29,6 +30,7 @@ def _load(path: Path) -> tuple[PresetDimension, ...]:
             description=item.get("description", ""),
             paper=bool(item.get("paper", False)),
             prompt_pairs=tuple((pair["positive"], pair["negative"]) for pair in item["prompt_pairs"]),
+            judge=dict(item.get("judge") or {"kind": "lexicon"}),
         )
         for item in data["dimensions"]
     )

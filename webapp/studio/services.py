@@ -156,13 +156,16 @@ def dimension_create(
     description: str = "",
     feature_instructions: str = "",
     preset_key: str = "",
+    judge: Judge | None = None,
 ) -> Dimension:
     role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
     name = _clean_name(name, what="dimension", max_length=DIMENSION_NAME_MAX)
     _dimension_name_check(project=project, name=name)
     pairs = _pairs_check(pairs)
+    _judge_of_team(judge, team_id=project.team_id)
     dimension = Dimension.objects.create(
         project=project,
+        judge=judge,
         name=name,
         description=_description(description),
         feature_instructions=_feature_instructions(feature_instructions),
@@ -181,8 +184,11 @@ def dimension_update(
     actor: AbstractBaseUser,
     description: str = "",
     feature_instructions: str = "",
+    judge: Judge | None = None,
 ) -> Dimension:
     role_require(user=actor, team=dimension.project.team_id, perm=Perm.EDIT)
+    _judge_of_team(judge, team_id=dimension.project.team_id)
+    dimension.judge = judge
     name = _clean_name(name, what="dimension", max_length=DIMENSION_NAME_MAX)
     _dimension_name_check(project=dimension.project, name=name, exclude_pk=dimension.pk)
     pairs = _pairs_check(pairs)
@@ -194,11 +200,37 @@ def dimension_update(
     return dimension
 
 
+def _judge_of_team(judge: Judge | None, *, team_id: int, field: str = "judge") -> None:
+    if judge is not None and judge.team_id not in (None, team_id):
+        raise ValidationError({field: "Choose one of this team's judges."})
+
+
+def preset_judge(*, team: Team, spec: dict, created_by: AbstractBaseUser) -> Judge | None:
+    """The judge a preset asks for: a built-in one by kind, or for the paper's criteria the team's
+    LLM endpoint when it has one, and otherwise the run's own model asked about the criterion."""
+    kind = spec.get("kind", "lexicon")
+    if kind == "llm":
+        endpoint = Judge.objects.filter(team=team, kind=Judge.Kind.LLM).order_by("pk").first()
+        if endpoint is not None or spec.get("fallback") != "self":
+            return endpoint
+        criterion = spec.get("criterion") or "helpful, honest and harmless"
+        builtin = Judge.objects.filter(team=None, kind=Judge.Kind.SELF, criterion=criterion).first()
+        if builtin is not None:
+            return builtin
+        judge, _ = Judge.objects.get_or_create(
+            team=team, name=f"Self: {criterion}"[:120], defaults={"kind": Judge.Kind.SELF, "criterion": criterion}
+        )
+        return judge
+    return Judge.objects.filter(team=None, kind=kind, better=spec.get("better", "higher")).order_by("pk").first()
+
+
 def dimension_create_from_preset(*, project: Project, key: str, created_by: AbstractBaseUser) -> Dimension:
     preset = preset_get(key)
     if preset is None:
         raise ValidationError(f"There is no preset called {key!r}.")
+    role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
     return dimension_create(
+        judge=preset_judge(team=project.team, spec=preset.judge, created_by=created_by),
         project=project,
         name=preset.name,
         description=preset.description,
@@ -365,11 +397,13 @@ def run_create(
     errors: dict[str, list[str]] = {}
     if model.team_id not in (None, project.team_id):
         errors["model"] = ["Choose one of this team's models."]
+    dimensions = list(dimensions)
     for field in ("calibration_judge", "eval_judge"):
         judge = config.get(field)
         if judge is not None and judge.team_id not in (None, project.team_id):
             errors[field] = ["Choose one of this team's judges."]
-    dimensions = list(dimensions)
+        elif judge is None:  # blank: how the (first) dimension is measured, else the site default
+            config[field] = next((d.judge for d in sorted(dimensions, key=lambda d: d.pk) if d.judge_id), None)
     if not dimensions:
         errors["dimensions"] = ["Choose at least one dimension."]
     elif any(dimension.project_id != project.pk for dimension in dimensions):
