@@ -249,7 +249,8 @@ def test_a_generate_stage_whose_every_pair_was_dropped_fails_and_says_which_gamm
     stage = run.stages.get(kind="generate")
     assert stage.status == Stage.Status.FAILED
     assert "No pair passed the quality gate (4 dropped: rejected: repetition 3, chosen: foreign 1)" in stage.error
-    assert "γ⁺ = 0.025" in stage.error and "γ⁻ = -0.015" in stage.error
+    half = (round(run.gamma_plus / 2, 4), round(run.gamma_minus / 2, 4))  # the run's |γ| halved
+    assert f"γ⁺ = {half[0]:g}" in stage.error and f"γ⁻ = {half[1]:g}" in stage.error
     assert Run.objects.get(pk=run.pk).status == Run.Status.FAILED
     assert run.stages.get(kind="train").status != Stage.Status.RUNNING
     services.stage_retry(stage=stage)  # a retry generates every chunk again

@@ -198,3 +198,101 @@ def test_eddie_sets_how_a_dimension_is_measured_in_its_editor(client_for, engine
     dimension = Dimension.objects.get(name="Concise")
     assert dimension.judge == concise
     assert 'selected>Length: shorter is better' in client.get(reverse("studio:dimension", args=[dimension.pk])).content.decode()
+
+
+# Checked before launch -----------------------------------------------------------------------------
+
+
+class _Endpoint:
+    """A local HTTP server that answers /v1/models with what a test asks for (a stub, for the bad
+    answers a real server would not give on purpose)."""
+
+    def __init__(self, status: int, body: bytes):
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                outer.paths.append(self.path)
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.paths: list[str] = []
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def close(self):
+        self.server.shutdown()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("status, body, says", [
+    (None, b"", "is unreachable"),
+    (500, b"oops", "answered HTTP 500"),
+    (200, b"<html>not json</html>", "not JSON"),
+], ids=["refused", "error-status", "not-json"])
+def test_eddie_cannot_launch_a_run_whose_judge_cannot_be_reached(ours, engineer, status, body, says):
+    from django.core.exceptions import ValidationError
+
+    from webapp.studio.services import judge_create, run_create, run_launch
+
+    endpoint = _Endpoint(status, body) if status else None
+    url = endpoint.url if endpoint else f"http://127.0.0.1:{_free_port()}/v1"
+    try:
+        judge = judge_create(team=ours.team, created_by=engineer, **{**LLM, "base_url": url})
+        run = run_create(project=ours.project, created_by=engineer, model=ours.run.model, dimensions=[ours.dimension],
+                         config={"name": "Unreachable", "eval_judge": judge})
+        with pytest.raises(ValidationError, match=says) as error:
+            run_launch(run=run, actor=engineer)
+        assert "evaluation judge Helpfulness by Qwen" in error.value.messages[0]
+        assert Run.objects.get(pk=run.pk).status == Run.Status.DRAFT  # nothing queued, nothing lost
+        assert not run.stages.exclude(status__in=["pending", "skipped"]).exists()
+        assert endpoint is None or endpoint.paths == ["/v1/models"]
+    finally:
+        if endpoint:
+            endpoint.close()
+
+
+def test_a_reachable_judge_lets_the_run_launch(ours, engineer, django_capture_on_commit_callbacks):
+    from webapp.studio.services import judge_create, run_create, run_launch
+
+    endpoint = _Endpoint(200, b'{"object": "list", "data": [{"id": "Qwen2.5-7B-Instruct"}]}')
+    try:
+        judge = judge_create(team=ours.team, created_by=engineer, **{**LLM, "base_url": endpoint.url})
+        run = run_create(project=ours.project, created_by=engineer, model=ours.run.model, dimensions=[ours.dimension],
+                         config={"name": "Reachable", "eval_judge": judge})
+        with django_capture_on_commit_callbacks(execute=True):
+            run_launch(run=run, actor=engineer)
+        assert Run.objects.get(pk=run.pk).status in (Run.Status.QUEUED, Run.Status.RUNNING)
+    finally:
+        endpoint.close()
+
+
+def test_a_run_whose_model_folder_is_missing_fails_at_launch(ours, engineer, settings, tmp_path):
+    from django.core.exceptions import ValidationError
+
+    from webapp.studio.services import model_create, run_create, run_launch
+
+    settings.ICON2_MODEL_ROOTS = [tmp_path]
+    model = model_create(team=ours.team, created_by=engineer, name="Gone", kind="local_dir", path_or_id=str(tmp_path / "gone"))
+    run = run_create(project=ours.project, created_by=engineer, model=model, dimensions=[ours.dimension], config={"name": "M"})
+    with pytest.raises(ValidationError, match="no model folder"):
+        run_launch(run=run, actor=engineer)
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "config.json").write_text("{}")
+    run_launch(run=run, actor=engineer)
+    assert Run.objects.get(pk=run.pk).status in (Run.Status.QUEUED, Run.Status.RUNNING)

@@ -36,6 +36,7 @@ def test_a_wrong_model_path_fails_the_stage_with_a_message_that_says_so(owner, d
     from worker.runner import run_chunk
 
     settings.MEDIA_ROOT, settings.ICON2_MODEL_ROOTS = tmp_path / "media", [tmp_path / "models"]
+    settings.ICON2_LAUNCH_CHECKS = False  # web and worker on separate file systems: the worker is the one that finds out
     run = _launched_run(owner, django_capture_on_commit_callbacks, model_path=str(tmp_path / "models" / "no-such-model"))
     chunk = Chunk.objects.get(stage__run=run, stage__kind="extract")
     run_chunk(chunk.pk)
@@ -50,6 +51,7 @@ def test_running_a_chunk_twice_does_nothing_the_second_time(owner, django_captur
     from worker.runner import run_chunk
 
     settings.MEDIA_ROOT, settings.ICON2_MODEL_ROOTS = tmp_path / "media", [tmp_path / "models"]
+    settings.ICON2_LAUNCH_CHECKS = False
     run = _launched_run(owner, django_capture_on_commit_callbacks, model_path=str(tmp_path / "models" / "no-such-model"))
     chunk = Chunk.objects.get(stage__run=run, stage__kind="extract")
     run_chunk(chunk.pk)

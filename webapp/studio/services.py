@@ -453,8 +453,16 @@ def run_create(
 
 @transaction.atomic
 def run_launch(*, run: Run, actor: AbstractBaseUser) -> Run:
-    """Queue a draft run; the worker (see dispatch.enqueue_run) is told once this commits."""
+    """Queue a draft run; the worker (see dispatch.enqueue_run) is told once this commits.
+
+    A run whose model is missing or whose judge cannot be reached is refused here, with the reason,
+    before any model stage runs (webapp.studio.preflight)."""
+    from webapp.studio.preflight import run_launch_problems
+
     role_require(user=actor, team=run.project.team_id, perm=Perm.EDIT)
+    problems = run_launch_problems(run)
+    if problems:
+        raise ValidationError(problems)
     updated = Run.objects.filter(pk=run.pk, status=Run.Status.DRAFT).update(status=Run.Status.QUEUED)
     if not updated:
         raise ValidationError("Only a draft run can be launched.")
