@@ -134,6 +134,13 @@ def generate(chunk, beat) -> Result:
     compute = stats.as_dict()
     compute["gate"] = result.summary()
     log.info("generate chunk %s: %s", chunk.pk, drop_summary(len(pairs), result.dropped_counts, result.retries))
+    # For a reviewed run, the evaluation judge's own verdict on each pair, so the Agreement page can
+    # say how far the judge agrees with the annotators. A judge that fails here fails the stage.
+    verdicts = [None] * len(pairs)
+    if run.require_review and pairs:
+        judge = run_judge(run, "evaluation", lm=lm)
+        verdicts = [float(judge.compare(p.instruction, p.chosen, p.rejected)) for p in pairs]
+        compute["judge"] = getattr(judge, "name", type(judge).__name__)
     try:  # only a figure for the cost panel: it must never fail the pairs
         compute["sample_and_rank"] = _sample_and_rank(run, result, lm=lm, n_instructions=len(rows)) if pairs else None
     except Exception as exc:
@@ -146,9 +153,9 @@ def generate(chunk, beat) -> Result:
                     run=run, instruction=rows[p.index], dimension_id=int(p.dimension), chosen=p.chosen, rejected=p.rejected,
                     gamma_plus=p.gamma_plus, gamma_minus=p.gamma_minus, layers=list(p.layers), seed=p.seed,
                     chosen_tokens=p.chosen_tokens, rejected_tokens=p.rejected_tokens,
-                    quality=quality_columns(p.quality), retries=list(p.retries),
+                    quality=quality_columns(p.quality), retries=list(p.retries), judge_verdict=verdict,
                 )
-                for p in pairs
+                for p, verdict in zip(pairs, verdicts)
             ]
         )
 

@@ -260,3 +260,26 @@ def test_passing_the_gate_writes_only_the_reviewed_pairs_for_training(ours, owne
     assert stage.message == "2 of 3 pairs passed review."
     lines = (Path(settings.MEDIA_ROOT) / stage.metrics["dataset_jsonl"]).read_text().splitlines()
     assert [json.loads(line)["verdict"] for line in lines] == ["confirm", "swap"]
+
+
+def test_the_judge_against_people_figure_is_the_one_computed_by_hand(ours, owner, annotator, client_for):
+    """Six pairs, one reviewer each (k=1). People: confirm ×4, swap ×2 (labels C C C C R R).
+    Judge verdicts: +, +, +, −, −, + (labels C C C R R C). Agreement 4/6 = 66.7%.
+    κ: p_o = 4/6; people C 4/6 R 2/6, judge C 4/6 R 2/6, p_e = (4·4 + 2·2)/36 = 20/36;
+    κ = (24/36 − 20/36) / (1 − 20/36) = 4/16 = 0.25."""
+    from webapp.jobs.models import Pair
+
+    ours.run.require_review = True
+    ours.run.save()
+    pairs = make_pairs(ours.run, 6)
+    for pair, verdict in zip(pairs, [0.8, 1.0, 0.2, -0.5, -1.0, 0.6]):
+        Pair.objects.filter(pk=pair.pk).update(judge_verdict=verdict)
+    services.review_assign(run=ours.run)
+    for pair, order in zip(pairs, ["confirm", "confirm", "confirm", "confirm", "swap", "swap"]):
+        _judge(ours.run, ReviewAssignment.objects.get(pair=pair).annotator, pair, order)
+    judge = selectors.review_summary(run=ours.run)["judge"]
+    assert judge["n"] == 6 and judge["percent"] == pytest.approx(400 / 6) and judge["kappa"] == pytest.approx(0.25)
+    assert [r.pair.pk for r in judge["disagreements"]] == [pairs[3].pk, pairs[5].pk]
+    page = client_for(owner).get(f"/runs/{ours.run.pk}/review/agreement/").content.decode()
+    assert "Judge against people" in page and "66.7%" in page and "0.25" in page
+    assert f'data-judge-disagrees="{pairs[3].pk}"' in page

@@ -33,3 +33,35 @@ def test_a_chunk_loads_only_its_slice_of_the_pool(db, monkeypatch, kind, handler
         handler(Chunk.objects.select_related("stage__run").get(pk=chunk.pk), beat=lambda *a, **k: None)
     selects = [q["sql"] for q in queries.captured_queries if 'FROM "jobs_instruction"' in q["sql"]]
     assert selects and all("LIMIT 100" in sql and "OFFSET 300" in sql for sql in selects), selects
+
+
+def test_a_reviewed_runs_generate_chunk_stores_the_evaluation_judges_verdict_per_pair(db, monkeypatch):
+    """The model and the gate are stand-ins here (this test is about what the handler stores);
+    the real generation path runs in tests/integration on the embedded model."""
+    from icon2engine.gate import GateResult
+    from icon2engine.generation import SteeredPair
+    from tests.web.conftest import build_world, make_user
+    from webapp.jobs.models import Pair
+    from webapp.studio.models import Judge, Run
+
+    world = build_world(owner=make_user("olivia"), team_name="Acme", project_name="P")
+    Run.objects.filter(pk=world.run.pk).update(require_review=True, eval_judge=Judge.objects.get(name="Length: shorter is better"))
+    Instruction.objects.bulk_create(
+        Instruction(run=world.run, index=i, text=f"Instruction {i}", source="uploaded", kept=True, rank=i) for i in range(2))
+    chunk = Chunk.objects.create(stage=world.run.stages.get(kind="generate"), index=0, start=0, stop=2)
+    monkeypatch.setattr(stages, "get_model", lambda row: type("LM", (), {"n_layers": 4})())
+    monkeypatch.setattr(stages, "run_directions", lambda run: {str(world.dimension.pk): None})
+    monkeypatch.setattr(stages, "steering_dimensions", lambda rows, directions: [str(world.dimension.pk)] * len(rows))
+    monkeypatch.setattr(stages, "_sample_and_rank", lambda *a, **k: None)
+
+    def fake_gate(lm, directions, instructions, **kwargs):
+        made = [("Short.", "A much longer rejected answer."), ("A long chosen answer with words.", "Short.")]
+        return GateResult(pairs=[SteeredPair(instructions[i], c, r, str(world.dimension.pk), 0.08, -0.03, (1,), 0, index=i)
+                                 for i, (c, r) in enumerate(made)], dropped=[], retries=0)
+
+    monkeypatch.setattr("icon2engine.gate.generate_gated_pairs", fake_gate)
+    write, compute = stages.generate(Chunk.objects.select_related("stage__run").get(pk=chunk.pk), beat=lambda *a, **k: None)
+    write()
+    verdicts = list(Pair.objects.filter(run=world.run).order_by("instruction__index").values_list("judge_verdict", flat=True))
+    assert verdicts == [1.0, -1.0]  # shorter is better: the judge prefers chosen in the first pair only
+    assert compute["judge"] == "length (shorter is better)"

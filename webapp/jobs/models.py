@@ -86,6 +86,10 @@ class Pair(models.Model):
         default=dict, blank=True, help_text="chosen / rejected / unsteered: repetition, distinct2, length_ratio, foreign, loglik"
     )
     retries = models.JSONField(default=list, blank=True, help_text="each regeneration of a degenerate side")
+    judge_verdict = models.FloatField(
+        null=True, blank=True,
+        help_text="The run's evaluation judge on this pair, in [−1, 1]: > 0 prefers chosen, < 0 rejected (reviewed runs)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -56,6 +56,21 @@ def run_agreement(labels: Mapping[int, Mapping[str, str]]) -> dict:
     return {"pairs": pairs, "percent": (100.0 * agree / n) if n else None, "kappa": kappa, "n": n}
 
 
+def judge_agreement(items: Sequence[tuple[str, float]]) -> dict:
+    """How often the judge picks the side people settled on.
+
+    Args:
+        items: (the people's outcome, "confirm" or "swap"; the judge's verdict in [−1, 1], > 0
+            for chosen) per pair.
+    Returns:
+        {"n", "percent", "kappa", "ties"}: a judge tie counts as its own label (it disagrees).
+    """
+    people = ["chosen" if outcome == "confirm" else "rejected" for outcome, _ in items]
+    judge = ["chosen" if v > 0 else "rejected" if v < 0 else "tie" for _, v in items]
+    percent, kappa = two_rater_agreement(people, judge)
+    return {"n": len(items), "percent": percent, "kappa": kappa, "ties": judge.count("tie")}
+
+
 def steering_agreement(orders: Sequence[str]) -> dict:
     """How often people preferred the γ⁺ response, among verdicts that chose a side."""
     confirm = sum(o == "confirm" for o in orders)

@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from webapp.accounts.models import Membership
 from webapp.accounts.roles import Perm, ROLE_PERMS
 from webapp.jobs.models import Pair
-from webapp.review.agreement import run_agreement, steering_agreement
+from webapp.review.agreement import judge_agreement, run_agreement, steering_agreement
 from webapp.review.models import AuditEvent, PairEdit, Resolution, ReviewAssignment, Verdict
 from webapp.studio.models import Run
 
@@ -171,7 +171,15 @@ def review_summary(*, run: Run) -> dict:
     for r in reviews:
         outcomes[r.outcome] += 1
     disagreements = [r for r in reviews if len(set(r.orders)) > 1]
+    judged = [r for r in reviews if r.outcome in (Resolution.Outcome.CONFIRM, Resolution.Outcome.SWAP)
+              and r.pair.judge_verdict is not None]
+    judge = judge_agreement([(r.outcome, r.pair.judge_verdict) for r in judged])
+    judge["name"] = run.eval_judge_label
+    judge["disagreements"] = [
+        r for r in judged if (r.pair.judge_verdict > 0) != (r.outcome == Resolution.Outcome.CONFIRM) or r.pair.judge_verdict == 0
+    ]
     return {
+        "judge": judge,
         "reviews": reviews,
         "agreement": run_agreement({k: v for k, v in labels.items() if len(v) >= 2}),
         "steering": steering_agreement([o for r in reviews for o in r.orders]),
