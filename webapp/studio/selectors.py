@@ -52,16 +52,21 @@ def model_list_for_team(*, team: Team) -> QuerySet[ModelSpec]:
     return ModelSpec.objects.filter(Q(team=team) | Q(team__isnull=True)).order_by("team_id", "name", "pk")
 
 
-def model_get_for_user(*, user: User, pk: int, perm: Perm = Perm.READ) -> ModelSpec:
-    model = ModelSpec.objects.filter(pk=pk).first()
-    if model is None or not user.is_authenticated:
-        raise Http404("No such model.")
-    if model.team_id is None:
+def _team_or_builtin_get(rows: QuerySet, *, user: User, pk: int, perm: Perm, what: str):
+    """A row of the user's team, or a built-in one (team=None) that anyone may read but nobody change."""
+    row = rows.filter(pk=pk).first()
+    if row is None or not user.is_authenticated:
+        raise Http404(f"No such {what}.")
+    if row.team_id is None:
         if perm is not Perm.READ:
-            raise PermissionDenied("Built-in models cannot be changed.")
-        return model
-    role_require(user=user, team=model.team_id, perm=perm)
-    return model
+            raise PermissionDenied(f"Built-in {what}s cannot be changed.")
+        return row
+    role_require(user=user, team=row.team_id, perm=perm)
+    return row
+
+
+def model_get_for_user(*, user: User, pk: int, perm: Perm = Perm.READ) -> ModelSpec:
+    return _team_or_builtin_get(ModelSpec.objects, user=user, pk=pk, perm=perm, what="model")
 
 
 def judge_list_for_team(*, team: Team) -> QuerySet[Judge]:
@@ -70,15 +75,7 @@ def judge_list_for_team(*, team: Team) -> QuerySet[Judge]:
 
 
 def judge_get_for_user(*, user: User, pk: int, perm: Perm = Perm.READ) -> Judge:
-    judge = Judge.objects.filter(pk=pk).first()
-    if judge is None or not user.is_authenticated:
-        raise Http404("No such judge.")
-    if judge.team_id is None:
-        if perm is not Perm.READ:
-            raise PermissionDenied("Built-in judges cannot be changed.")
-        return judge
-    role_require(user=user, team=judge.team_id, perm=perm)
-    return judge
+    return _team_or_builtin_get(Judge.objects, user=user, pk=pk, perm=perm, what="judge")
 
 
 def run_list_for_team(*, team: Team, limit: int | None = None) -> QuerySet[Run]:
