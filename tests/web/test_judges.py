@@ -296,3 +296,12 @@ def test_a_run_whose_model_folder_is_missing_fails_at_launch(ours, engineer, set
     (tmp_path / "gone" / "config.json").write_text("{}")
     run_launch(run=run, actor=engineer)
     assert Run.objects.get(pk=run.pk).status in (Run.Status.QUEUED, Run.Status.RUNNING)
+
+
+def test_the_admin_never_shows_a_judges_key_either(admin_client, ours, engineer):
+    from webapp.studio.services import judge_create
+
+    judge = judge_create(team=ours.team, created_by=engineer, **LLM)
+    for url in (reverse("admin:studio_judge_changelist"), reverse("admin:studio_judge_change", args=[judge.pk])):
+        response = admin_client.get(url)
+        assert response.status_code == 200 and SECRET not in response.content.decode()

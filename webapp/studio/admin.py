@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.studio.models import Dimension, ModelSpec, Project, PromptPair, Run, Stage
+from webapp.studio.models import Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
 
 
 @admin.register(Project)
@@ -33,6 +33,16 @@ class PromptPairAdmin(admin.ModelAdmin):
 class ModelSpecAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "kind", "path_or_id", "revision", "num_layers"]
     list_filter = ["kind", "team"]
+
+
+@admin.register(Judge)
+class JudgeAdmin(admin.ModelAdmin):
+    """The API key stays write-only here too: it is neither listed nor shown in the change form."""
+
+    list_display = ["name", "team", "kind", "better", "model_name", "base_url"]
+    list_filter = ["kind", "team"]
+    search_fields = ["name"]
+    exclude = ["api_key"]
 
 
 class StageInline(admin.TabularInline):
