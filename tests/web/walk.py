@@ -224,6 +224,14 @@ CURRENT_TEAM_ROUTES: list[Route] = [
         method="POST",
         data=lambda w: {"name": "Hub model", "kind": "hub", "path_or_id": "HuggingFaceTB/SmolLM2-360M-Instruct"},
     ),
+    Route("studio:judges", Perm.READ),
+    Route("studio:judge_new", Perm.EDIT),
+    Route(
+        "studio:judge_new",
+        Perm.EDIT,
+        method="POST",
+        data=lambda w: {"name": "Shorter", "kind": "length", "better": "lower"},
+    ),
 ]
 
 # URLs every logged-in person may use, whatever their team.
