@@ -136,13 +136,13 @@ def generate(chunk, beat) -> Result:
     log.info("generate chunk %s: %s", chunk.pk, drop_summary(len(pairs), result.dropped_counts, result.retries))
     # For a reviewed run, the evaluation judge's own verdict on each pair, so the Agreement page can
     # say how far the judge agrees with the annotators. A judge that fails here fails the stage.
-    verdicts = [None] * len(pairs)
+    verdicts, judge = [None] * len(pairs), None
     if run.require_review and pairs:
         judge = run_judge(run, "evaluation", lm=lm)
         verdicts = [float(judge.compare(p.instruction, p.chosen, p.rejected)) for p in pairs]
         compute["judge"] = getattr(judge, "name", type(judge).__name__)
     try:  # only a figure for the cost panel: it must never fail the pairs
-        compute["sample_and_rank"] = _sample_and_rank(run, result, lm=lm, n_instructions=len(rows)) if pairs else None
+        compute["sample_and_rank"] = _sample_and_rank(run, result, lm=lm, judge=judge, n_instructions=len(rows)) if pairs else None
     except Exception as exc:
         log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
@@ -188,7 +188,7 @@ def run_generate_config(run, *, max_new_tokens: int | None = None) -> GenerateCo
     )
 
 
-def _sample_and_rank(run, result, *, lm, n_instructions: int) -> dict:
+def _sample_and_rank(run, result, *, lm, judge=None, n_instructions: int) -> dict:
     """What the paper's baseline would have cost for these instructions: its generation priced
     from this chunk's own measured generation (every row the gate generated, retries included),
     its judging from timing the configured judge on a few of the responses just made."""
@@ -196,7 +196,7 @@ def _sample_and_rank(run, result, *, lm, n_instructions: int) -> dict:
 
     from icon2engine.cost import sample_and_rank_estimate
 
-    judge = run_judge(run, "evaluation", lm=lm)
+    judge = judge or run_judge(run, "evaluation", lm=lm)  # the one the verdicts used, not a second load
     pairs = result.pairs
     sample = min(8, len(pairs))
     prompts = [p.instruction for p in pairs[:sample]] * 2
