@@ -313,7 +313,7 @@ def _judge_config(args):
 
     return JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
                        api_key_env=args.judge_key_env, criterion=args.criterion, better=args.judge_better,
-                       target=args.judge_target)
+                       target=args.judge_target, protocol=args.judge_protocol)
 
 
 def _judge_args(p: argparse.ArgumentParser) -> None:
@@ -327,6 +327,8 @@ def _judge_args(p: argparse.ArgumentParser) -> None:
                    help="which scores are better (lower: e.g. --judge length for a 'concise' dimension)")
     p.add_argument("--judge-target", type=float, help="a score to aim for: nearer is better (overrides --judge-better)")
     p.add_argument("--criterion", default="helpful, honest and harmless", help="llm: what 'better' means")
+    p.add_argument("--judge-protocol", default="pairwise", choices=["pairwise", "scores"],
+                   help="llm: pairwise (A, B or tie) or scores (rate each response 1-10; for small judge models)")
 
 
 def cmd_pipeline(args) -> int:

@@ -227,15 +227,53 @@ class RewardModelJudge(BaseJudge):
         return out
 
 
-_SCORE_PROMPT = (
-    "Rate how well the assistant's response follows this criterion: {criterion}\n\n"
-    "[Instruction]\n{instruction}\n\n[Response]\n{response}\n\n"
-    "Answer with a single integer from 1 (worst) to 10 (best) and nothing else."
+_SCORE_SYSTEM = (
+    "You are a strict grader. You read an instruction and an assistant's response, and rate how well the response "
+    "meets this criterion: {criterion}. You answer with one integer from 1 (not at all) to 10 (fully) and nothing else."
 )
-_COMPARE_PROMPT = (
-    "Which response better follows this criterion: {criterion}\n\n[Instruction]\n{instruction}\n\n"
-    "[Response A]\n{a}\n\n[Response B]\n{b}\n\nAnswer with exactly one of: A, B, tie."
+_SCORE_TURN = "[Instruction]\n{instruction}\n\n[Response]\n{response}\n\nScore (1-10):"
+_COMPARE_SYSTEM = (
+    "You are a strict grader. You read an instruction and two assistant responses, A and B, and decide which better "
+    "meets this criterion: {criterion}. You answer with exactly one of: A, B, tie, and nothing else."
 )
+_COMPARE_TURN = "[Instruction]\n{instruction}\n\n[Response A]\n{a}\n\n[Response B]\n{b}\n\nBetter (A, B or tie):"
+# Worked turns that show the answer format only: their content says nothing about any criterion,
+# so they teach small judges the format without biasing what "better" means.
+_SCORE_SHOTS = (
+    (("Say something.", "(a response that fully meets the criterion)"), "10"),
+    (("Say something.", "(a response that does not meet the criterion at all)"), "1"),
+)
+_COMPARE_SHOTS = (
+    (("Say something.", "(a response that meets the criterion)", "(a response that does not)"), "A"),
+    (("Say something.", "(a response that does not meet the criterion)", "(a response that does)"), "B"),
+)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+LLM_PROTOCOLS = ("pairwise", "scores")
+_VERDICT = re.compile(r"^\W*(?:(?:response|answer|better)\W*)?(a|b|tie)\b", re.IGNORECASE)
+
+
+def _words(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _quoted(answer: str, a: str, b: str) -> float | None:
+    """A judge that answers by repeating one response's opening has picked that response."""
+    said = _words(answer)
+    if len(said) < 8:
+        return None
+    in_a, in_b = _words(a).startswith(said), _words(b).startswith(said)
+    if in_a != in_b:
+        return 1.0 if in_a else -1.0
+    return None
+
+
+def _chat(system: str, turn: str, shots, fields: tuple[str, ...], **values) -> list[dict]:
+    messages = [{"role": "system", "content": system.format(criterion=values["criterion"])}]
+    for args, answer in shots:
+        messages += [{"role": "user", "content": turn.format(**dict(zip(fields, args)))},
+                     {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": turn.format(**{k: values[k] for k in fields})})
+    return messages
 
 
 class LLMJudge(BaseJudge):
@@ -248,6 +286,10 @@ class LLMJudge(BaseJudge):
         criterion: what "better" means, in words (the dimension's description).
         timeout: seconds per request; retries: extra attempts after a timeout, a connection
             error or a 5xx/429 answer (with a short back-off).
+        protocol: how ``compare`` asks. ``pairwise`` (default) shows both responses and asks for
+            A, B or tie; an answer that repeats the opening of exactly one response picks it.
+            ``scores`` rates each response from 1 to 10 and compares the ratings: two requests
+            per comparison, for small judges that cannot hold the pairwise format.
 
     Example:
         >>> judge = LLMJudge("http://localhost:8000/v1", "qwen2.5-7b-instruct", criterion="cheerful and optimistic")
@@ -258,7 +300,7 @@ class LLMJudge(BaseJudge):
     name = "llm"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, criterion: str = "helpful, honest and harmless",
-                 timeout: float = 30.0, retries: int = 2, backoff: float = 0.5) -> None:
+                 timeout: float = 30.0, retries: int = 2, backoff: float = 0.5, protocol: str = "pairwise") -> None:
         if not base_url or not re.match(r"^https?://", base_url):
             raise ConfigError(f"LLM judge base_url must start with http:// or https://, got {base_url!r}")
         if not model:
@@ -267,15 +309,17 @@ class LLMJudge(BaseJudge):
             raise ConfigError(f"timeout must be in (0, 600] seconds, got {timeout}")
         if int(retries) < 0:
             raise ConfigError(f"retries must be 0 or more, got {retries}")
+        if protocol not in LLM_PROTOCOLS:
+            raise ConfigError(f"LLM judge protocol must be one of {', '.join(LLM_PROTOCOLS)}, got {protocol!r}")
+        self.protocol = protocol
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.criterion = model, api_key, criterion
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.name = f"llm:{model}"
+        self.answered = 0  # verdicts the server gave (a count, for logs and tests)
 
-    def _ask(self, prompt: str) -> str:
-        body = json.dumps({
-            "model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0, "max_tokens": 8,
-        }).encode()
+    def _ask(self, messages: list[dict]) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": 8}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -287,7 +331,9 @@ class LLMJudge(BaseJudge):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                     payload = json.loads(resp.read().decode("utf-8"))
-                return str(payload["choices"][0]["message"]["content"])
+                answer = str(payload["choices"][0]["message"]["content"])
+                self.answered += 1
+                return answer
             except urllib.error.HTTPError as exc:
                 if exc.code in (401, 403):
                     raise JudgeError(f"LLM judge at {self.url} refused the API key (HTTP {exc.code}); check api_key") from None
@@ -312,21 +358,27 @@ class LLMJudge(BaseJudge):
         )
 
     def score(self, instruction: str, response: str) -> float:
-        answer = self._ask(_SCORE_PROMPT.format(criterion=self.criterion, instruction=instruction, response=response))
-        match = re.search(r"-?\d+(?:\.\d+)?", answer)
+        answer = self._ask(_chat(_SCORE_SYSTEM, _SCORE_TURN, _SCORE_SHOTS, ("instruction", "response"),
+                                 criterion=self.criterion, instruction=instruction, response=response))
+        match = _NUMBER.search(answer)
         if not match:
             raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of a score from 1 to 10")
-        return float(match.group())
+        return min(10.0, max(1.0, float(match.group())))
 
     def compare(self, instruction: str, a: str, b: str) -> float:
-        answer = self._ask(_COMPARE_PROMPT.format(criterion=self.criterion, instruction=instruction, a=a, b=b)).strip().lower()
-        if answer.startswith("tie"):
-            return 0.0
-        if answer.startswith("a"):
-            return 1.0
-        if answer.startswith("b"):
-            return -1.0
-        raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of A, B or tie")
+        if self.protocol == "scores":
+            first, second = self.score(instruction, a), self.score(instruction, b)
+            return 1.0 if first > second else -1.0 if first < second else 0.0
+        answer = self._ask(_chat(_COMPARE_SYSTEM, _COMPARE_TURN, _COMPARE_SHOTS, ("instruction", "a", "b"),
+                                 criterion=self.criterion, instruction=instruction, a=a, b=b))
+        match = _VERDICT.match(answer.strip())
+        if match:
+            return {"a": 1.0, "b": -1.0, "tie": 0.0}[match.group(1).lower()]
+        quoted = _quoted(answer, a, b)
+        if quoted is None:
+            raise JudgeError(f"LLM judge answered {answer[:80]!r} instead of A, B or tie "
+                             "(a small judge model may do better with protocol 'scores')")
+        return quoted
 
 
 _SELF_SCORE = (
@@ -451,6 +503,8 @@ class JudgeConfig:
     better: str = field(default="higher", metadata={"help": "higher or lower: which scores are better (lower: a length "
                                                               "judge for a 'concise' dimension)"})
     target: float | None = field(default=None, metadata={"help": "a score to aim for: nearer is better (overrides better)"})
+    protocol: str = field(default="pairwise", metadata={"help": "llm: pairwise (A, B or tie) or scores (rate each "
+                                                                 "response 1-10, for small judge models)"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JUDGE_ALIASES.get(self.kind, self.kind))
@@ -462,6 +516,8 @@ class JudgeConfig:
             _finite("judge target", self.target)
         if self.kind == "reward_model" and not self.path:
             raise ConfigError("a reward_model judge needs path = the local folder of the model")
+        if self.protocol not in LLM_PROTOCOLS:
+            raise ConfigError(f"judge protocol must be one of {', '.join(LLM_PROTOCOLS)}, got {self.protocol!r}")
         if self.kind == "llm" and not (self.base_url and self.model):
             raise ConfigError("an llm judge needs base_url (e.g. http://localhost:8000/v1) and model")
 
@@ -498,4 +554,5 @@ def _make_base_judge(config: JudgeConfig) -> BaseJudge:
     if config.kind == "reward_model":
         return RewardModelJudge(config.path)
     key = config.api_key or (os.environ.get(config.api_key_env) if config.api_key_env else None)
-    return LLMJudge(config.base_url, config.model, key, criterion=config.criterion, timeout=config.timeout, retries=config.retries)
+    return LLMJudge(config.base_url, config.model, key, criterion=config.criterion, timeout=config.timeout, retries=config.retries,
+                     protocol=config.protocol)

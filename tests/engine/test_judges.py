@@ -29,7 +29,8 @@ def test_length_judge_counts_words_or_distance_to_a_target():
 
 
 class _Server:
-    """A tiny OpenAI-compatible /v1/chat/completions server, answering from a script."""
+    """A stub, not a model: a scripted /v1/chat/completions server, for how answers are read, timeouts
+    and retries. The real server (`transformers serve`) is in test_llm_judge_server.py."""
 
     def __init__(self, answers):
         self.answers, self.requests = list(answers), []
@@ -174,3 +175,20 @@ def test_the_embedded_model_as_self_judge_prefers_the_answer_that_fits_the_crite
     good = "Of course! Paris is the capital of France. Let me know if you would like more travel tips."
     bad = "Figure it out yourself. I am not your search engine."
     assert judge.compare("What is the capital of France?", good, bad) > 0
+
+
+def test_llm_judge_reads_a_quoted_answer_and_compares_by_scores_when_asked():
+    # The scripted server above is a stub: it checks how answers are read, not a real model.
+    opening = "The sea is vast, sparkling and full of"
+    with _Server([(200, opening), (200, "Well, it depends"), (200, "3"), (200, "9")]) as server:
+        judge = LLMJudge(server.url, "m", retries=0)
+        assert judge.compare("Sea?", opening + " joyful life.", "The sea is cold.") == 1.0
+        with pytest.raises(JudgeError, match="protocol 'scores'"):
+            judge.compare("Sea?", "one", "two")
+        by_scores = make_judge(JudgeConfig(kind="llm", base_url=server.url, model="m", protocol="scores", retries=0))
+        assert by_scores.compare("Sea?", "dull", "bright") == -1.0
+    assert judge.answered == 2 and by_scores.answered == 2
+    messages = server.requests[0]["body"]["messages"]
+    assert messages[0]["role"] == "system" and [m["role"] for m in messages[1:]] == ["user", "assistant"] * 2 + ["user"]
+    with pytest.raises(ConfigError, match="protocol"):
+        JudgeConfig(kind="llm", base_url=server.url, model="m", protocol="vibes")

@@ -138,6 +138,9 @@ def test_the_worker_builds_the_judge_the_run_chose(ours, engineer, settings, tmp
     judge = run_judge(run, "evaluation")
     assert isinstance(judge, LLMJudge) and judge.api_key == SECRET and judge.model == "Qwen2.5-7B-Instruct"
     assert judge.criterion == "Which answer is more helpful?" and SECRET not in repr(judge.__dict__.get("name"))
+    assert judge.protocol == "pairwise"
+    run.eval_judge = judge_create(team=ours.team, created_by=engineer, **{**LLM, "name": "Small", "protocol": "scores"})
+    assert run_judge(run, "evaluation").protocol == "scores"
     run.calibration_judge = Judge.objects.get(name="Length: shorter is better")
     assert isinstance(run_judge(run, "calibration"), LengthJudge) and run_judge(run, "calibration").shorter
     run.calibration_judge = judge_create(team=ours.team, created_by=engineer, name="Gloom", kind="lexicon", better="lower")

@@ -151,7 +151,7 @@ class DimensionEditor:
 class JudgeForm(forms.ModelForm):
     class Meta:
         model = Judge
-        fields = ["name", "kind", "better", "criterion", "base_url", "model_name", "api_key", "path"]
+        fields = ["name", "kind", "better", "criterion", "base_url", "model_name", "api_key", "protocol", "path"]
         labels = {"better": "Direction", "base_url": "Base URL", "model_name": "Model name", "api_key": "API key",
                   "path": "Reward model folder"}
         widgets = {
@@ -162,8 +162,12 @@ class JudgeForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["criterion"].max_length = RATIONALE_MAX
+        self.fields["protocol"].required = False  # only an LLM endpoint uses it
         if self.instance.pk and self.instance.api_key:
             self.fields["api_key"].help_text = "A key is stored. Leave blank to keep it; type a new one to replace it."
+
+    def clean_protocol(self) -> str:
+        return self.cleaned_data.get("protocol") or Judge.Protocol.PAIRWISE
 
     def _post_clean(self) -> None:
         # Validation that needs the team happens in the service (judge_create / judge_update).

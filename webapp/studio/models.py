@@ -176,6 +176,9 @@ class Judge(models.Model):
         HIGHER = "higher", "Higher scores are better"
         LOWER = "lower", "Lower scores are better"
 
+    class Protocol(models.TextChoices):
+        PAIRWISE = "pairwise", "Pairwise: A, B or tie"
+        SCORES = "scores", "Scores: 1–10 each"
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, null=True, blank=True, related_name="judges")
     name = models.CharField(max_length=120)
@@ -188,6 +191,8 @@ class Judge(models.Model):
     model_name = models.CharField(max_length=200, blank=True, help_text="LLM endpoint: the model name the server expects.")
     api_key = models.CharField(max_length=500, blank=True, help_text="LLM endpoint: sent as a Bearer token; never shown again.")
     criterion = models.TextField(blank=True, help_text="LLM endpoint: what “better” means, in words.")
+    protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.PAIRWISE,
+                                help_text="LLM endpoint: how two answers are compared. Small judge models often hold only the 1–10 format.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -205,7 +210,7 @@ class Judge(models.Model):
     def summary(self) -> str:
         """What it measures, in a few words (never the key)."""
         if self.kind == self.Kind.LLM:
-            where = f"{self.model_name} at {self.base_url}"
+            where = f"{self.model_name} at {self.base_url}" + (", by scores" if self.protocol == self.Protocol.SCORES else "")
         elif self.kind == self.Kind.REWARD_MODEL:
             where = self.path
         elif self.kind == self.Kind.SELF:
@@ -221,7 +226,7 @@ class Judge(models.Model):
             config["path"] = self.path
         if self.kind == self.Kind.LLM:
             config.update(base_url=self.base_url, model=self.model_name, criterion=self.criterion,
-                          api_key=self.api_key or None, api_key_env=None)
+                          api_key=self.api_key or None, api_key_env=None, protocol=self.protocol)
         if self.kind == self.Kind.SELF:
             config["criterion"] = self.criterion
         return config

@@ -302,7 +302,7 @@ def model_delete(*, model: ModelSpec, actor: AbstractBaseUser) -> None:
 
 # Judges --------------------------------------------------------------------------------------
 
-JUDGE_FIELDS = ("name", "kind", "better", "path", "base_url", "model_name", "api_key", "criterion")
+JUDGE_FIELDS = ("name", "kind", "better", "path", "base_url", "model_name", "api_key", "criterion", "protocol")
 
 
 def _judge_save(judge: Judge) -> Judge:
