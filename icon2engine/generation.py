@@ -110,6 +110,7 @@ def generate_rows(
     progress: Progress | None = None,
     stats: StageStats | None = None,
     on_step: Callable[[dict[int, str]], None] | None = None,
+    shared_prefill: bool = True,
 ) -> Generation:
     """Generate one response per row; row r is steered by ``coefficients[r]`` along
     ``directions[direction_index[r]]`` at ``layers`` (γ relative to each layer's mean norm).
@@ -123,6 +124,10 @@ def generate_rows(
             the order given, text not yet stripped) for the rows of the current batch that had
             not finished; a row's last text, stripped, is what ``texts`` holds. See
             :class:`~icon2engine.streaming.RowStreamer`.
+        shared_prefill: when steering is decode-only (``steer_prompt=False``), rows of a batch
+            with the same prompt (a pair's chosen and rejected) share it exactly: the prompt but
+            its last token runs once, unsteered, and its KV cache is copied to each row; the
+            steered decoding starts at the last prompt token, as it would without sharing.
     """
     progress = progress or NullProgress()
     stats = stats if stats is not None else StageStats(stage="generate")
@@ -196,6 +201,8 @@ def generate_rows(
             stream = {} if on_step is None else {"streamer": RowStreamer(tok, rows, eos, on_step)}
             if config.no_repeat_ngram_size:  # over each response only, the same rule on every row
                 stream["logits_processor"] = LogitsProcessorList([NoRepeatNGram(config.no_repeat_ngram_size, enc["input_ids"].shape[1])])
+            if shared_prefill and not steer_prompt:
+                stream.update(_shared_prefix_cache(lm, enc, [prompts[r] for r in rows]))
             with add_to_block_outputs(lm.layers, deltas, prompt_too=steer_prompt, mode=mode):
                 out = lm.model.generate(**enc, generation_config=generation_config, **stream)
             gen = out[:, enc["input_ids"].shape[1] :].cpu()  # (batch, new)
@@ -215,6 +222,29 @@ def generate_rows(
         progress.finish()
         stats.add_time(time.perf_counter() - t0, str(lm.device))
     return Generation(texts=texts, prompt_tokens=lengths, new_tokens=new_tokens)
+
+
+@torch.inference_mode()
+def _shared_prefix_cache(lm: LoadedModel, enc: dict, prompts: Sequence[str]):
+    """The KV cache of each row's prompt but its last token, computed once per distinct prompt.
+
+    Returns ``generate``'s keyword for it (``cache``; ``past_key_values`` before transformers
+    renamed it), or ``{}`` when no two rows share a prompt. Positions follow the left padding as
+    ``generate`` computes them, so the cached keys are the ones it would have made.
+    """
+    distinct = list(dict.fromkeys(prompts))
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if len(distinct) == len(prompts) or ids.shape[1] < 2:
+        return {}
+    first = torch.tensor([prompts.index(p) for p in distinct], device=ids.device)
+    prefix_mask = mask[first, :-1]
+    positions = prefix_mask.long().cumsum(-1) - 1
+    positions.masked_fill_(prefix_mask == 0, 1)
+    out = lm.base_model(input_ids=ids[first, :-1], attention_mask=prefix_mask, position_ids=positions, use_cache=True)
+    renamed = "cache" in getattr(out, "__dataclass_fields__", {})
+    cache = out.cache if renamed else out.past_key_values
+    cache.reorder_cache(torch.tensor([distinct.index(p) for p in prompts], device=ids.device))
+    return {"cache" if renamed else "past_key_values": cache}
 
 
 def resolve_dimensions(

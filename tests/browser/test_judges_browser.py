@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 
 from webapp.accounts.services import team_create
 from webapp.studio.models import Judge, Run
-from webapp.studio.services import dimension_create_from_preset, model_embedded_ensure, project_create
+from webapp.studio.services import (dimension_create_from_preset, judges_builtin_ensure, model_embedded_ensure,
+                                    project_create)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,6 +25,7 @@ def test_olivia_picks_judges_for_a_run_and_sees_them_on_the_run_page_and_in_the_
     project = project_create(team=team, name="Support tone", description="", created_by=olivia)
     dimension_create_from_preset(project=project, key="optimism", created_by=olivia)
     model_embedded_ensure()
+    judges_builtin_ensure()  # a transactional test before this one flushed what the migrations made
 
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "olivia")

@@ -48,3 +48,15 @@ def test_each_pair_records_how_it_was_made(pairs):
     assert (p.gamma_plus, p.gamma_minus, p.layers) == (0.05, -0.05, tuple(range(8, 16)))
     assert p.instruction == NEUTRAL[0]
     assert 0 < p.chosen_tokens <= 48
+
+
+def test_a_shared_prefill_per_pair_gives_the_embedded_models_greedy_text_exactly(embedded_lm, optimism_directions):
+    from icon2engine import GenerateConfig, generate_rows
+
+    rows = [t for t in NEUTRAL[:8] for _ in (0, 1)]
+    kwargs = dict(coefficients=[0.08, -0.03] * 8, directions=[optimism_directions])
+    cfg = GenerateConfig(max_new_tokens=32, batch_size=16)
+    shared = generate_rows(embedded_lm, rows, cfg, **kwargs)
+    separate = generate_rows(embedded_lm, rows, cfg, shared_prefill=False, **kwargs)
+    assert shared.texts == separate.texts
+    assert all(shared.texts[i] != shared.texts[i + 1] for i in range(0, 16, 2))  # the pair's rows were steered apart

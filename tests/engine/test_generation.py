@@ -114,3 +114,31 @@ def test_greedy_generation_with_the_safeguard_repeats_no_token_trigram(tiny_lm):
     guarded = generate_rows(tiny_lm, PROMPTS, GenerateConfig(max_new_tokens=24, no_repeat_ngram_size=3, min_new_tokens=24))
     plain = generate_rows(tiny_lm, PROMPTS, GenerateConfig(max_new_tokens=24, no_repeat_ngram_size=0, min_new_tokens=24))
     assert plain.texts != guarded.texts
+
+
+@pytest.mark.parametrize("mode", ["add", "add_renorm", "clamp"])
+@pytest.mark.parametrize("safeguards", [{}, {"no_repeat_ngram_size": 3, "repetition_penalty": 1.3}])
+def test_one_shared_prefill_per_pair_gives_the_same_greedy_text(tiny_lm, directions, monkeypatch, mode, safeguards):
+    from icon2engine import generation
+
+    calls = []
+    real = generation._shared_prefix_cache
+    monkeypatch.setattr(generation, "_shared_prefix_cache", lambda *a: calls.append(real(*a)) or calls[-1])
+    steering = SteeringConfig(0.3, -0.3, layers=(1, 2), mode=mode)
+    cfg = GenerateConfig(max_new_tokens=12, batch_size=4, **safeguards)
+    rows = [t for t in PROMPTS for _ in (0, 1)]
+    coefs = [0.3, -0.3] * len(PROMPTS)
+    kwargs = dict(coefficients=coefs, directions=[directions], layers=(1, 2), mode=mode)
+    shared = generate_rows(tiny_lm, rows, cfg, **kwargs)
+    assert calls and all(calls)  # every batch held pairs, so every batch shared its prompts
+    separate = generate_rows(tiny_lm, rows, cfg, shared_prefill=False, **kwargs)
+    assert shared.texts == separate.texts and shared.new_tokens == separate.new_tokens
+    pairs = generate_pairs(tiny_lm, directions, PROMPTS, steering=steering, config=cfg)
+    assert [t for p in pairs for t in (p.chosen, p.rejected)] == shared.texts
+
+
+def test_rows_with_distinct_prompts_build_no_shared_cache(tiny_lm):
+    from icon2engine.generation import _shared_prefix_cache
+
+    enc = tiny_lm.tokenizer(PROMPTS[:2], return_tensors="pt", padding=True, add_special_tokens=False)
+    assert _shared_prefix_cache(tiny_lm, dict(enc), PROMPTS[:2]) == {}

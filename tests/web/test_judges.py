@@ -308,3 +308,14 @@ def test_the_admin_never_shows_a_judges_key_either(admin_client, ours, engineer)
     for url in (reverse("admin:studio_judge_changelist"), reverse("admin:studio_judge_change", args=[judge.pk])):
         response = admin_client.get(url)
         assert response.status_code == 200 and SECRET not in response.content.decode()
+
+
+def test_the_built_in_judges_the_migrations_made_are_the_ones_the_service_restores(db):
+    from webapp.studio.services import BUILTIN_JUDGES, judges_builtin_ensure
+
+    made = set(Judge.objects.filter(team=None).values_list("name", "kind", "better", "criterion"))
+    assert made == set(BUILTIN_JUDGES)
+    Judge.objects.filter(team=None, kind="length").delete()
+    judges_builtin_ensure()
+    judges_builtin_ensure()
+    assert set(Judge.objects.filter(team=None).values_list("name", "kind", "better", "criterion")) == made

@@ -302,6 +302,21 @@ def model_delete(*, model: ModelSpec, actor: AbstractBaseUser) -> None:
 
 # Judges --------------------------------------------------------------------------------------
 
+BUILTIN_JUDGES = (  # name, kind, better, criterion: what migrations 0007 and 0009 create
+    ("Sentiment (VADER)", "lexicon", "higher", ""),
+    ("Length: shorter is better", "length", "lower", ""),
+    ("Length: longer is better", "length", "higher", ""),
+    ("Formality", "formality", "higher", ""),
+    ("Self: helpful, honest and harmless", "self", "higher", "helpful, honest and harmless"),
+)
+
+
+def judges_builtin_ensure() -> None:
+    """The built-in judges, where a database lost them (a flushed test database, a hand reset)."""
+    for name, kind, better, criterion in BUILTIN_JUDGES:
+        Judge.objects.get_or_create(team=None, name=name, defaults={"kind": kind, "better": better, "criterion": criterion})
+
+
 JUDGE_FIELDS = ("name", "kind", "better", "path", "base_url", "model_name", "api_key", "criterion", "protocol")
 
 
