@@ -6,7 +6,9 @@ Measures, in one run and on the same prompts, generated tokens per second for:
       instruction in one batch, one per-row coefficient;
   (c) the naive way: one prompt at a time with a hook, chosen then rejected.
 at batch sizes 1, 8 and 32. Every row generates exactly NEW_TOKENS tokens so the work is equal.
-Last line: steered_vs_plain=<b/a> steered_vs_naive=<b/c> at batch 32.
+At batch 32, (b) is also run without the shared prefill (each row runs its own prompt) and must
+give the same texts; shared_prefill_speedup is pairs/s with the shared prefill over without.
+Last line: steered_vs_plain=<b/a> steered_vs_naive=<b/c> shared_prefill_speedup=<x> at batch 32.
 """
 from __future__ import annotations
 
@@ -45,6 +47,16 @@ def main() -> None:
         tok_a, tok_b = sum(out_a.new_tokens) / t_a, sum(out_b.new_tokens) / t_b
         results[batch] = (tok_a, tok_b)
         print(f"batch={batch:2d}  (a) plain {tok_a:7.1f} tok/s   (b) steered {tok_b:7.1f} tok/s   b/a={tok_b / tok_a:.3f}")
+        if batch == 32:
+            unshared = lambda: generate_rows(lm, rows, cfg, coefficients=coefs, directions=[ds], layers=layers,
+                                             shared_prefill=False)
+            t_u, out_u = timed(unshared)
+            t_b, out_b = timed(steered)  # again, beside it, so the two are measured under the same load
+            if out_u.texts != out_b.texts:
+                raise SystemExit("the shared prefill changed the text; it must not")
+            speedup = t_u / t_b
+            print(f"batch=32  (b) without the shared prefill: {sum(out_u.new_tokens) / t_u:7.1f} tok/s; "
+                  f"with it {sum(out_b.new_tokens) / t_b:7.1f} tok/s; same texts")
     # (c): one prompt at a time, each with its own hook, chosen then rejected.
     cfg1 = GenerateConfig(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, batch_size=1)
     naive_instr = [INSTRUCTIONS[i % len(INSTRUCTIONS)] for i in range(NAIVE_ROWS // 2)]
@@ -60,7 +72,7 @@ def main() -> None:
     tok_c = tokens_c / t_c
     print(f"(c) naive, one prompt at a time with a hook: {tok_c:.1f} tok/s over {NAIVE_ROWS} rows")
     a32, b32 = results[32]
-    print(f"steered_vs_plain={b32 / a32:.3f} steered_vs_naive={b32 / tok_c:.2f}")
+    print(f"steered_vs_plain={b32 / a32:.3f} steered_vs_naive={b32 / tok_c:.2f} shared_prefill_speedup={speedup:.2f}")
 
 
 if __name__ == "__main__":

@@ -152,11 +152,35 @@ def test_the_worker_builds_the_judge_the_run_chose(ours, engineer, settings, tmp
     judge = run_judge(run, "evaluation", lm=make_tiny_lm())
     assert isinstance(judge, SelfJudge) and judge.criterion == "helpful, honest and harmless"
     settings.ICON2_MODEL_ROOTS = [tmp_path]
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "config.json").write_text(json.dumps({"architectures": ["LlamaForSequenceClassification"]}))
     rm = judge_create(team=ours.team, created_by=engineer, name="RM", kind="reward_model", path=str(tmp_path / "rm"))
     Judge.objects.filter(pk=rm.pk).update(path="/etc")  # edited in the database
     run.eval_judge = Judge.objects.get(pk=rm.pk)
     with pytest.raises(ModelLoadError, match="not in a model folder"):
         run_judge(run, "evaluation")
+
+
+@pytest.mark.parametrize("architectures, says", [
+    (["LlamaForCausalLM"], "is not a sequence-classification model (its architectures: LlamaForCausalLM)"),
+    (None, "no readable config.json"),
+    ("missing", "is not a folder on this server"),
+])
+def test_a_reward_model_folder_that_cannot_score_answers_is_refused_naming_the_field(
+        client_for, engineer, ours, settings, tmp_path, architectures, says):
+    settings.ICON2_MODEL_ROOTS = [tmp_path]
+    folder = tmp_path / "generator"
+    if architectures != "missing":
+        folder.mkdir()
+        if architectures is not None:
+            (folder / "config.json").write_text(json.dumps({"architectures": architectures}))
+    data = {**LLM, "name": "RM", "kind": "reward_model", "path": str(folder)}
+    response = client_for(engineer).post(reverse("studio:judge_new"), data)
+    assert response.status_code == 200 and says in response.content.decode()
+    assert not Judge.objects.filter(team=ours.team).exists()
+    folder.mkdir(exist_ok=True)  # a real reward model: accepted
+    (folder / "config.json").write_text(json.dumps({"architectures": ["DebertaV2ForSequenceClassification"]}))
+    assert client_for(engineer).post(reverse("studio:judge_new"), data).status_code == 302
 
 
 def test_presets_say_how_they_are_measured(ours, engineer):

@@ -38,3 +38,27 @@ def model_path_allowed(path: str) -> bool:
     if _inside(resolved, media):
         return False
     return any(_inside(resolved, root) for root in roots)
+
+
+def reward_model_problem(path: str) -> str | None:
+    """Why a folder is not a sequence-classification model (read from its config.json), or None.
+
+    A folder this host cannot see is let through when launch checks are off (the web and the
+    workers on separate file systems): the worker checks again before it loads."""
+    import json
+
+    folder = Path(path)
+    if not folder.is_dir():
+        if not settings.ICON2_LAUNCH_CHECKS:
+            return None
+        return f"{path} is not a folder on this server; give the reward model's folder."
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{path} has no readable config.json, so it is not a Hugging Face model folder."
+    architectures = config.get("architectures") or [] if isinstance(config, dict) else []
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        named = ", ".join(map(str, architectures)) or "none"
+        return (f"{path} is not a sequence-classification model (its architectures: {named}); a reward model "
+                "scores a whole answer, e.g. LlamaForSequenceClassification.")
+    return None

@@ -27,7 +27,7 @@ from webapp.limits import (
 )
 from webapp.studio import dispatch
 from webapp.studio.instructions import instructions_parse
-from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
+from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed, reward_model_problem
 from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
 from webapp.studio.presets import preset_get
 from webapp.studio.selectors import run_name_suggest
@@ -323,8 +323,12 @@ JUDGE_FIELDS = ("name", "kind", "better", "path", "base_url", "model_name", "api
 def _judge_save(judge: Judge) -> Judge:
     judge.name = _clean_name(judge.name, what="judge")
     judge.full_clean(validate_constraints=False)
-    if judge.kind == Judge.Kind.REWARD_MODEL and not model_path_allowed(judge.path):
-        raise ValidationError({"path": MODEL_PATH_REFUSED})
+    if judge.kind == Judge.Kind.REWARD_MODEL:
+        if not model_path_allowed(judge.path):
+            raise ValidationError({"path": MODEL_PATH_REFUSED})
+        problem = reward_model_problem(judge.path)
+        if problem:
+            raise ValidationError({"path": problem})
     if Judge.objects.filter(team=None, name__iexact=judge.name).exclude(pk=judge.pk).exists():
         raise ValidationError({"name": f"“{judge.name}” is the name of a built-in judge; choose another."})
     if Judge.objects.filter(team=judge.team, name__iexact=judge.name).exclude(pk=judge.pk).exists():
