@@ -119,8 +119,9 @@ def generate(chunk, beat) -> Result:
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    # A slice of the queryset: the database returns only this chunk's rows (LIMIT/OFFSET), not the pool.
-    rows = list(run.instructions.filter(kept=True).order_by("rank", "index").select_related("winner")[chunk.start : chunk.stop])
+    # The kept instructions are ranks 0..k−1 of the filter's order: a chunk reads its range by index.
+    rows = list(run.instructions.filter(kept=True, rank__gte=chunk.start, rank__lt=chunk.stop)
+                .order_by("rank", "index").select_related("winner"))
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
     steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers), mode=run.steering_mode)
@@ -252,9 +253,11 @@ def score(chunk, beat) -> Result:
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    rows = list(run.instructions.order_by("index")[chunk.start : chunk.stop])
-    directions = run_directions(run)
+    rows = list(run.instructions.filter(index__gte=chunk.start, index__lt=chunk.stop).order_by("index"))
     stats = StageStats(stage="filter")
+    if not rows:  # a range of a synthesised pool where every instruction was a dropped duplicate
+        return (lambda: None), stats.as_dict()
+    directions = run_directions(run)
     scores = score_instructions(
         lm, directions, [r.text for r in rows], FilterConfig(method="paper", keep_fraction=1.0),
         progress=ChunkProgress(chunk, heartbeat=beat), stats=stats,

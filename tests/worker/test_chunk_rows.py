@@ -1,5 +1,8 @@
-"""A chunk reads only its own rows: the instruction query carries LIMIT/OFFSET (issue 15, item 1)."""
+"""A chunk's database reads do not depend on the pool's size (issue 15, item 1): the same number
+of queries at 500 and at 5,000 instructions, each instruction query a range of this chunk's rows."""
 from __future__ import annotations
+
+import re
 
 import pytest
 from django.db import connection
@@ -13,16 +16,16 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("kind, handler", [("filter", stages.score), ("generate", stages.generate)])
-def test_a_chunk_loads_only_its_slice_of_the_pool(db, monkeypatch, kind, handler):
+def _chunk_queries(monkeypatch, kind, handler, pool: int) -> list[str]:
     from tests.web.conftest import build_world, make_user
 
-    world = build_world(owner=make_user("olivia"), team_name="Acme", project_name="P")
+    world = build_world(owner=make_user(f"olivia{pool}"), team_name=f"Acme {pool}", project_name="P")
     Instruction.objects.bulk_create(
-        Instruction(run=world.run, index=i, text=f"Instruction {i}", source="uploaded", kept=True, rank=i) for i in range(500)
+        Instruction(run=world.run, index=i, text=f"Instruction {i}", source="uploaded", kept=i < pool // 2, rank=i)
+        for i in range(pool)
     )
     stage = world.run.stages.get(kind=kind)
-    chunk = Chunk.objects.create(stage=stage, index=3, start=300, stop=400)
+    chunk = Chunk.objects.create(stage=stage, index=3, start=128, stop=256)
     monkeypatch.setattr(stages, "get_model", lambda row: object())
 
     def stop(run, *args, **kwargs):  # the next step after the rows are loaded
@@ -31,8 +34,18 @@ def test_a_chunk_loads_only_its_slice_of_the_pool(db, monkeypatch, kind, handler
     monkeypatch.setattr(stages, "run_directions", stop)
     with CaptureQueriesContext(connection) as queries, pytest.raises(_Stop):
         handler(Chunk.objects.select_related("stage__run").get(pk=chunk.pk), beat=lambda *a, **k: None)
-    selects = [q["sql"] for q in queries.captured_queries if 'FROM "jobs_instruction"' in q["sql"]]
-    assert selects and all("LIMIT 100" in sql and "OFFSET 300" in sql for sql in selects), selects
+    return [q["sql"] for q in queries.captured_queries]
+
+
+@pytest.mark.parametrize("kind, handler, column", [("filter", stages.score, "index"), ("generate", stages.generate, "rank")])
+def test_a_chunk_reads_the_same_queries_whatever_the_pools_size(db, monkeypatch, kind, handler, column):
+    small = _chunk_queries(monkeypatch, kind, handler, 500)
+    large = _chunk_queries(monkeypatch, kind, handler, 5000)
+    assert len(small) == len(large)
+    reads = [sql for sql in large if re.search(r'FROM "jobs_instruction"', sql)]
+    assert reads
+    for sql in reads:  # every read of the pool is bounded to this chunk's range, by an indexed column
+        assert f'"jobs_instruction"."{column}" >= 128' in sql and f'"jobs_instruction"."{column}" < 256' in sql, sql
 
 
 def test_a_reviewed_runs_generate_chunk_stores_the_evaluation_judges_verdict_per_pair(db, monkeypatch):

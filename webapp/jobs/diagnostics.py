@@ -119,38 +119,41 @@ class FilterPanel:
     method: str
 
 
-def _threshold_of(scores: list[float], kept: int) -> float | None:
-    return scores[kept - 1] if 0 < kept <= len(scores) else None
-
-
 def filter_panel(*, run: Run, threshold: float | None = None, sample: int = 3) -> FilterPanel:
     """The histogram of consistency scores with the current (or a proposed) keep threshold,
     how many a proposed threshold would keep and the instructions on either side of it.
 
     Runs the slider's preview on every move, so it reads the scores as plain floats and fetches
     only the few instructions it shows."""
+    import numpy as np
+
+    from webapp.jobs.selectors import filter_scores_sorted
+
     scored = run.instructions.filter(consistency__isnull=False)
-    scores = list(scored.order_by("-consistency", "index").values_list("consistency", flat=True))
-    kept = scored.filter(kept=True).count()
     stage = _stage(run, Stage.Kind.FILTER)
+    ascending = filter_scores_sorted(stage=stage) if stage else np.zeros(0)
+    kept = stage.metrics.get("kept") if stage and stage.status == Stage.Status.SUCCEEDED else None
+    if kept is None:
+        kept = scored.filter(kept=True).count()
     current = (stage.metrics.get("threshold") if stage else None)
-    if current is None:
-        current = _threshold_of(scores, kept)
+    if current is None and 0 < kept <= ascending.size:
+        current = float(ascending[ascending.size - kept])
     shown = threshold if threshold is not None else current
-    hist = charts.histogram(scores, title="Consistency of every scored instruction", x_label="consistency score (centred)", threshold=shown)
+    hist = charts.histogram(ascending, title="Consistency of every scored instruction", x_label="consistency score (centred)", threshold=shown)
     above: list[Instruction] = []
     below: list[Instruction] = []
     preview_kept = None
-    if shown is not None and scores:
-        preview_kept = sum(1 for v in scores if v >= shown)
+    scores = ascending
+    if shown is not None and scores.size:
+        preview_kept = int(scores.size - np.searchsorted(scores, shown, side="left"))
         nearby = scored.select_related("winner")
         above = list(nearby.filter(consistency__gte=shown).order_by("consistency", "-index")[:sample])  # the lowest kept, nearest first
         below = list(nearby.filter(consistency__lt=shown).order_by("-consistency", "index")[:sample])
     # Slider bounds rounded outward, so the browser never finds the lowest score below "min".
-    lo, hi = (math.floor(min(scores) * 1e4) / 1e4, math.ceil(max(scores) * 1e4) / 1e4) if scores else (None, None)
-    step = round((hi - lo) / 200, 6) or 0.0001 if scores else None
+    lo, hi = (math.floor(scores[0] * 1e4) / 1e4, math.ceil(scores[-1] * 1e4) / 1e4) if scores.size else (None, None)
+    step = round((hi - lo) / 200, 6) or 0.0001 if scores.size else None
     return FilterPanel(
-        scored=len(scores), kept=kept, threshold=current, chart=hist.svg, bins=hist.bins,
+        scored=int(scores.size), kept=kept, threshold=current, chart=hist.svg, bins=hist.bins,
         preview_threshold=shown, preview_kept=preview_kept, above=above, below=below,
         lo=lo, hi=hi, step=step, method=(stage.metrics.get("method", "centred") if stage else "centred"),
     )

@@ -38,6 +38,7 @@ class Chunk(models.Model):
     class Meta:
         ordering = ["stage", "index"]
         constraints = [models.UniqueConstraint(fields=["stage", "index"], name="chunk_unique_index_per_stage")]
+        indexes = [models.Index(fields=["stage", "status"], name="chunk_stage_status")]  # "is the stage done?"
 
     def __str__(self) -> str:
         return f"{self.stage} · chunk {self.index} [{self.start}:{self.stop}]"
@@ -60,14 +61,37 @@ class Instruction(models.Model):
     consistency = models.FloatField(null=True, blank=True)
     winner = models.ForeignKey(Dimension, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     kept = models.BooleanField(default=False, db_index=True)
-    rank = models.PositiveIntegerField(null=True, blank=True, help_text="0 = highest consistency among kept")
+    rank = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Place in the filter's order (0 = most consistent) for every scored instruction; the kept ones are 0..k−1",
+    )
 
     class Meta:
         ordering = ["run", "index"]
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="instruction_unique_index_per_run")]
+        indexes = [  # chunks read keyset ranges of these; the threshold preview counts along consistency
+            models.Index(fields=["run", "rank"], name="instruction_run_rank"),
+            models.Index(fields=["run", "consistency"], name="instruction_run_consistency"),
+        ]
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+class FilterScores(models.Model):
+    """A run's consistency scores, sorted ascending, as float64 bytes (8 MB at a million).
+
+    Written once when the filter ranks the pool; the threshold preview reads it on every move of
+    the slider instead of a million rows."""
+
+    stage = models.OneToOneField(Stage, on_delete=models.CASCADE, related_name="filter_scores")
+    count = models.PositiveIntegerField()
+    values = models.BinaryField()
+
+    def array(self):
+        import numpy as np
+
+        return np.frombuffer(bytes(self.values), dtype=np.float64)
 
 
 class Pair(models.Model):

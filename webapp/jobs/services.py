@@ -12,11 +12,12 @@ from typing import Callable
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+import numpy as np
+from django.db.models import Case, F, Sum, Value, When
 from django.utils import timezone
 
 from webapp.jobs import events, queue
-from webapp.jobs.models import Chunk, Instruction
+from webapp.jobs.models import Chunk, FilterScores, Instruction
 from webapp.studio.models import Run, Stage
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,10 @@ def _work_items(stage: Stage) -> int:
     if stage.kind == Stage.Kind.FILTER:
         if run.instruction_source == Run.InstructionSource.UPLOAD and not run.instructions.exists():
             instructions_import_upload(run=run)
-        return run.instructions.count()
+        # Score chunks are ranges of the instructions' index (a synthesised pool may have gaps
+        # where duplicates were dropped), so each reads its rows by an indexed range.
+        last = run.instructions.order_by("-index").values_list("index", flat=True).first()
+        return 0 if last is None else last + 1
     if stage.kind == Stage.Kind.CALIBRATE:
         return 1
     if stage.kind in PERCENT_STAGES:
@@ -57,22 +61,33 @@ def _work_items(stage: Stage) -> int:
     return 0
 
 
+IMPORT_BATCH = 5000
+
+
 def instructions_import_upload(*, run: Run) -> int:
-    """Store an uploaded list as the run's instructions (once)."""
-    from webapp.studio.instructions import instructions_parse
+    """Store an uploaded list as the run's instructions (once), streamed from the file into the
+    database in batches: a million-line file is never held in memory whole."""
+    from itertools import islice
+
+    from webapp.studio.instructions import EMPTY_FILE, instructions_iter
 
     if not run.instructions_file:
         raise ValueError("the run has no uploaded instruction file; create a new run with one")
+    count = 0
     run.instructions_file.open("rb")
     try:
-        texts = instructions_parse(name=run.instructions_file.name, data=run.instructions_file.read())
+        texts = instructions_iter(name=run.instructions_file.name, stream=run.instructions_file)
+        while batch := list(islice(texts, IMPORT_BATCH)):
+            Instruction.objects.bulk_create(
+                [Instruction(run=run, index=count + i, text=t, source=Instruction.Source.UPLOADED) for i, t in enumerate(batch)],
+                ignore_conflicts=True,
+            )
+            count += len(batch)
     finally:
         run.instructions_file.close()
-    Instruction.objects.bulk_create(
-        [Instruction(run=run, index=i, text=t, source=Instruction.Source.UPLOADED) for i, t in enumerate(texts)],
-        ignore_conflicts=True,
-    )
-    return len(texts)
+    if not count:
+        raise ValueError(EMPTY_FILE)
+    return count
 
 
 def _stage_notify(stage_id: int) -> None:
@@ -210,31 +225,82 @@ def run_is_cancelled(*, run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, status=Run.Status.CANCELLED).exists()
 
 
+WRITE_BATCH = 20000
+
+
+def _instructions_rank_write(pks, columns: dict[str, list]) -> None:
+    """Set the given fields of many instructions by primary key, in batches: one UPDATE joined to
+    arrays per batch on PostgreSQL, an executemany elsewhere. (``bulk_update`` builds one CASE
+    per field per row, which does not scale to a million rows.)"""
+    from django.db import connection
+
+    meta = Instruction._meta
+    table = connection.ops.quote_name(meta.db_table)
+    names = list(columns)
+    cols = [connection.ops.quote_name(meta.get_field(n).column) for n in names]
+    pk_col = connection.ops.quote_name(meta.pk.column)
+    pg_types = {"consistency": "float8", "winner": "bigint", "kept": "boolean", "rank": "integer"}
+    with connection.cursor() as cursor:
+        for start in range(0, len(pks), WRITE_BATCH):
+            ids = [int(x) for x in pks[start : start + WRITE_BATCH]]
+            values = [columns[n][start : start + WRITE_BATCH] for n in names]
+            if connection.vendor == "postgresql":
+                sets = ", ".join(f"{c} = v.c{i}" for i, c in enumerate(cols))
+                arrays = ", ".join(f"%s::{pg_types[n]}[]" for n in names)
+                alias = ", ".join(f"c{i}" for i in range(len(cols)))
+                cursor.execute(
+                    f"UPDATE {table} SET {sets} FROM unnest(%s::bigint[], {arrays}) AS v(id, {alias}) WHERE {table}.{pk_col} = v.id",
+                    [ids, *values],
+                )
+            else:
+                sets = ", ".join(f"{c} = %s" for c in cols)
+                cursor.executemany(f"UPDATE {table} SET {sets} WHERE {pk_col} = %s", list(zip(*values, ids)))
+
+
+def _filter_order_store(stage: Stage, pks, consistency, index, keep_fraction: float | None = None, keep: int | None = None):
+    """Rank scored instructions by (−consistency, index), keep the first ``keep`` (or the top
+    ``keep_fraction``), write consistency order and kept flags, and store the sorted scores for
+    the threshold preview. Returns (kept, threshold)."""
+    n = len(pks)
+    order = np.lexsort((index, -consistency))  # most consistent first; the index breaks ties
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    if keep is None:
+        keep = max(1, round(n * keep_fraction)) if n else 0
+    _instructions_rank_write(pks, {"kept": (rank < keep).tolist(), "rank": rank.tolist()})
+    FilterScores.objects.update_or_create(
+        stage=stage, defaults={"count": n, "values": np.sort(consistency).astype(np.float64).tobytes()}
+    )
+    threshold = float(consistency[order[keep - 1]]) if keep else None
+    return keep, threshold
+
+
 def _finalize_filter(stage: Stage) -> None:
     """Rank the whole pool once every chunk has scored its slice; keep the top fraction.
 
     Chunks store the paper's raw score per dimension. The default (centred) score subtracts,
     per dimension, the pool's mean raw score, so a dimension whose direction has a large
-    offset does not win every instruction; with one dimension both rank the same.
+    offset does not win every instruction; with one dimension both rank the same. Works on
+    numpy arrays read in one pass, never a model object per row.
     """
     run = stage.run
-    rows = list(run.instructions.order_by("index"))
-    scored = [r for r in rows if r.scores]
-    dims = sorted({d for r in scored for d in r.scores})
-    means = {d: sum(r.scores[d] for r in scored) / len(scored) for d in dims} if scored else {}
-    for r in scored:
-        centred = {d: r.scores[d] - means[d] for d in dims}
-        winner = max(dims, key=lambda d: centred[d])
-        r.consistency, r.winner_id = centred[winner], int(winner)
-        r.kept, r.rank = False, None
-    order = sorted(scored, key=lambda r: (-r.consistency, r.index))
-    keep = max(1, round(len(order) * run.keep_fraction)) if order else 0
-    for rank, r in enumerate(order[:keep]):
-        r.kept, r.rank = True, rank
-    Instruction.objects.bulk_update(scored, ["consistency", "winner", "kept", "rank"], batch_size=500)
-    threshold = order[keep - 1].consistency if keep else None
+    pks, index, raw = [], [], []
+    for pk, i, scores in run.instructions.order_by("index").values_list("pk", "index", "scores").iterator(chunk_size=WRITE_BATCH):
+        if scores:
+            pks.append(pk)
+            index.append(i)
+            raw.append(scores)
+    dims = sorted({d for r in raw for d in r})
+    matrix = np.array([[r[d] for d in dims] for r in raw], dtype=np.float64).reshape(len(raw), len(dims))
+    centred = matrix - matrix.mean(axis=0) if len(raw) else matrix
+    best = centred.argmax(axis=1) if len(raw) else np.zeros(0, dtype=np.int64)  # the first of equal dimensions, as before
+    consistency = centred[np.arange(len(raw)), best] if len(raw) else np.zeros(0)
+    winners = [int(d) for d in dims]
+    _instructions_rank_write(pks, {"consistency": consistency.tolist(), "winner": [winners[b] for b in best.tolist()]})
+    keep, threshold = _filter_order_store(stage, pks, consistency, np.asarray(index, dtype=np.int64),
+                                          keep_fraction=run.keep_fraction)
     Stage.objects.filter(pk=stage.pk).update(
-        metrics={**stage.metrics, "kept": keep, "scored": len(scored), "method": "centred", "threshold": threshold}
+        metrics={**stage.metrics, "kept": keep, "scored": len(pks), "method": "centred", "threshold": threshold}
     )
 
 
@@ -258,6 +324,9 @@ def chunk_complete(*, chunk: Chunk, write: Callable[[], None], compute: dict) ->
 
 
 def _stage_maybe_finish(*, stage_id: int) -> None:
+    unfinished = [Chunk.Status.QUEUED, Chunk.Status.RUNNING, Chunk.Status.FAILED, Chunk.Status.CANCELLED]
+    if Chunk.objects.filter(stage_id=stage_id, status__in=unfinished).exists():
+        return  # one indexed look, not every chunk of the stage, after each of its chunks
     with transaction.atomic():
         chunks = list(Chunk.objects.filter(stage_id=stage_id))
         if any(c.status != Chunk.Status.SUCCEEDED for c in chunks):
@@ -503,22 +572,21 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
                 "Annotators have already reviewed or edited this run's pairs, and a new threshold would drop their work. "
                 "Start a new run with a different keep fraction instead."
             )
-        rows = list(run.instructions.filter(consistency__isnull=False).order_by("-consistency", "index"))
-        kept = [r for r in rows if r.consistency >= threshold]
+        scores = _filter_scores_ensure(stage)
+        if not scores.size:
+            raise ValidationError("No instruction was scored.")
+        kept = int(scores.size - np.searchsorted(scores, threshold, side="left"))  # consistency ≥ threshold
         if not kept:
             raise ValidationError(
-                f"No instruction scores {threshold:.4g} or more (the highest is {rows[0].consistency:.4g}); lower the threshold."
-                if rows else "No instruction was scored."
+                f"No instruction scores {threshold:.4g} or more (the highest is {scores[-1]:.4g}); lower the threshold."
             )
-        for r in rows:
-            r.kept, r.rank = False, None
-        for rank, r in enumerate(kept):
-            r.kept, r.rank = True, rank
-        Instruction.objects.bulk_update(rows, ["kept", "rank"], batch_size=500)
+        # The filter's order is stored on every scored instruction: the kept ones are its first `kept`.
+        run.instructions.filter(rank__isnull=False).update(
+            kept=Case(When(rank__lt=kept, then=Value(True)), default=Value(False)))
         Stage.objects.filter(pk=stage.pk).update(metrics={
-            **stage.metrics, "kept": len(kept), "threshold": float(threshold), "threshold_set_by": "hand",
+            **stage.metrics, "kept": kept, "threshold": float(threshold), "threshold_set_by": "hand",
         })
-        Run.objects.filter(pk=run.pk).update(keep_fraction=round(len(kept) / len(rows), 6))
+        Run.objects.filter(pk=run.pk).update(keep_fraction=round(kept / scores.size, 6))
         later = run.stages.filter(order__gt=stage.order).exclude(status__in=[Stage.Status.PENDING, Stage.Status.SKIPPED])
         rerun = later.exists() or run.pairs.exists()
         if rerun:
@@ -534,4 +602,20 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
     if rerun and run.status != Run.Status.DRAFT:
         run_advance(run_id=run.pk)
     _run_notify(run.pk)
-    return {"kept": len(kept), "scored": len(rows), "threshold": float(threshold), "regenerating": rerun}
+    return {"kept": kept, "scored": int(scores.size), "threshold": float(threshold), "regenerating": rerun}
+
+
+def _filter_scores_ensure(stage: Stage):
+    """The filter's sorted scores; a run ranked before they were stored is ranked again from its
+    rows (consistency order on every scored row), once."""
+    from webapp.jobs.selectors import filter_scores_sorted
+
+    if FilterScores.objects.filter(stage=stage).exists():
+        return filter_scores_sorted(stage=stage)
+    rows = np.array(list(stage.run.instructions.filter(consistency__isnull=False)
+                         .values_list("pk", "index", "consistency").iterator(chunk_size=WRITE_BATCH)), dtype=np.float64)
+    if not rows.size:
+        return np.zeros(0)
+    kept = stage.run.instructions.filter(kept=True).count()
+    _filter_order_store(stage, rows[:, 0].astype(np.int64), rows[:, 2], rows[:, 1].astype(np.int64), keep=kept)
+    return np.sort(rows[:, 2])

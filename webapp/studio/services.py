@@ -26,7 +26,7 @@ from webapp.limits import (
     text_check,
 )
 from webapp.studio import dispatch
-from webapp.studio.instructions import instructions_parse
+from webapp.studio.instructions import instructions_count
 from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed, reward_model_problem
 from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
 from webapp.studio.presets import preset_get
@@ -380,18 +380,19 @@ def _stage_status(kind: str, run: Run) -> str:
     return Stage.Status.SKIPPED if skipped else Stage.Status.PENDING
 
 
-def instructions_file_check(upload: File) -> list[str]:
-    """Size, extension and content of an uploaded instruction list; returns the instructions."""
+def instructions_file_check(upload: File) -> int:
+    """Size, extension and content of an uploaded instruction list, read a line at a time;
+    returns how many instructions it holds."""
     limit = settings.ICON2_MAX_UPLOAD_MB * 1024 * 1024
     if upload.size is not None and upload.size > limit:
         raise ValidationError({"instructions_file": f"The file is larger than {settings.ICON2_MAX_UPLOAD_MB} MB."})
     upload.seek(0)
-    data = upload.read()
-    upload.seek(0)
     try:
-        return instructions_parse(name=upload.name or "", data=data)
+        return instructions_count(name=upload.name or "", stream=upload)
     except ValidationError as error:
         raise ValidationError({"instructions_file": error.messages}) from None
+    finally:
+        upload.seek(0)
 
 
 @transaction.atomic
@@ -437,7 +438,7 @@ def run_create(
         for field, messages in error.message_dict.items():
             errors.setdefault(field, []).extend(messages)
 
-    instructions: list[str] = []
+    instructions = 0
     if run.instruction_source == Run.InstructionSource.UPLOAD:
         if upload is None:
             errors.setdefault("instructions_file", []).append("Upload a .jsonl, .csv or .txt file of instructions.")
@@ -446,15 +447,15 @@ def run_create(
                 instructions = instructions_file_check(upload)
             except ValidationError as error:
                 errors.setdefault("instructions_file", []).extend(error.message_dict["instructions_file"])
-            if len(instructions) > MAX_INSTRUCTIONS:
+            if instructions > MAX_INSTRUCTIONS:
                 errors.setdefault("instructions_file", []).append(
-                    f"The file has {len(instructions):,} instructions; a run takes at most {MAX_INSTRUCTIONS:,}."
+                    f"The file has {instructions:,} instructions; a run takes at most {MAX_INSTRUCTIONS:,}."
                 )
     if errors:
         raise ValidationError(errors)
 
     if instructions:
-        run.n_instructions = len(instructions)
+        run.n_instructions = instructions
     run.save()
     run.dimensions.set(dimensions)
     if upload is not None and run.instruction_source == Run.InstructionSource.UPLOAD:
