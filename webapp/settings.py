@@ -156,6 +156,7 @@ LOGGING = {
 ICON2_QUEUE = env_str("ICON2_QUEUE", default="celery")  # "none": never send tasks (web unit tests)
 ICON2_SYNTH_CHUNK = env_int("ICON2_SYNTH_CHUNK", default=64, min_value=1)  # instructions per synthesis chunk
 ICON2_SCORE_CHUNK = env_int("ICON2_SCORE_CHUNK", default=128, min_value=1)  # instructions per scoring chunk
+ICON2_SCORE_BATCH = env_int("ICON2_SCORE_BATCH", default=16, min_value=1, max_value=4096)  # prompts per forward pass when scoring
 ICON2_PAIR_CHUNK = env_int("ICON2_PAIR_CHUNK", default=16, min_value=1)  # pairs per generation chunk
 ICON2_GENERATE_BATCH = env_int("ICON2_GENERATE_BATCH", default=32, min_value=2)  # rows per forward (a pair is 2)
 ICON2_HEARTBEAT_S = env_int("ICON2_HEARTBEAT_S", default=5, min_value=1)

@@ -259,7 +259,7 @@ def score(chunk, beat) -> Result:
         return (lambda: None), stats.as_dict()
     directions = run_directions(run)
     scores = score_instructions(
-        lm, directions, [r.text for r in rows], FilterConfig(method="paper", keep_fraction=1.0),
+        lm, directions, [r.text for r in rows], FilterConfig(method="paper", keep_fraction=1.0, batch_size=settings.ICON2_SCORE_BATCH),
         progress=ChunkProgress(chunk, heartbeat=beat), stats=stats,
     )
     paper = scores.paper_scores  # (n, n_dims)
