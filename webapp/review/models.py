@@ -14,14 +14,29 @@ from webapp.studio.models import Run
 
 
 class ReviewAssignment(models.Model):
+    """One pair for one annotator. ``run``, ``position`` and ``reviewed_at`` repeat what the pair and
+    the verdicts say, so that "my next pair" and "my last verdict" are one index seek at any size;
+    the review services keep them in step with the verdicts (the verdicts stay the truth)."""
+
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_assignments")
     left_is_chosen = models.BooleanField(help_text="Randomised per assignment; the annotator never sees it.")
     created_at = models.DateTimeField(auto_now_add=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, null=True, related_name="+", help_text="The pair's run.")
+    position = models.PositiveIntegerField(null=True, help_text="The pair's place in review order (its instruction's rank).")
+    reviewed_at = models.DateTimeField(null=True, blank=True, help_text="When this annotator's standing verdict was given.")
 
     class Meta:
         ordering = ["pair__instruction__rank", "pair_id", "pk"]
         constraints = [models.UniqueConstraint(fields=["pair", "annotator"], name="assignment_unique_pair_annotator")]
+        indexes = [models.Index(fields=["run", "annotator", "reviewed_at", "position"], name="assignment_queue")]
+
+    def save(self, *args, **kwargs) -> None:
+        if self.run_id is None or self.position is None:
+            row = Pair.objects.filter(pk=self.pair_id).values_list("run_id", "instruction__rank").first()
+            if row is not None:
+                self.run_id, self.position = row[0], row[1] if row[1] is not None else 0
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.pair} → {self.annotator}"

@@ -29,26 +29,21 @@ def assignment_list_for_user(*, run: Run, user: AbstractBaseUser) -> QuerySet[Re
     return ReviewAssignment.objects.filter(pair__run=run, annotator=user).select_related("pair__instruction")
 
 
-def _active_verdicts() -> Q:
-    return Q(verdicts__pk__isnull=False, verdicts__voided_at__isnull=True)
-
-
 def assignment_next_for_user(*, run: Run, user: AbstractBaseUser) -> ReviewAssignment | None:
-    """The annotator's first pair without a standing verdict (an undone one comes back)."""
+    """The annotator's first pair without a standing verdict (an undone one comes back): one seek
+    on the assignment_queue index, however many pairs the run has."""
     return (
-        assignment_list_for_user(run=run, user=user)
-        .annotate(standing=Count("verdicts", filter=_active_verdicts()))
-        .filter(standing=0)
-        .first()
+        ReviewAssignment.objects.filter(run=run, annotator=user, reviewed_at__isnull=True)
+        .select_related("pair__instruction").order_by("position", "pair_id", "pk").first()
     )
 
 
 def verdict_latest_for_user(*, run: Run, user: AbstractBaseUser) -> Verdict | None:
-    return (
-        Verdict.objects.filter(assignment__pair__run=run, assignment__annotator=user, voided_at__isnull=True)
-        .order_by("-created_at", "-pk")
-        .first()
-    )
+    latest = (ReviewAssignment.objects.filter(run=run, annotator=user, reviewed_at__isnull=False)
+              .order_by("-reviewed_at", "-pk").values_list("pk", flat=True).first())
+    if latest is None:
+        return None
+    return Verdict.objects.filter(assignment_id=latest, voided_at__isnull=True).order_by("-created_at", "-pk").first()
 
 
 @dataclass
@@ -63,16 +58,15 @@ class Progress:
 
 
 def progress_for_user(*, run: Run, user: AbstractBaseUser) -> Progress:
-    qs = assignment_list_for_user(run=run, user=user)
-    done = qs.filter(_active_verdicts()).distinct().count()
-    return Progress(username=user.get_username(), done=done, total=qs.count())
+    qs = ReviewAssignment.objects.filter(run=run, annotator=user)
+    return Progress(username=user.get_username(), done=qs.filter(reviewed_at__isnull=False).count(), total=qs.count())
 
 
 def progress_list(*, run: Run) -> list[Progress]:
     rows = (
-        ReviewAssignment.objects.filter(pair__run=run)
+        ReviewAssignment.objects.filter(run=run)
         .values("annotator__username")
-        .annotate(total=Count("pk", distinct=True), done=Count("pk", distinct=True, filter=_active_verdicts()))
+        .annotate(total=Count("pk"), done=Count("pk", filter=Q(reviewed_at__isnull=False)))
         .order_by("annotator__username")
     )
     return [Progress(username=r["annotator__username"], done=r["done"], total=r["total"]) for r in rows]

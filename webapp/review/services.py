@@ -41,6 +41,8 @@ def review_assign(*, run: Run, rng: random.Random | None = None) -> int:
 
 def _assign_locked(*, run: Run, reviewers: list, rng: random.Random) -> int:
     k = min(run.review_k, len(reviewers))
+    if ReviewAssignment.objects.filter(run=run).count() >= k * Pair.objects.filter(run=run).count():
+        return 0  # every pair has its reviewers: two counts, not a pass over every pair, on each visit
     existing = ReviewAssignment.objects.filter(pair__run=run).values_list("pair_id", "annotator_id")
     load = Counter(annotator_id for _, annotator_id in existing)
     has: dict[int, set[int]] = {}
@@ -48,7 +50,7 @@ def _assign_locked(*, run: Run, reviewers: list, rng: random.Random) -> int:
         has.setdefault(pair_id, set()).add(annotator_id)
     created = []
     turn = 0
-    for pair_id in Pair.objects.filter(run=run).order_by("instruction__rank", "pk").values_list("pk", flat=True):
+    for pair_id, position in Pair.objects.filter(run=run).order_by("instruction__rank", "pk").values_list("pk", "instruction__rank"):
         mine = has.get(pair_id, set())
         for _ in range(k - len(mine)):
             candidates = [u for u in reviewers if u.pk not in mine]
@@ -58,7 +60,8 @@ def _assign_locked(*, run: Run, reviewers: list, rng: random.Random) -> int:
             turn += 1
             mine.add(user.pk)
             load[user.pk] += 1
-            created.append(ReviewAssignment(pair_id=pair_id, annotator=user, left_is_chosen=rng.random() < 0.5))
+            created.append(ReviewAssignment(pair_id=pair_id, annotator=user, left_is_chosen=rng.random() < 0.5, run=run,
+                                            position=position or 0))
     ReviewAssignment.objects.bulk_create(created, ignore_conflicts=True)
     if created:
         _audit(run=run, actor=None, action=AuditEvent.Action.ASSIGN, assignments=len(created), k=run.review_k)
@@ -100,6 +103,7 @@ def verdict_submit(*, run: Run, user: AbstractBaseUser, assignment_id: int, choi
         order=_order_of(choice, left_is_chosen=assignment.left_is_chosen),
         rationale=rationale.strip(),
     )
+    ReviewAssignment.objects.filter(pk=assignment.pk).update(reviewed_at=verdict.created_at)
     _audit(run=run, actor=user, action=AuditEvent.Action.VERDICT, pair=assignment.pair, choice=choice,
            order=verdict.order, rationale=verdict.rationale)
     return verdict
@@ -113,6 +117,7 @@ def verdict_undo(*, run: Run, user: AbstractBaseUser) -> Verdict:
         raise ValidationError("There is no verdict to undo.")
     verdict.voided_at = timezone.now()
     verdict.save(update_fields=["voided_at"])
+    ReviewAssignment.objects.filter(pk=verdict.assignment_id).update(reviewed_at=None)
     _audit(run=run, actor=user, action=AuditEvent.Action.UNDO, pair=verdict.assignment.pair, choice=verdict.choice)
     return verdict
 
