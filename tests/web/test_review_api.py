@@ -15,6 +15,11 @@ from .review_helpers import make_pairs
 pytestmark = pytest.mark.django_db
 
 
+def _body(response) -> bytes:
+    """A response's bytes; exports stream (JSONL) or come from a file (Parquet)."""
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
 def _url(run, fmt="jsonl"):
     return reverse("review:api_dataset", kwargs={"pk": run.pk, "fmt": fmt})
 
@@ -36,7 +41,7 @@ def test_eddie_pulls_the_dataset_with_his_token(ours, engineer):
     token = services.api_token_create(user=engineer)
     response = Client().get(_url(ours.run), headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
-    rows = [json.loads(line) for line in response.content.decode().splitlines()]
+    rows = [json.loads(line) for line in _body(response).decode().splitlines()]
     assert len(rows) == 2 and rows[0]["verdict"] == "not_reviewed"
     assert ApiToken.objects.get(user=engineer).last_used_at is not None
     assert token not in str(ApiToken.objects.values_list("token_hash", flat=True)), "only a hash is stored"

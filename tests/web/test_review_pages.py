@@ -12,6 +12,8 @@ from django.urls import reverse
 
 from webapp.review.models import ReviewAssignment, Verdict
 
+from webapp.studio.models import Run
+
 from .review_helpers import make_pairs
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +23,11 @@ COLUMNS = {
     "model_revision", "seed", "verdict", "annotators", "agreement", "edited", "steering_mode", "no_repeat_ngram_size",
     "repetition_penalty", "retries",
 }
+
+
+def _body(response) -> bytes:
+    """A response's bytes; exports stream (JSONL) or come from a file (Parquet)."""
+    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 def test_anna_sees_one_pair_with_unlabelled_sides_and_the_shortcuts(ours, annotator, client_for):
@@ -85,7 +92,7 @@ def test_olivia_downloads_jsonl_and_parquet_with_the_review_columns(ours, owner,
     rows = [json.loads(line) for line in b"".join(jsonl.streaming_content if jsonl.streaming else [jsonl.content]).decode().splitlines()]
     assert len(rows) == 3 and set(rows[0]) == COLUMNS
     assert rows[0]["prompt"] == [{"role": "user", "content": "Instruction 0: explain topic 0."}]
-    table = pq.read_table(io.BytesIO(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])).content))
+    table = pq.read_table(io.BytesIO(_body(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])))))
     assert set(table.column_names) == COLUMNS and table.num_rows == 3
     assert table.to_pylist()[0]["chosen"][0]["role"] == "assistant"
     card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
@@ -109,7 +116,7 @@ def test_the_quality_measures_and_the_gate_counts_travel_with_the_dataset(ours, 
     first = next(r for r in rows if r["prompt"][0]["content"] == pairs[0].instruction.text)
     assert first["rejected_repetition"] == 0.1 and first["chosen_loglik"] == -1.2 and first["retries"] == 1
     assert first["no_repeat_ngram_size"] == ours.run.no_repeat_ngram_size and first["steering_mode"] == "add"
-    table = pq.read_table(io.BytesIO(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])).content))
+    table = pq.read_table(io.BytesIO(_body(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])))))
     assert {"rejected_repetition", "chosen_words", "retries"} <= set(table.column_names)
     card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
     assert "## Quality gate" in card and "rejected: repetition: 3" in card and "Pairs dropped: 4" in card
@@ -152,3 +159,21 @@ def test_olivia_sees_everyones_progress_and_resolves_a_disagreement(ours, owner,
     client.post(reverse("review:resolve", args=[ours.run.pk, pair.pk]), {"outcome": "drop", "version": version})
     assert selectors.pair_review_get(pair=pair).outcome == "drop"
     assert 'data-unresolved>0<' in client.get(reverse("review:lead", args=[ours.run.pk])).content.decode()
+
+
+def test_exports_stream_a_batch_of_pairs_at_a_time_and_say_what_the_whole_dataset_says(ours, owner, client_for, monkeypatch):
+    from webapp.review import selectors
+
+    Run.objects.filter(pk=ours.run.pk).update(require_review=False)
+    make_pairs(ours.run, 5)
+    run = Run.objects.get(pk=ours.run.pk)
+    whole, meta = selectors.dataset_rows(run=run)
+    monkeypatch.setattr(selectors, "DATASET_BATCH", 2)
+    response = client_for(owner).get(reverse("review:download", args=[ours.run.pk, "jsonl"]))
+    parts = list(response.streaming_content)
+    assert len(parts) == 3  # 2 + 2 + 1 pairs: never the dataset at once
+    assert [json.loads(line) for line in b"".join(parts).decode().splitlines()] == whole
+    table = pq.read_table(io.BytesIO(_body(client_for(owner).get(reverse("review:download", args=[ours.run.pk, "parquet"])))))
+    assert table.num_rows == 5 and pq.ParquetFile(io.BytesIO(_body(client_for(owner).get(
+        reverse("review:download", args=[ours.run.pk, "parquet"]))))).num_row_groups == 3
+    assert selectors.dataset_summary(run=run)["counts"] == meta["counts"] == {"not_reviewed": 5}

@@ -1,8 +1,10 @@
 """The reviewed dataset as files: JSONL, Parquet (TRL conversational format) and a dataset card."""
 from __future__ import annotations
 
-import io
 import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,16 +41,37 @@ def to_jsonl(rows: list[dict]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
 
 
-def to_parquet(rows: list[dict]) -> bytes:
+def _schema(extra: list[str]) -> pa.Schema:
     # The per-side quality measures (chosen_repetition, rejected_loglik…) come as the engine wrote them.
-    extra = sorted({k for row in rows for k in row} - set(SCHEMA.names))
     schema = SCHEMA
-    for name in extra:
+    for name in sorted(set(extra) - set(SCHEMA.names)):
         schema = schema.append(pa.field(name, pa.int64() if name.endswith("_words") else pa.float64()))
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
+    return schema
+
+
+def jsonl_stream(batches: Iterable[list[dict]]) -> Iterator[bytes]:
+    """JSONL a batch at a time (for a streaming response: memory does not grow with the dataset)."""
+    for rows in batches:
+        if rows:
+            yield to_jsonl(rows)
+
+
+def parquet_file(batches: Iterable[list[dict]], columns: list[str], out: BinaryIO | None = None) -> BinaryIO:
+    """Parquet written a row group per batch into ``out`` (default: a temporary file, rewound for
+    a file response), with the quality ``columns`` the whole dataset carries, so every batch has
+    one schema."""
+    schema = _schema(columns)
+    out = out if out is not None else tempfile.TemporaryFile()
+    with pq.ParquetWriter(out, schema) as writer:
+        wrote = False
+        for rows in batches:
+            if rows:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                wrote = True
+        if not wrote:
+            writer.write_table(schema.empty_table())
+    out.seek(0)
+    return out
 
 
 def _gate_section(run: Run) -> str:
@@ -73,9 +96,9 @@ def _gate_section(run: Run) -> str:
     return "\n".join(lines)
 
 
-def dataset_card(*, run: Run, rows: list[dict], meta: dict) -> str:
+def dataset_card(*, run: Run, meta: dict) -> str:
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(meta["counts"].items())) or "none"
-    dims = sorted({r["dimension"] for r in rows}) or ["—"]
+    dims = sorted(meta.get("dimensions") or []) or ["—"]
     gate = _gate_section(run)
     return f"""---
 license: other

@@ -114,8 +114,9 @@ class PairReview:
         return max(orders.count(o) for o in set(orders)) / len(orders)
 
 
-def pair_review_list(*, run: Run, pairs: QuerySet[Pair] | None = None) -> list[PairReview]:
-    pairs = list((pairs if pairs is not None else Pair.objects.filter(run=run)).select_related("instruction", "dimension"))
+def pair_review_list(*, run: Run, pairs: QuerySet[Pair] | list[Pair] | None = None) -> list[PairReview]:
+    if not isinstance(pairs, list):
+        pairs = list((pairs if pairs is not None else Pair.objects.filter(run=run)).select_related("instruction", "dimension"))
     ids = [p.pk for p in pairs]
     all_verdicts = Verdict.objects.filter(assignment__pair_id__in=ids).select_related("assignment__annotator")
     standing: dict[int, list[Verdict]] = defaultdict(list)
@@ -183,60 +184,113 @@ def review_summary(*, run: Run) -> dict:
     }
 
 
+DATASET_BATCH = 1000
+
+
+def dataset_note(run: Run) -> str:
+    return ("Only pairs whose reviewed verdict confirms an order are included; swapped pairs are flipped."
+            if run.require_review
+            else "Review was not required for this run: all pairs are included as generated, none were reviewed.")
+
+
+def _pair_batches(run: Run, size: int):
+    """The run's pairs in dataset order (their instruction's rank), a batch at a time, by keyset."""
+    pairs = Pair.objects.filter(run=run).select_related("instruction", "dimension")
+    if pairs.filter(instruction__rank__isnull=True).exists():  # not ranked: pk order, still by keyset
+        last = 0
+        while batch := list(pairs.filter(pk__gt=last).order_by("pk")[:size]):
+            yield batch
+            last = batch[-1].pk
+        return
+    last_rank = -1
+    while batch := list(pairs.filter(instruction__rank__gt=last_rank).order_by("instruction__rank", "pk")[:size]):
+        yield batch
+        last_rank = batch[-1].instruction.rank
+
+
+def dataset_row_batches(*, run: Run, counts: dict | None = None, size: int | None = None):
+    """The dataset's rows (see :func:`dataset_rows`), a batch at a time, so an export of 100,000
+    pairs never holds them all; ``counts`` (if given) gathers the outcomes seen."""
+    model = run.model.path_or_id or run.model.name
+    for pairs in _pair_batches(run, size or DATASET_BATCH):
+        rows = []
+        for r in pair_review_list(run=run, pairs=pairs):
+            outcome = r.outcome if run.require_review else "not_reviewed"
+            if counts is not None:
+                counts[outcome] = counts.get(outcome, 0) + 1
+            if run.require_review and outcome not in (Resolution.Outcome.CONFIRM, Resolution.Outcome.SWAP):
+                continue
+            chosen, rejected = (r.rejected, r.chosen) if outcome == Resolution.Outcome.SWAP else (r.chosen, r.rejected)
+            prompt = r.pair.instruction.text
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": prompt}],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "prompt_id": _prompt_id(prompt),
+                    "dimension": r.pair.dimension.name if r.pair.dimension else "",
+                    "gamma_plus": float(r.pair.gamma_plus),
+                    "gamma_minus": float(r.pair.gamma_minus),
+                    "layers": [int(x) for x in r.pair.layers],
+                    "model": model,
+                    "model_revision": run.model.revision,
+                    "seed": int(r.pair.seed),
+                    "steering_mode": run.steering_mode,
+                    "no_repeat_ngram_size": run.no_repeat_ngram_size,
+                    "repetition_penalty": float(run.repetition_penalty),
+                    "verdict": outcome,
+                    "annotators": r.annotators,
+                    "agreement": r.agreement,
+                    "edited": r.edited,
+                    # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as written
+                    **(r.pair.quality or {}),
+                    "retries": len(r.pair.retries or []),
+                }
+            )
+        yield rows
+
+
 def dataset_rows(*, run: Run) -> tuple[list[dict], dict]:
     """The pairs training and export may use, as TRL conversational rows, and what was done.
 
     With review required, only pairs whose resolved verdict confirms an order are kept; a swap
     flips chosen and rejected; tie, both bad, pending and disputed pairs are left out. Without
     review every pair passes as generated."""
-    reviews = pair_review_list(run=run)
-    model = run.model.path_or_id or run.model.name
-    rows = []
-    counts = defaultdict(int)
-    for r in reviews:
-        outcome = r.outcome if run.require_review else "not_reviewed"
-        counts[outcome] += 1
-        if run.require_review and outcome not in (Resolution.Outcome.CONFIRM, Resolution.Outcome.SWAP):
-            continue
-        chosen, rejected = (r.rejected, r.chosen) if outcome == Resolution.Outcome.SWAP else (r.chosen, r.rejected)
-        prompt = r.pair.instruction.text
-        rows.append(
-            {
-                "prompt": [{"role": "user", "content": prompt}],
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "prompt_id": _prompt_id(prompt),
-                "dimension": r.pair.dimension.name if r.pair.dimension else "",
-                "gamma_plus": float(r.pair.gamma_plus),
-                "gamma_minus": float(r.pair.gamma_minus),
-                "layers": [int(x) for x in r.pair.layers],
-                "model": model,
-                "model_revision": run.model.revision,
-                "seed": int(r.pair.seed),
-                "steering_mode": run.steering_mode,
-                "no_repeat_ngram_size": run.no_repeat_ngram_size,
-                "repetition_penalty": float(run.repetition_penalty),
-                "verdict": outcome,
-                "annotators": r.annotators,
-                "agreement": r.agreement,
-                "edited": r.edited,
-                # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as written
-                **(r.pair.quality or {}),
-                "retries": len(r.pair.retries or []),
-            }
-        )
-    meta = {
+    counts: dict[str, int] = {}
+    rows = [row for batch in dataset_row_batches(run=run, counts=counts) for row in batch]
+    return rows, _dataset_meta(run, counts, rows)
+
+
+def _dataset_meta(run: Run, counts: dict, rows: list[dict], kept: int | None = None, dimensions=None) -> dict:
+    return {
         "require_review": run.require_review,
-        "total": len(reviews),
-        "kept": len(rows),
-        "counts": dict(counts),
-        "note": (
-            "Only pairs whose reviewed verdict confirms an order are included; swapped pairs are flipped."
-            if run.require_review
-            else "Review was not required for this run: all pairs are included as generated, none were reviewed."
-        ),
+        "total": sum(counts.values()),
+        "kept": len(rows) if kept is None else kept,
+        "counts": counts,
+        "note": dataset_note(run),
+        "dimensions": sorted({r["dimension"] for r in rows} if dimensions is None else dimensions),
     }
-    return rows, meta
+
+
+def dataset_summary(*, run: Run, each=None) -> dict:
+    """What :func:`dataset_rows` says of the dataset, read a batch at a time; ``each`` (if given)
+    is called with every batch of rows (to write them somewhere) as it goes."""
+    counts: dict[str, int] = {}
+    kept, dims = 0, set()
+    for batch in dataset_row_batches(run=run, counts=counts):
+        kept += len(batch)
+        dims.update(r["dimension"] for r in batch)
+        if each is not None:
+            each(batch)
+    return _dataset_meta(run, counts, [], kept=kept, dimensions=dims)
+
+
+def dataset_quality_columns(*, run: Run) -> list[str]:
+    """Every quality column the run's pairs carry (one streamed pass over a small JSON field)."""
+    names: set[str] = set()
+    for quality in Pair.objects.filter(run=run).values_list("quality", flat=True).iterator(chunk_size=5000):
+        names.update(quality or {})
+    return sorted(names)
 
 
 def _prompt_id(prompt: str) -> str:

@@ -206,13 +206,14 @@ def review_dataset_write(*, run: Run) -> dict:
     from django.conf import settings
 
     from webapp.review import export
-    from webapp.review.selectors import dataset_rows
+    from webapp.review.selectors import dataset_quality_columns, dataset_row_batches, dataset_summary
 
-    rows, meta = dataset_rows(run=run)
     relative = Path("teams") / str(run.project.team_id) / "runs" / str(run.pk) / "reviewed"
     folder = Path(settings.MEDIA_ROOT) / relative
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pairs.jsonl").write_bytes(export.to_jsonl(rows))
-    (folder / "pairs.parquet").write_bytes(export.to_parquet(rows))
-    (folder / "README.md").write_text(export.dataset_card(run=run, rows=rows, meta=meta), encoding="utf-8")
+    with open(folder / "pairs.jsonl", "wb") as jsonl:  # a batch at a time: memory does not grow with the dataset
+        meta = dataset_summary(run=run, each=lambda rows: jsonl.write(export.to_jsonl(rows)))
+    with open(folder / "pairs.parquet", "wb") as parquet:
+        export.parquet_file(dataset_row_batches(run=run), dataset_quality_columns(run=run), out=parquet)
+    (folder / "README.md").write_text(export.dataset_card(run=run, meta=meta), encoding="utf-8")
     return {**meta, "dataset_jsonl": str(relative / "pairs.jsonl"), "dataset_parquet": str(relative / "pairs.parquet")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
@@ -140,7 +140,7 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _lead_context(request: HttpRequest, run: Run) -> dict:
-    rows, meta = selectors.dataset_rows(run=run)
+    meta = selectors.dataset_summary(run=run)
     return {
         "run": run,
         "project": run.project,
@@ -187,18 +187,20 @@ def resolve(request: HttpRequest, pk: int, pair_pk: int) -> HttpResponse:
 def _dataset_response(run: Run, fmt: str) -> HttpResponse:
     if fmt not in FORMATS:
         raise Http404("Unknown format.")
-    rows, meta = selectors.dataset_rows(run=run)
-    if fmt == "jsonl":
-        body: bytes | str = export.to_jsonl(rows)
-    elif fmt == "parquet":
-        body = export.to_parquet(rows)
-    else:
-        body = export.dataset_card(run=run, rows=rows, meta=meta)
     content_type, extension = FORMATS[fmt]
-    response = HttpResponse(body, content_type=content_type)
+    # JSONL and Parquet stream a batch of pairs at a time: memory does not grow with the dataset.
+    if fmt == "jsonl":
+        response: HttpResponse = StreamingHttpResponse(
+            export.jsonl_stream(selectors.dataset_row_batches(run=run)), content_type=content_type)
+    elif fmt == "parquet":
+        response = FileResponse(export.parquet_file(selectors.dataset_row_batches(run=run),
+                                                    selectors.dataset_quality_columns(run=run)), content_type=content_type)
+    else:
+        response = HttpResponse(export.dataset_card(run=run, meta=selectors.dataset_summary(run=run)),
+                                content_type=content_type)
     name = "README" if fmt == "card" else f"run-{run.pk}-pairs"
     response["Content-Disposition"] = f'attachment; filename="{name}.{extension}"'
-    response["X-Review-Note"] = meta["note"]
+    response["X-Review-Note"] = selectors.dataset_note(run)
     return response
 
 
