@@ -42,21 +42,14 @@ STEPS = ("upload", "score", "filter", "generate")
 
 
 def _child(size_list: list[int], database_url: str, work: Path) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="webapp.settings", DATABASE_URL=database_url, ICON2_QUEUE="none",
-        ICON2_LAUNCH_CHECKS="0", ICON2_SCORE_CHUNK=str(SCORE_CHUNK), ICON2_SCORE_BATCH="128", ICON2_GENERATE_BATCH="128", ICON2_PAIR_CHUNK=str(PAIR_CHUNK),
-        ICON2_MODEL_ROOTS=str(work), ICON2_MEDIA_ROOT=str(work / "media"), HF_HUB_OFFLINE="1", ICON2_TORCH_THREADS="1",
-        ICON2_MAX_UPLOAD_MB="500",
-    )
-    sys.path.insert(0, str(ROOT))
-    import django
+    import _django
 
-    django.setup()
+    _django.setup(database_url, work, ICON2_SCORE_CHUNK=str(SCORE_CHUNK), ICON2_SCORE_BATCH="128",
+                  ICON2_GENERATE_BATCH="128", ICON2_PAIR_CHUNK=str(PAIR_CHUNK), ICON2_TORCH_THREADS="1",
+                  ICON2_MAX_UPLOAD_MB="500")
     from django.contrib.auth import get_user_model
     from django.core.files import File
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
     from tests.engine.conftest import make_tiny_lm
     from webapp.accounts.services import team_create
     from webapp.jobs import services
@@ -141,16 +134,6 @@ def _child(size_list: list[int], database_url: str, work: Path) -> None:
         }), flush=True)
 
 
-def _postgres_database(url: str) -> str:
-    """A database of the bench's own on the server DATABASE_URL points at (dropped first)."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS icon2_scale_bench WITH (FORCE)")
-        conn.execute("CREATE DATABASE icon2_scale_bench")
-    return url.rsplit("/", 1)[0] + "/icon2_scale_bench"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -160,13 +143,14 @@ def main() -> None:
         url, work = args.child.split("|", 1)
         _child(args.sizes, url, Path(work))
         return
-    databases = [("sqlite", None)]
-    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        databases.append(("postgresql", os.environ["DATABASE_URL"]))
+    import _django
+
     results: dict[str, list[dict]] = {}
-    for name, url in databases:
+    with tempfile.TemporaryDirectory(prefix="icon2-scale-") as base:
+        plan = _django.databases(Path(base), "icon2_scale_bench")
+    for name, url in plan:
         with tempfile.TemporaryDirectory(prefix=f"icon2-scale-{name}-") as tmp:
-            url = f"sqlite:///{tmp}/bench.sqlite3" if url is None else _postgres_database(url)
+            url = url if name != "sqlite" else f"sqlite:///{tmp}/bench.sqlite3"
             env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
             proc = subprocess.run([sys.executable, __file__, "--sizes", *map(str, args.sizes), "--child", f"{url}|{tmp}"],
                                   env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)

@@ -155,9 +155,22 @@ def pair_review_get(*, pair: Pair) -> PairReview:
     return pair_review_list(run=pair.run, pairs=Pair.objects.filter(pk=pair.pk))[0]
 
 
+def _touched_pairs(run: Run) -> QuerySet[Pair]:
+    """The run's pairs that anyone has reviewed, edited or resolved; the rest are pending."""
+    return Pair.objects.filter(run=run).filter(
+        Q(pk__in=Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).values("assignment__pair_id"))
+        | Q(pk__in=Resolution.objects.filter(pair__run=run).values("pair_id"))
+        | Q(pk__in=PairEdit.objects.filter(pair__run=run).values("pair_id"))
+    )
+
+
 def review_summary(*, run: Run) -> dict:
-    """Agreement between annotators, with the steering direction, and what the lead must resolve."""
-    reviews = pair_review_list(run=run)
+    """Agreement between annotators, with the steering direction, and what the lead must resolve.
+
+    Reads only the pairs someone has touched; the others are counted as pending, so the lead page
+    costs what the review has done, not what the run holds."""
+    reviews = pair_review_list(run=run, pairs=_touched_pairs(run))
+    untouched = Pair.objects.filter(run=run).count() - len(reviews)
     labels = {
         r.pair.pk: {v.assignment.annotator.get_username(): v.order for v in r.verdicts if v.order != Verdict.Order.SKIP}
         for r in reviews
@@ -165,6 +178,8 @@ def review_summary(*, run: Run) -> dict:
     outcomes = defaultdict(int)
     for r in reviews:
         outcomes[r.outcome] += 1
+    if untouched:
+        outcomes[PENDING] += untouched
     disagreements = [r for r in reviews if len(set(r.orders)) > 1]
     judged = [r for r in reviews if r.outcome in (Resolution.Outcome.CONFIRM, Resolution.Outcome.SWAP)
               and r.pair.judge_verdict is not None]
@@ -179,6 +194,7 @@ def review_summary(*, run: Run) -> dict:
         "agreement": run_agreement({k: v for k, v in labels.items() if len(v) >= 2}),
         "steering": steering_agreement([o for r in reviews for o in r.orders]),
         "outcomes": dict(outcomes),
+        "total": len(reviews) + untouched,
         "disagreements": disagreements,
         "unresolved": sum(1 for r in disagreements if r.resolution is None),
     }
@@ -270,6 +286,17 @@ def _dataset_meta(run: Run, counts: dict, rows: list[dict], kept: int | None = N
         "note": dataset_note(run),
         "dimensions": sorted({r["dimension"] for r in rows} if dimensions is None else dimensions),
     }
+
+
+def dataset_meta_from_summary(*, run: Run, summary: dict) -> dict:
+    """The export's counts as :func:`dataset_rows` gives them, from a review summary (no pass over the rows)."""
+    if run.require_review:
+        counts = dict(summary["outcomes"])
+        kept = counts.get(Resolution.Outcome.CONFIRM, 0) + counts.get(Resolution.Outcome.SWAP, 0)
+    else:
+        counts = {"not_reviewed": summary["total"]} if summary["total"] else {}
+        kept = summary["total"]
+    return _dataset_meta(run, counts, [], kept=kept, dimensions=())
 
 
 def dataset_summary(*, run: Run, each=None) -> dict:

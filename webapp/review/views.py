@@ -140,11 +140,12 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _lead_context(request: HttpRequest, run: Run) -> dict:
-    meta = selectors.dataset_summary(run=run)
+    summary = selectors.review_summary(run=run)
+    meta = selectors.dataset_meta_from_summary(run=run, summary=summary)
     return {
         "run": run,
         "project": run.project,
-        "summary": selectors.review_summary(run=run),
+        "summary": summary,
         "progress_all": selectors.progress_list(run=run),
         "export_meta": meta,
         "outcomes": Resolution.Outcome.choices,
