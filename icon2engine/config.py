@@ -124,6 +124,8 @@ class ExtractConfig:
     batch_size: int = field(default=16, metadata={"help": "prompts per forward pass"})
     holdout_fraction: float = field(default=0.25, metadata={"help": "share of pairs kept out to measure separation"})
     seed: int = 0
+    share_prefix: bool = field(default=True, metadata={"help": "run the tokens a batch's prompts share (the system "
+                                                                 "prompt) once, and only the rest per prompt"})
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 1:

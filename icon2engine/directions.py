@@ -100,49 +100,123 @@ def _last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return seq - 1 - attention_mask.flip(dims=[1]).argmax(dim=1)  # (batch,)
 
 
+MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix saves less than it costs
+
+
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    first, n = seqs[0], min(len(x) for x in seqs)
+    for i in range(n):
+        if any(x[i] != first[i] for x in seqs):
+            return i
+    return n
+
+
+def _cache_of(out) -> tuple[str, object]:
+    """The model output's KV cache and the keyword a forward takes it by (``cache`` since
+    transformers renamed it, ``past_key_values`` before)."""
+    renamed = "cache" in getattr(out, "__dataclass_fields__", {})
+    return ("cache", out.cache) if renamed else ("past_key_values", out.past_key_values)
+
+
+def _states_plain(lm: LoadedModel, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One forward of left-padded prompts: (last-token states (batch, n_layers, hidden), norm sums
+    per block, tokens counted); norms skip each sequence's first real token (attention sinks)."""
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    width = max(len(x) for x in ids)
+    input_ids = torch.tensor([[pad] * (width - len(x)) + list(x) for x in ids], device=lm.device)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=lm.device)
+    first = mask.argmax(dim=1)
+    real = mask.bool().clone()
+    real[torch.arange(real.shape[0]), first] = False
+    rows = torch.arange(mask.shape[0], device=mask.device)
+
+    def reduce(hidden: torch.Tensor):  # hidden: (batch, seq, hidden)
+        h = hidden.float()
+        return h[rows, -1].cpu(), float(h.norm(dim=-1)[real].sum())
+
+    with record_block_outputs(lm.layers, reduce=reduce) as rec:
+        lm.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+    states = torch.stack([rec[i][0] for i in range(lm.n_layers)], dim=1)
+    return states, torch.tensor([rec[i][1] for i in range(lm.n_layers)], dtype=torch.float64), int(real.sum())
+
+
+def _states_shared(lm: LoadedModel, ids: list[list[int]], shared: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The same as :func:`_states_plain` for prompts whose first ``shared`` tokens are equal: those
+    run once and their KV cache serves every prompt; the rest run right-padded after it. The
+    prefix's token norms count once per prompt, as if each had run it."""
+    n = len(ids)
+    prefix = torch.tensor([ids[0][:shared]], device=lm.device)
+
+    def prefix_norms(hidden: torch.Tensor):
+        return float(hidden[0, 1:].float().norm(dim=-1).sum())  # the first token is an attention sink
+
+    with record_block_outputs(lm.layers, reduce=prefix_norms) as rec:
+        out = lm.base_model(input_ids=prefix, use_cache=True)
+    prefix_sum = torch.tensor([rec[i] for i in range(lm.n_layers)], dtype=torch.float64) * n
+    keyword, cache = _cache_of(out)
+    cache.reorder_cache(torch.zeros(n, dtype=torch.long, device=lm.device))  # one copy per prompt
+    rest = [x[shared:] for x in ids]
+    width = max(len(x) for x in rest)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    input_ids = torch.tensor([list(x) + [pad] * (width - len(x)) for x in rest], device=lm.device)
+    tail = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in rest], device=lm.device)
+    mask = torch.cat([torch.ones(n, shared, dtype=tail.dtype, device=lm.device), tail], dim=1)
+    positions = (shared + torch.arange(width, device=lm.device)).expand(n, width)
+    last = torch.tensor([len(x) - 1 for x in rest], device=lm.device)
+    rows = torch.arange(n, device=lm.device)
+    real = tail.bool()
+
+    def reduce(hidden: torch.Tensor):  # (batch, rest, hidden)
+        h = hidden.float()
+        return h[rows, last].cpu(), float(h.norm(dim=-1)[real].sum())
+
+    with record_block_outputs(lm.layers, reduce=reduce) as rec:
+        lm.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **{keyword: cache})
+    states = torch.stack([rec[i][0] for i in range(lm.n_layers)], dim=1)
+    sums = prefix_sum + torch.tensor([rec[i][1] for i in range(lm.n_layers)], dtype=torch.float64)
+    return states, sums, n * (shared - 1) + int(real.sum())
+
+
 @torch.inference_mode()
 def _block_states(
-    lm: LoadedModel, texts: Sequence[str], batch_size: int, progress: Progress, stats: StageStats
+    lm: LoadedModel, texts: Sequence[str], batch_size: int, progress: Progress, stats: StageStats,
+    share_prefix: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Last-real-token output of every block for each text, and mean token norm per block.
+
+    With ``share_prefix``, texts are batched in token order, so a batch holds prompts that begin
+    alike (one system prompt, one chat template) and runs that beginning once; otherwise batches
+    follow the given order and every prompt runs whole. The transformer runs without its LM head.
 
     Returns ``(states (n_texts, n_layers, hidden), mean_norm (n_layers,))``.
     """
     tok = lm.tokenizer
     limit = lm.max_positions
-    out: list[torch.Tensor] = []
-    norm_sum = torch.zeros(lm.n_layers, dtype=torch.float64)
-    norm_count = 0
-    for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start : start + batch_size])
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-        if limit is not None and enc["input_ids"].shape[1] > limit:
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    for x in ids:
+        if limit is not None and len(x) > limit:
             raise InputError(
-                f"a prompt is {enc['input_ids'].shape[1]} tokens long but the model's context is {limit}; "
+                f"a prompt is {len(x)} tokens long but the model's context is {limit}; "
                 "shorten the instruction or the system prompt"
             )
-        enc = {k: v.to(lm.device) for k, v in enc.items()}
-        mask = enc["attention_mask"]  # (batch, seq)
-        last = _last_real_index(mask)
-        # Norms skip each sequence's first real token (attention-sink tokens have huge norms).
-        first = mask.argmax(dim=1)
-        real = mask.bool().clone()
-        real[torch.arange(real.shape[0]), first] = False
-        rows = torch.arange(mask.shape[0], device=mask.device)
-
-        def reduce(hidden: torch.Tensor):  # hidden: (batch, seq, hidden)
-            h = hidden.float()
-            norms = h.norm(dim=-1)[real]  # (n_real_tokens,)
-            return h[rows, last].cpu(), float(norms.sum())
-
-        with record_block_outputs(lm.layers, reduce=reduce) as rec:
-            lm.base_model(**enc, use_cache=False)
-        out.append(torch.stack([rec[i][0] for i in range(lm.n_layers)], dim=1))  # (batch, n_layers, hidden)
-        norm_sum += torch.tensor([rec[i][1] for i in range(lm.n_layers)], dtype=torch.float64)
-        norm_count += int(real.sum())
-        stats.tokens_in += int(mask.sum())
-        progress.advance(len(chunk))
-    return torch.cat(out, dim=0), (norm_sum / max(norm_count, 1)).float()
+    order = sorted(range(len(ids)), key=lambda i: ids[i]) if share_prefix else list(range(len(ids)))
+    states = torch.empty(len(ids), lm.n_layers, lm.hidden_size)
+    norm_sum = torch.zeros(lm.n_layers, dtype=torch.float64)
+    norm_count = 0
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        seqs = [ids[i] for i in batch]
+        shared = min(_common_prefix(seqs), min(len(x) for x in seqs) - 1) if share_prefix and len(seqs) > 1 else 0
+        if shared >= MIN_SHARED_PREFIX:
+            got, sums, count = _states_shared(lm, seqs, shared)
+        else:
+            got, sums, count = _states_plain(lm, seqs)
+        states[batch] = got.to(states.dtype)
+        norm_sum += sums
+        norm_count += count
+        stats.tokens_in += sum(len(x) for x in seqs)
+        progress.advance(len(batch))
+    return states, (norm_sum / max(norm_count, 1)).float()
 
 
 def extract_directions(
@@ -191,7 +265,7 @@ def extract_directions(
     t0 = time.perf_counter()
     progress.start("extract", len(texts))
     try:
-        states, mean_norm = _block_states(lm, texts, config.batch_size, progress, stats)
+        states, mean_norm = _block_states(lm, texts, config.batch_size, progress, stats, share_prefix=config.share_prefix)
     finally:
         progress.finish()
     stats.add_time(time.perf_counter() - t0, str(lm.device))

@@ -59,6 +59,19 @@ def test_batch_size_does_not_change_the_vectors(tiny_lm):
     torch.testing.assert_close(a.vectors, b.vectors, atol=1e-4, rtol=1e-3)
 
 
+def test_a_shared_prompt_beginning_runs_once_and_gives_the_vectors_and_norms_of_whole_prompts(tiny_lm, monkeypatch):
+    from icon2engine import directions as module
+
+    calls = []
+    real = module._states_shared
+    monkeypatch.setattr(module, "_states_shared", lambda *a: calls.append(a[2]) or real(*a))
+    shared = extract_directions(tiny_lm, DIM, INSTR, ExtractConfig(batch_size=8))
+    assert calls and min(calls) >= module.MIN_SHARED_PREFIX  # the system prompt and template ran once per batch
+    whole = extract_directions(tiny_lm, DIM, INSTR, ExtractConfig(batch_size=2, share_prefix=False))
+    torch.testing.assert_close(shared.vectors, whole.vectors, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(shared.mean_norm, whole.mean_norm, atol=1e-4, rtol=1e-4)
+
+
 def test_empty_or_one_sided_inputs_are_refused(tiny_lm):
     with pytest.raises(InputError, match="no feature instructions"):
         extract_directions(tiny_lm, DIM, ["  ", ""])
