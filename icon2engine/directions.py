@@ -177,6 +177,30 @@ def _states_shared(lm: LoadedModel, ids: list[list[int]], shared: int) -> tuple[
     return states, sums, n * (shared - 1) + int(real.sum())
 
 
+def _batches(ids: list[list[int]], batch_size: int, share_prefix: bool) -> list[list[int]]:
+    """Batches of indices: in the given order, or (sharing) in token order, a batch closing early
+    where the next prompt would shorten the beginning the batch shares by more than a tenth (so
+    the positive and the negative system prompt's prompts are not mixed)."""
+    if not share_prefix:
+        return [list(range(start, min(start + batch_size, len(ids)))) for start in range(0, len(ids), batch_size)]
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    out: list[list[int]] = []
+    batch: list[int] = []
+    shared = 0
+    for i in order:
+        if batch:
+            with_next = _common_prefix([ids[batch[0]], ids[i]])
+            if len(batch) >= batch_size or (len(batch) > 1 and with_next < 0.9 * shared):
+                out.append(batch)
+                batch, shared = [], 0
+            else:
+                shared = with_next if len(batch) == 1 else min(shared, with_next)
+        batch.append(i)
+    if batch:
+        out.append(batch)
+    return out
+
+
 @torch.inference_mode()
 def _block_states(
     lm: LoadedModel, texts: Sequence[str], batch_size: int, progress: Progress, stats: StageStats,
@@ -199,12 +223,10 @@ def _block_states(
                 f"a prompt is {len(x)} tokens long but the model's context is {limit}; "
                 "shorten the instruction or the system prompt"
             )
-    order = sorted(range(len(ids)), key=lambda i: ids[i]) if share_prefix else list(range(len(ids)))
     states = torch.empty(len(ids), lm.n_layers, lm.hidden_size)
     norm_sum = torch.zeros(lm.n_layers, dtype=torch.float64)
     norm_count = 0
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    for batch in _batches(ids, batch_size, share_prefix):
         seqs = [ids[i] for i in batch]
         shared = min(_common_prefix(seqs), min(len(x) for x in seqs) - 1) if share_prefix and len(seqs) > 1 else 0
         if shared >= MIN_SHARED_PREFIX:
