@@ -87,6 +87,9 @@ def _child(sizes: list[int], database_url: str, work: Path) -> None:
                 times.append(1000 * (time.perf_counter() - t0))
             assert response.status_code == 200 and b"Describe item" in response.content, response.status_code
             queries.append(len(captured.captured_queries))
+            if os.environ.get("BENCH_SLOWEST") and len(times) == 40:
+                for q in sorted(captured.captured_queries, key=lambda q: -float(q["time"]))[:4]:
+                    print(f"slow {q['time']}s {q['sql'][:300]}", file=sys.stderr)
         lead = Client()
         lead.force_login(owner)
         lead_ms = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -193,7 +194,6 @@ def _sample_and_rank(run, result, *, lm, judge=None, n_instructions: int) -> dic
     """What the paper's baseline would have cost for these instructions: its generation priced
     from this chunk's own measured generation (every row the gate generated, retries included),
     its judging from timing the configured judge on a few of the responses just made."""
-    import time
 
     from icon2engine.cost import sample_and_rank_estimate
 
@@ -387,8 +387,9 @@ def evaluate(chunk, beat) -> Result:
     texts = list(Instruction.objects.filter(pk__in=ids).order_by("index").values_list("text", flat=True))
     if not texts:
         raise Icon2Error("no held-out instructions to evaluate on: lower the keep fraction or add instructions")
+    started = time.perf_counter()
     base = get_model(run.model)
-    trained = load_trained(base, train_stage.metrics["output_dir"])
+    trained = load_trained(base, train_stage.metrics["output_dir"])  # the adapter merged in: inference runs at base speed
     direction = next(iter(run_directions(run).values()), None)
     stats = StageStats(stage="evaluate")
     report = engine_evaluate(
@@ -399,6 +400,7 @@ def evaluate(chunk, beat) -> Result:
     summary = report.summary()
     summary.pop("stats", None)
     summary["examples"] = report.rows[:5]
+    summary["seconds_per_instruction"] = round((time.perf_counter() - started) / len(texts), 2)
     summary = json.loads(json.dumps(summary, default=float))  # numpy scalars → plain JSON numbers
 
     def write() -> None:

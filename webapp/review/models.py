@@ -29,7 +29,12 @@ class ReviewAssignment(models.Model):
     class Meta:
         ordering = ["pair__instruction__rank", "pair_id", "pk"]
         constraints = [models.UniqueConstraint(fields=["pair", "annotator"], name="assignment_unique_pair_annotator")]
-        indexes = [models.Index(fields=["run", "annotator", "reviewed_at", "position"], name="assignment_queue")]
+        indexes = [
+            # "my next pair": the open ones in review order (a partial index, so the order needs no sort)
+            models.Index(fields=["run", "annotator", "position", "pair"], condition=models.Q(reviewed_at__isnull=True),
+                         name="assignment_open"),
+            models.Index(fields=["run", "annotator", "reviewed_at"], name="assignment_reviewed"),  # "my last verdict"
+        ]
 
     def save(self, *args, **kwargs) -> None:
         if self.run_id is None or self.position is None:

@@ -30,17 +30,17 @@ def assignment_list_for_user(*, run: Run, user: AbstractBaseUser) -> QuerySet[Re
 
 
 def assignment_next_for_user(*, run: Run, user: AbstractBaseUser) -> ReviewAssignment | None:
-    """The annotator's first pair without a standing verdict (an undone one comes back): one seek
-    on the assignment_queue index, however many pairs the run has."""
+    """The annotator's first pair without a standing verdict (an undone one comes back): the first
+    entry of the assignment_open index, however many pairs the run has."""
     return (
         ReviewAssignment.objects.filter(run=run, annotator=user, reviewed_at__isnull=True)
-        .select_related("pair__instruction").order_by("position", "pair_id", "pk").first()
+        .select_related("pair__instruction").order_by("position", "pair_id").first()  # the index's own order
     )
 
 
 def verdict_latest_for_user(*, run: Run, user: AbstractBaseUser) -> Verdict | None:
     latest = (ReviewAssignment.objects.filter(run=run, annotator=user, reviewed_at__isnull=False)
-              .order_by("-reviewed_at", "-pk").values_list("pk", flat=True).first())
+              .order_by("-reviewed_at").values_list("pk", flat=True).first())
     if latest is None:
         return None
     return Verdict.objects.filter(assignment_id=latest, voided_at__isnull=True).order_by("-created_at", "-pk").first()

@@ -50,7 +50,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='reviewassignment',
-            index=models.Index(fields=['run', 'annotator', 'reviewed_at', 'position'], name='assignment_queue'),
+            index=models.Index(condition=models.Q(('reviewed_at__isnull', True)), fields=['run', 'annotator', 'position', 'pair'], name='assignment_open'),
+        ),
+        migrations.AddIndex(
+            model_name='reviewassignment',
+            index=models.Index(fields=['run', 'annotator', 'reviewed_at'], name='assignment_reviewed'),
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
     ]
