@@ -26,6 +26,14 @@ def _audit(*, run: Run, actor: AbstractBaseUser | None, action: str, pair: Pair 
     AuditEvent.objects.create(run=run, pair=pair, actor=actor, action=action, detail=detail)
 
 
+def review_assign_for_visit(*, run: Run, user: AbstractBaseUser) -> int:
+    """Top the assignments up when a reviewer opens the queue: only on their first visit to this
+    run (or after its pairs were made again), so a queue page costs one indexed look."""
+    if ReviewAssignment.objects.filter(run=run, annotator=user).exists():
+        return 0
+    return review_assign(run=run)
+
+
 def review_assign(*, run: Run, rng: random.Random | None = None) -> int:
     """Give each pair to `run.review_k` distinct reviewers (fewer if the team has fewer), least
     loaded first, ties broken round-robin by name. Idempotent; returns how many were created."""

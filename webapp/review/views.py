@@ -71,7 +71,7 @@ def _queue_context(request: HttpRequest, run: Run) -> dict:
 @require_GET
 def queue(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk, perm=Perm.REVIEW)
-    services.review_assign(run=run)
+    services.review_assign_for_visit(run=run, user=request.user)
     return render(request, "review/queue.html", _queue_context(request, run))
 
 
