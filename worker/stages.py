@@ -324,11 +324,22 @@ def _held_out(run) -> tuple[list[int], list[int]]:
     return rejects + [iid for _, iid in pairs[:n]][: max(0, limit - len(rejects))], [pid for pid, _ in pairs[:n]]
 
 
+def run_train_config(run):
+    """The engine's DPO settings from the run's (the form's bounds must be ones training accepts)."""
+    from icon2engine.training import TrainConfig
+
+    return TrainConfig(
+        method="lora" if run.dpo_use_lora else "full", beta=run.dpo_beta, learning_rate=run.dpo_learning_rate,
+        epochs=float(run.dpo_epochs), batch_size=run.dpo_batch_size, max_length=run.dpo_max_length,
+        lora_r=run.dpo_lora_r, seed=run.seed,
+    )
+
+
 def train(chunk, beat) -> Result:
     """DPO on the pairs that passed the review gate (all pairs when review is not required)."""
     from icon2engine import Icon2Error, StopRequested
     from icon2engine.reward_hacking import side_gaps, training_warnings
-    from icon2engine.training import TrainConfig, train_dpo
+    from icon2engine.training import train_dpo
     from webapp.jobs.models import Pair
     from webapp.review.selectors import dataset_rows
     from webapp.studio.models import Stage
@@ -344,11 +355,7 @@ def train(chunk, beat) -> Result:
             "no pairs to train on: none passed review (or all were set aside for evaluation); "
             "review more pairs, or generate more"
         )
-    config = TrainConfig(
-        method="lora" if run.dpo_use_lora else "full", beta=run.dpo_beta, learning_rate=run.dpo_learning_rate,
-        epochs=float(run.dpo_epochs), batch_size=run.dpo_batch_size, max_length=run.dpo_max_length,
-        lora_r=run.dpo_lora_r, seed=run.seed,
-    )
+    config = run_train_config(run)
     stats = StageStats(stage="train")
     out = _run_dir(run) / "trained"
     result = train_dpo(

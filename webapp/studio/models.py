@@ -380,7 +380,7 @@ class Run(models.Model):
     )
     dpo_learning_rate = models.FloatField(
         default=2e-4,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
+        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(0.01)],  # training refuses more
         help_text="2e-4 suits LoRA on a CPU (a new run's defaults beat the base model: bench/default_run.py); "
         "the paper used 5e-7 with a full fine-tune.",
     )
