@@ -128,15 +128,18 @@ def _child(size_list: list[int], database_url: str, work: Path) -> None:
         pairs = run.pairs.count()
         steps = {"upload": check_s + timers.get("import", 0.0), "score": score_s, "filter": timers.get("filter", 0.0),
                  "generate": generate_s}
-        print(json.dumps({
+        line = json.dumps({
             "size": n, "steps_s": steps, "pairs": pairs, "preview_cold_ms": cold_ms, "preview_warm_ms": statistics.median(warm),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }), flush=True)
+        })
+        print(line, flush=True)
+        print(f"size done: {line}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--only", choices=["sqlite", "postgresql"], help="run one database (default: each available)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -149,12 +152,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="icon2-scale-") as base:
         plan = _django.databases(Path(base), "icon2_scale_bench")
     for name, url in plan:
+        if args.only and name != args.only:
+            continue
         with tempfile.TemporaryDirectory(prefix=f"icon2-scale-{name}-") as tmp:
             url = url if name != "sqlite" else f"sqlite:///{tmp}/bench.sqlite3"
             env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
             proc = subprocess.run([sys.executable, __file__, "--sizes", *map(str, args.sizes), "--child", f"{url}|{tmp}"],
                                   env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
             rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+            print(f"{name}: " + json.dumps(rows), flush=True)  # the raw figures, as soon as a database is done
             if proc.returncode or len(rows) != len(args.sizes):
                 raise SystemExit(f"{name}: the bench child failed (exit {proc.returncode})")
             results[name] = rows
