@@ -53,6 +53,23 @@ def test_k_larger_than_the_team_gives_each_pair_to_everyone_who_can_review(ours)
     assert ReviewAssignment.objects.count() == 6
 
 
+def test_a_reviewer_who_joins_later_is_given_pairs_on_their_first_visit_and_a_visit_after_that_assigns_nothing(
+        ours, owner, annotator, django_user_model):
+    from webapp.accounts.roles import Role
+    from webapp.accounts.services import membership_add
+
+    ours.run.review_k = 5
+    ours.run.save()
+    make_pairs(ours.run, 3)
+    assert services.review_assign_for_visit(run=ours.run, user=annotator) == 9  # owner, eddie, anna
+    assert services.review_assign_for_visit(run=ours.run, user=annotator) == 0
+    bea = django_user_model.objects.create_user(username="bea", password="pw-123456789")
+    membership_add(team=ours.team, user=bea, role=Role.ANNOTATOR, actor=owner)
+    assert services.review_assign_for_visit(run=ours.run, user=bea) == 3  # k=5 > 4 reviewers: she gets every pair
+    assert ReviewAssignment.objects.filter(run=ours.run, annotator=bea).count() == 3
+    assert selectors.assignment_next_for_user(run=ours.run, user=bea) is not None
+
+
 def test_default_k_of_one_gives_anna_her_own_queue_and_progress(ours, annotator):
     make_pairs(ours.run, 6)
     services.review_assign(run=ours.run)
