@@ -19,12 +19,30 @@ def postgres_database(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def databases(work: Path, pg_name: str) -> list[tuple[str, str]]:
-    """SQLite always; PostgreSQL too when DATABASE_URL points at one."""
-    out = [("sqlite", f"sqlite:///{work}/bench.sqlite3")]
-    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        out.append(("postgresql", postgres_database(os.environ["DATABASE_URL"], pg_name)))
-    return out
+def run_children(script: str, sizes: list[int], pg_name: str, only: str | None = None) -> dict[str, list[dict]]:
+    """Run ``script --child`` once per database (a temporary SQLite file always; PostgreSQL too
+    when DATABASE_URL points at one, in a fresh database ``pg_name``), each in a process of its
+    own; its JSON lines, by database. A database's raw figures are printed as soon as it is done."""
+    import json
+    import subprocess
+    import tempfile
+
+    names = ["sqlite"] + (["postgresql"] if os.environ.get("DATABASE_URL", "").startswith("postgres") else [])
+    results: dict[str, list[dict]] = {}
+    for name in names:
+        if only and name != only:
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"icon2-bench-{name}-") as tmp:
+            url = f"sqlite:///{tmp}/bench.sqlite3" if name == "sqlite" else postgres_database(os.environ["DATABASE_URL"], pg_name)
+            env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+            proc = subprocess.run([sys.executable, script, "--sizes", *map(str, sizes), "--child", f"{url}|{tmp}"],
+                                  env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        print(f"{name}: " + json.dumps(rows), flush=True)
+        if proc.returncode or len(rows) != len(sizes):
+            raise SystemExit(f"{name}: the bench child failed (exit {proc.returncode})")
+        results[name] = rows
+    return results
 
 
 def setup(database_url: str, work: Path, **env: str) -> None:

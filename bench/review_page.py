@@ -20,13 +20,10 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 VERDICTS = 300
 
 
@@ -124,18 +121,8 @@ def main() -> None:
         return
     import _django
 
-    with tempfile.TemporaryDirectory(prefix="icon2-review-") as base:
-        plan = _django.databases(Path(base), "icon2_review_bench")
     worst_p95, worst_queries, grows = 0.0, 0, False
-    for name, url in plan:
-        with tempfile.TemporaryDirectory(prefix=f"icon2-review-{name}-") as tmp:
-            url = url if name != "sqlite" else f"sqlite:///{tmp}/bench.sqlite3"
-            env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-            proc = subprocess.run([sys.executable, __file__, "--sizes", *map(str, args.sizes), "--child", f"{url}|{tmp}"],
-                                  env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode or len(rows) != len(args.sizes):
-            raise SystemExit(f"{name}: the bench child failed (exit {proc.returncode})")
+    for name, rows in _django.run_children(__file__, args.sizes, "icon2_review_bench").items():
         print(f"\n{name}")
         print(f"{'pairs':>9} {'next p50':>9} {'next p95':>9} {'queries':>8} {'lead page':>10} {'export':>8} {'RSS +':>7}")
         for r in rows:

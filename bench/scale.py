@@ -30,13 +30,10 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 SCORE_CHUNK, PAIR_CHUNK = 1024, 256
 STEPS = ("upload", "score", "filter", "generate")
 
@@ -148,22 +145,7 @@ def main() -> None:
         return
     import _django
 
-    results: dict[str, list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="icon2-scale-") as base:
-        plan = _django.databases(Path(base), "icon2_scale_bench")
-    for name, url in plan:
-        if args.only and name != args.only:
-            continue
-        with tempfile.TemporaryDirectory(prefix=f"icon2-scale-{name}-") as tmp:
-            url = url if name != "sqlite" else f"sqlite:///{tmp}/bench.sqlite3"
-            env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-            proc = subprocess.run([sys.executable, __file__, "--sizes", *map(str, args.sizes), "--child", f"{url}|{tmp}"],
-                                  env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-            rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-            print(f"{name}: " + json.dumps(rows), flush=True)  # the raw figures, as soon as a database is done
-            if proc.returncode or len(rows) != len(args.sizes):
-                raise SystemExit(f"{name}: the bench child failed (exit {proc.returncode})")
-            results[name] = rows
+    results = _django.run_children(__file__, args.sizes, "icon2_scale_bench", only=args.only)
     worst = {"ratio": 0.0, "rss": 0.0, "preview": 0.0}
     for name, rows in results.items():
         print(f"\n{name}: seconds per 1,000 instructions (score chunks of {SCORE_CHUNK}, pair chunks of {PAIR_CHUNK})")

@@ -111,7 +111,7 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _cache_of(out) -> tuple[str, object]:
+def cache_of(out) -> tuple[str, object]:
     """The model output's KV cache and the keyword a forward takes it by (``cache`` since
     transformers renamed it, ``past_key_values`` before)."""
     renamed = "cache" in getattr(out, "__dataclass_fields__", {})
@@ -153,7 +153,7 @@ def _states_shared(lm: LoadedModel, ids: list[list[int]], shared: int) -> tuple[
     with record_block_outputs(lm.layers, reduce=prefix_norms) as rec:
         out = lm.base_model(input_ids=prefix, use_cache=True)
     prefix_sum = torch.tensor([rec[i] for i in range(lm.n_layers)], dtype=torch.float64) * n
-    keyword, cache = _cache_of(out)
+    keyword, cache = cache_of(out)
     cache.reorder_cache(torch.zeros(n, dtype=torch.long, device=lm.device))  # one copy per prompt
     rest = [x[shared:] for x in ids]
     width = max(len(x) for x in rest)

@@ -9,7 +9,7 @@ import torch
 
 from .chat import format_chat
 from .config import GenerateConfig, SteeringConfig
-from .directions import DirectionSet
+from .directions import DirectionSet, cache_of
 from .errors import ConfigError, InputError
 from .decoding import NoRepeatNGram
 from .hooks import add_to_block_outputs
@@ -241,10 +241,9 @@ def _shared_prefix_cache(lm: LoadedModel, enc: dict, prompts: Sequence[str]):
     positions = prefix_mask.long().cumsum(-1) - 1
     positions.masked_fill_(prefix_mask == 0, 1)
     out = lm.base_model(input_ids=ids[first, :-1], attention_mask=prefix_mask, position_ids=positions, use_cache=True)
-    renamed = "cache" in getattr(out, "__dataclass_fields__", {})
-    cache = out.cache if renamed else out.past_key_values
+    keyword, cache = cache_of(out)
     cache.reorder_cache(torch.tensor([distinct.index(p) for p in prompts], device=ids.device))
-    return {"cache" if renamed else "past_key_values": cache}
+    return {keyword: cache}
 
 
 def resolve_dimensions(

@@ -257,17 +257,18 @@ def _instructions_rank_write(pks, columns: dict[str, list]) -> None:
                 cursor.executemany(f"UPDATE {table} SET {sets} WHERE {pk_col} = %s", list(zip(*values, ids)))
 
 
-def _filter_order_store(stage: Stage, pks, consistency, index, keep_fraction: float | None = None, keep: int | None = None):
+def _filter_order_store(stage: Stage, pks, consistency, index, keep_fraction: float | None = None, keep: int | None = None,
+                        extra: dict[str, list] | None = None):
     """Rank scored instructions by (−consistency, index), keep the first ``keep`` (or the top
-    ``keep_fraction``), write consistency order and kept flags, and store the sorted scores for
-    the threshold preview. Returns (kept, threshold)."""
+    ``keep_fraction``), write consistency order and kept flags (with ``extra`` columns, in the
+    same pass), and store the sorted scores for the threshold preview. Returns (kept, threshold)."""
     n = len(pks)
     order = np.lexsort((index, -consistency))  # most consistent first; the index breaks ties
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     if keep is None:
         keep = max(1, round(n * keep_fraction)) if n else 0
-    _instructions_rank_write(pks, {"kept": (rank < keep).tolist(), "rank": rank.tolist()})
+    _instructions_rank_write(pks, {**(extra or {}), "kept": (rank < keep).tolist(), "rank": rank.tolist()})
     FilterScores.objects.update_or_create(
         stage=stage, defaults={"count": n, "values": np.sort(consistency).astype(np.float64).tobytes()}
     )
@@ -296,9 +297,10 @@ def _finalize_filter(stage: Stage) -> None:
     best = centred.argmax(axis=1) if len(raw) else np.zeros(0, dtype=np.int64)  # the first of equal dimensions, as before
     consistency = centred[np.arange(len(raw)), best] if len(raw) else np.zeros(0)
     winners = [int(d) for d in dims]
-    _instructions_rank_write(pks, {"consistency": consistency.tolist(), "winner": [winners[b] for b in best.tolist()]})
-    keep, threshold = _filter_order_store(stage, pks, consistency, np.asarray(index, dtype=np.int64),
-                                          keep_fraction=run.keep_fraction)
+    keep, threshold = _filter_order_store(
+        stage, pks, consistency, np.asarray(index, dtype=np.int64), keep_fraction=run.keep_fraction,
+        extra={"consistency": consistency.tolist(), "winner": [winners[b] for b in best.tolist()]},
+    )
     Stage.objects.filter(pk=stage.pk).update(
         metrics={**stage.metrics, "kept": keep, "scored": len(pks), "method": "centred", "threshold": threshold}
     )
