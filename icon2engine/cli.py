@@ -331,6 +331,59 @@ def _judge_args(p: argparse.ArgumentParser) -> None:
                    help="llm: pairwise (A, B or tie) or scores (rate each response 1-10; for small judge models)")
 
 
+def cmd_audit(args) -> int:
+    from .audit import audit_verdict, direction_overlap, orthogonalise, pair_gaps, reference_bank, reference_directions
+    from .judges import make_judge
+    from .models import load_model
+    from .pipeline import parse_layers, write_atomic
+    from .progress import TqdmProgress
+    from .vector_io import load_directions, save_directions
+
+    judge_config = _judge_config(args)
+    judge = None if judge_config.kind == "self" or not args.pairs else make_judge(judge_config)  # fail before the slow load
+    ds = load_directions(args.vectors)
+    pairs = _read_pairs(args.pairs) if args.pairs else []
+    lm = load_model(_spec(args))
+    if args.pairs and judge is None:
+        judge = make_judge(judge_config, lm=lm)
+    refs = reference_directions(lm, cache_dir=args.cache_dir, progress=TqdmProgress())
+    names = {r.key: r.name for r in reference_bank()}
+    layers = parse_layers(args.layers)
+    overlap = direction_overlap(ds, refs, layers)
+    measure = {"lexicon": "sentiment", "vader": "sentiment", "length": "length", "formality": "formality"}.get(judge_config.kind)
+    gaps = pair_gaps([{"instruction": p["prompt"][0]["content"] if "prompt" in p and isinstance(p["prompt"], list)
+                       else p.get("instruction", p.get("prompt", "")), "chosen": _text(p["chosen"]), "rejected": _text(p["rejected"])}
+                      for p in pairs], judge=judge, judge_measure=measure) if pairs else None
+    report = {"dimension": ds.dimension, "overlap": overlap, "pairs": gaps,
+              "verdict": audit_verdict(ds.dimension, overlap, gaps, names)}
+    if args.orthogonalise:
+        keys = [k.strip() for k in args.orthogonalise.split(",") if k.strip()]
+        cleaned = orthogonalise(ds, refs, keys)
+        path = save_directions(cleaned, args.orthogonalised_out or Path(args.vectors).with_suffix(".orth.safetensors"))
+        report["orthogonalised"] = {"against": keys, "path": str(path), "overlap": direction_overlap(cleaned, refs, layers)}
+    print(report["verdict"])
+    print("overlap over layers {}–{}: ".format(overlap["layers"][0], overlap["layers"][-1])
+          + ", ".join(f"{names[k]} {v:+.2f}" for k, v in overlap["cosines"].items())
+          + f"; explained by all references together {overlap['explained']:.0%}")
+    if gaps:
+        print("chosen − rejected: " + ", ".join(f"{k} {v['mean']:+.3f}" for k, v in gaps["gaps"].items()))
+    if "orthogonalised" in report:
+        after = report["orthogonalised"]["overlap"]["cosines"]
+        print(f"orthogonalised direction: {report['orthogonalised']['path']} ("
+              + ", ".join(f"{names[k]} {v:+.2f}" for k, v in after.items()) + ")")
+    if args.out:
+        write_atomic(Path(args.out), json.dumps(report, indent=2, ensure_ascii=False))
+        print(f"report: {args.out}")
+    return 0
+
+
+def _text(value) -> str:
+    """A pair side as plain text: a string, or TRL's conversational [{"role", "content"}]."""
+    if isinstance(value, list):
+        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return str(value)
+
+
 def cmd_pipeline(args) -> int:
     from .pipeline import load_pipeline_config, run_pipeline
     from .progress import TqdmProgress
@@ -479,6 +532,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="report .json (summary and every response)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("audit", help="bias audit: a direction's overlap with reference directions, and what its pairs differ in")
+    _model_args(p)
+    p.add_argument("--vectors", required=True, help="direction file from 'icon2 extract'")
+    p.add_argument("--pairs", help="pairs .jsonl from 'icon2 generate' (or an exported dataset) to measure the side gaps of")
+    p.add_argument("--layers", help="the steered band, e.g. 10-19 (default: the middle third)")
+    p.add_argument("--cache-dir", default=None, help="folder caching the reference directions per model")
+    p.add_argument("--orthogonalise", help="comma-separated references to project out of the direction, e.g. sentiment,length")
+    p.add_argument("--orthogonalised-out", help="where to write the orthogonalised direction (default: beside --vectors)")
+    p.add_argument("--out", help="write the whole audit as JSON here")
+    _judge_args(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("pipeline", help="run the stages from one .toml/.yaml config file")
     p.add_argument("config")
