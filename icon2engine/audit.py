@@ -306,8 +306,8 @@ def audit_verdict(name: str, overlap: Mapping | None, gaps: Mapping | None, name
         acc = pred.get(best)
         flags = {f["feature"]: f for f in gaps.get("flags", [])}
         if best in flags:
-            note = " (the judge measures that itself)" if flags[best]["expected"] else ""
-            parts.append(f"its pairs differ mostly in {best}: {best} alone predicts the judge's choice in {acc:.0%} of pairs{note}")
+            note = "; the judge measures that itself" if flags[best]["expected"] else ""
+            parts.append(f"its pairs differ mostly in {best} ({best} alone predicts the judge's choice in {acc:.0%} of pairs{note})")
         elif acc is not None:
             parts.append(f"no single side gap predicts the judge's choice (best: {best}, {acc:.0%})")
     elif gaps:

@@ -26,7 +26,7 @@ app.conf.update(
     task_ignore_result=True,  # the database holds the results
     task_default_queue="default",
     task_routes={"worker.tasks.run_chunk": {"queue": "gpu"}, "worker.tasks.reap": {"queue": "default"},
-                 "worker.tasks.playground": {"queue": "interactive"}},
+                 "worker.tasks.playground": {"queue": "interactive"}, "worker.tasks.audit": {"queue": "interactive"}},
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # keep trying while Redis restarts
     worker_cancel_long_running_tasks_on_connection_loss=False,

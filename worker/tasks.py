@@ -23,3 +23,10 @@ def reap() -> dict:
     from webapp.jobs.services import chunks_reap
 
     return chunks_reap()
+
+
+@app.task(name="worker.tasks.audit", acks_late=False)
+def audit(audit_id: int) -> None:
+    from worker.audit import run_audit
+
+    run_audit(audit_id)

@@ -308,13 +308,14 @@ def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[float]], *, title: 
     return mark_safe(_svg(size, size, title, parts, []).replace('class="chart"', 'class="chart chart-square"', 1))
 
 
-def bar_chart(rows: Sequence[tuple[str, float, bool]], *, unit: str = "", width: int = 560) -> SafeString:
-    """Horizontal bars, one per (label, value, highlighted) row; highlighted bars (an estimate)
-    take the second colour."""
+def bar_chart(rows: Sequence[tuple[str, float, bool]], *, unit: str = "", width: int = 560, title: str = "Compute per stage",
+              top: float | None = None, digits: int = 1) -> SafeString:
+    """Horizontal bars, one per (label, value, highlighted) row; highlighted bars (an estimate, a
+    flag) take the second colour. ``top`` fixes the full-width value (default: the largest)."""
     if not rows:
         return mark_safe("")
     height = 28 + 24 * len(rows)
-    top = max(v for _, v, _ in rows) or 1.0
+    top = top or max(v for _, v, _ in rows) or 1.0
     left, right = 190, 70
     parts = []
     for i, (label, value, highlighted) in enumerate(rows):
@@ -323,5 +324,5 @@ def bar_chart(rows: Sequence[tuple[str, float, bool]], *, unit: str = "", width:
         cls = "chart-bar-estimate" if highlighted else "chart-bar"
         parts.append(f'<text class="chart-tick" x="{left - 8}" y="{y + 13}" text-anchor="end">{escape(label)}</text>')
         parts.append(f'<rect class="{cls}" x="{left}" y="{y}" width="{max(1.0, w):.1f}" height="17"/>')
-        parts.append(f'<text class="chart-tick" x="{left + w + 6:.1f}" y="{y + 13}">{value:.1f} {escape(unit)}</text>')
-    return _svg(width, height, "Compute per stage", parts, [])
+        parts.append(f'<text class="chart-tick" x="{left + w + 6:.1f}" y="{y + 13}">{value:.{digits}f} {escape(unit)}</text>')
+    return _svg(width, height, title, parts, [])

@@ -295,3 +295,33 @@ def cost_panel(*, run: Run) -> CostPanel:
         tokens_out=sum(int(s.compute.get("tokens_out", 0)) for s in stages), route_s=route, estimate=estimate,
         ratio=ratio, generate_ratio=generate_ratio, chart=chart, rows=rows,
     )
+
+
+@dataclass
+class AuditPanel:
+    latest: object | None  # the newest RunAudit, whatever its state
+    done: object | None  # the newest finished one (shown while a new one runs)
+    dimensions: list[dict] = field(default_factory=list)
+    running: bool = False
+
+
+def audit_panel(*, run: Run) -> AuditPanel:
+    """The Audit tab: per dimension, a chart of |cosine| with each reference (flagged bars in the
+    second colour), the numbers, and the pairs' side gaps."""
+    from webapp.jobs.audits import OPEN, audit_latest, audit_latest_done
+
+    latest, done = audit_latest(run=run), audit_latest_done(run=run)
+    names = {r["key"]: r["name"] for r in (done.result.get("references", []) if done else [])}
+    dims = []
+    for d in (done.result.get("dimensions", []) if done else []):
+        cos, flagged = d["overlap"]["cosines"], set(d["overlap"]["flagged"])  # the engine flagged them: the web never imports it
+        chart = charts.bar_chart([(names.get(k, k), abs(v), k in flagged) for k, v in cos.items()],
+                                 title=f"{d['name']}: overlap with each reference", top=1.0, digits=2)
+        refs = [{"key": k, "name": names.get(k, k), "cosine": v, "flagged": k in flagged} for k, v in cos.items()]
+        gaps = d.get("pairs") or {}
+        pred = gaps.get("prediction") or {}
+        gap_rows = [{"feature": k, "mean": v["mean"], "chosen_higher": v["chosen_higher"], "predicts": pred.get(k)}
+                    for k, v in (gaps.get("gaps") or {}).items()]
+        dims.append({**d, "chart": chart, "refs": refs, "gap_rows": gap_rows, "predict_all": pred.get("all"),
+                     "layers": d["overlap"]["layers"]})
+    return AuditPanel(latest=latest, done=done, dimensions=dims, running=bool(latest and latest.status in OPEN))

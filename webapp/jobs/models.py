@@ -184,3 +184,31 @@ class Probe(models.Model):
     @property
     def layers_label(self) -> str:
         return "middle third" if self.layer_start is None else f"{self.layer_start}–{self.layer_end}"
+
+
+class RunAudit(models.Model):
+    """One bias audit of a run (icon2engine.audit): per dimension, the direction's overlap with the
+    reference directions and what the generated pairs differ in. Asked for from the Audit tab,
+    done by the interactive worker; the row is the truth (status, result, error)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="audits")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    result = models.JSONField(default=dict, blank=True, help_text="{dimensions: [{id, name, overlap, pairs, verdict}], flagged}")
+    message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"audit {self.pk} of {self.run}"

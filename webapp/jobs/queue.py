@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_TASK = "worker.tasks.run_chunk"
 PLAYGROUND_TASK = "worker.tasks.playground"
+AUDIT_TASK = "worker.tasks.audit"
 
 
 def send_chunk(chunk_id: int, *, queue: str = "gpu") -> bool:
@@ -61,4 +62,18 @@ def send_probe(probe_id: int) -> bool:
         return True
     except Exception as exc:
         log.warning("could not enqueue playground request %s (%s)", probe_id, exc)
+        return False
+
+
+def send_audit(audit_id: int) -> bool:
+    """Enqueue a bias audit on the ``interactive`` queue (a few seconds once the references are cached)."""
+    if settings.ICON2_QUEUE == "none":
+        return False
+    from worker.celery_app import app
+
+    try:
+        app.send_task(AUDIT_TASK, args=[audit_id], queue="interactive")
+        return True
+    except Exception as exc:
+        log.warning("could not enqueue audit %s (%s)", audit_id, exc)
         return False

@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<id:pk>/calibration/", views.run_calibration, name="run_calibration"),
     path("runs/<id:pk>/training/", views.run_training, name="run_training"),
     path("runs/<id:pk>/cost/", views.run_cost, name="run_cost"),
+    path("runs/<id:pk>/audit/", views.run_audit, name="run_audit"),
     path("runs/<id:pk>/playground/", views.run_playground, name="run_playground"),
     path("probes/<id:pk>/", views.probe_detail, name="probe"),
 ]

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import membership_get
-from webapp.jobs import diagnostics, probes, services
+from webapp.jobs import audits, diagnostics, probes, services
 from webapp.jobs.forms import ProbeForm
 from webapp.studio.models import Run
 from webapp.studio.selectors import run_get_for_user
@@ -118,6 +118,25 @@ def run_training(request: HttpRequest, pk: int) -> HttpResponse:
 def run_cost(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk)
     return _tab(request, run, "cost", "jobs/run_cost.html", panel=diagnostics.cost_panel(run=run))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_audit(request: HttpRequest, pk: int) -> HttpResponse:
+    """The bias audit: GET shows the latest (polled while it runs); POST asks for a new one."""
+    run = run_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT if request.method == "POST" else Perm.READ)
+    if request.method == "POST":
+        try:
+            audits.audit_request(run=run, actor=request.user)
+        except ValidationError as error:
+            for message in error.messages:
+                messages.error(request, message)
+        else:
+            messages.success(request, "Audit queued: the interactive worker measures the directions and the pairs.")
+        return redirect("jobs:run_audit", pk=run.pk)
+    panel = diagnostics.audit_panel(run=run)
+    template = "jobs/_audit.html" if request.htmx and request.GET.get("partial") else "jobs/run_audit.html"
+    return _tab(request, run, "audit", template, panel=panel)
 
 
 @login_required

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from webapp.jobs.audits import audit_warning
 from webapp.jobs.probes import playground_blinded
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import current_membership, current_team_remember, membership_get, role_require
@@ -419,6 +420,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "studio/run_detail.html", {
         "run": run, "project": run.project, **_access(request, run.project.team_id),
         "playground_blinded": playground_blinded(user=request.user, run=run),
+        "audit_warning": audit_warning(run=run),
     })
 
 
