@@ -11,19 +11,10 @@ from django.urls import reverse
 
 from webapp.accounts.services import membership_add, team_create
 from webapp.jobs import audits
-from webapp.jobs.models import Chunk, RunAudit
+from tests.worker.test_judge_failure import _drain
+from webapp.jobs.models import RunAudit
 from webapp.studio.models import Stage
 from webapp.studio.services import dimension_create, model_create, project_create, run_create, run_launch
-
-
-def _drain(run) -> None:
-    from worker.runner import run_chunk
-
-    for _ in range(50):
-        chunk = Chunk.objects.filter(stage__run=run, status=Chunk.Status.QUEUED).order_by("stage__order", "index").first()
-        if chunk is None:
-            return
-        run_chunk(chunk.pk)
 
 
 @pytest.fixture

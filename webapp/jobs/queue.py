@@ -50,30 +50,26 @@ def broker_backlog(queue: str = "gpu") -> int | None:
         return None
 
 
-def send_probe(probe_id: int) -> bool:
-    """Enqueue a playground request on the ``interactive`` queue, which a worker of its own
-    serves, so it never waits behind a run's long chunks."""
+def _send_interactive(task: str, row_id: int, what: str) -> bool:
+    """Enqueue ``task`` for one row on the ``interactive`` queue, which a worker of its own serves,
+    so it never waits behind a run's long chunks."""
     if settings.ICON2_QUEUE == "none":
         return False
     from worker.celery_app import app
 
     try:
-        app.send_task(PLAYGROUND_TASK, args=[probe_id], queue="interactive")
+        app.send_task(task, args=[row_id], queue="interactive")
         return True
     except Exception as exc:
-        log.warning("could not enqueue playground request %s (%s)", probe_id, exc)
+        log.warning("could not enqueue %s %s (%s)", what, row_id, exc)
         return False
+
+
+def send_probe(probe_id: int) -> bool:
+    """Enqueue a playground request."""
+    return _send_interactive(PLAYGROUND_TASK, probe_id, "playground request")
 
 
 def send_audit(audit_id: int) -> bool:
-    """Enqueue a bias audit on the ``interactive`` queue (a few seconds once the references are cached)."""
-    if settings.ICON2_QUEUE == "none":
-        return False
-    from worker.celery_app import app
-
-    try:
-        app.send_task(AUDIT_TASK, args=[audit_id], queue="interactive")
-        return True
-    except Exception as exc:
-        log.warning("could not enqueue audit %s (%s)", audit_id, exc)
-        return False
+    """Enqueue a bias audit (a few seconds once the references are cached)."""
+    return _send_interactive(AUDIT_TASK, audit_id, "audit")
