@@ -168,6 +168,7 @@ ICON2_EVAL_JUDGE = env_str("ICON2_EVAL_JUDGE", default="lexicon")  # judge for t
 ICON2_COST_SAMPLES = env_int("ICON2_COST_SAMPLES", default=5, min_value=2)  # sample-and-rank estimate: samples per instruction
 ICON2_EVAL_MAX = env_int("ICON2_EVAL_MAX", default=32, min_value=1)  # held-out instructions evaluated
 ICON2_AUDIT_MAX_PAIRS = env_int("ICON2_AUDIT_MAX_PAIRS", default=2000, min_value=10)  # bias audit: pairs measured per dimension
+ICON2_AUDIT_AUTO = env_bool("ICON2_AUDIT_AUTO", default=True)  # audit every run's pairs when they are generated
 ICON2_LAUNCH_CHECKS = env_bool("ICON2_LAUNCH_CHECKS", default=True)  # model paths and judges checked at launch
 ICON2_PROGRESS_INTERVAL_MS = env_int("ICON2_PROGRESS_INTERVAL_MS", default=500, min_value=0)
 

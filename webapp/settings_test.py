@@ -24,6 +24,7 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
+ICON2_AUDIT_AUTO = False  # tests that want the audit after generation turn it on
 ICON2_QUEUE = "none"  # unit tests never need a broker; the integration tests run real workers
 # The named people's fixtures register local models under /models (never read: no test loads them).
 ICON2_MODEL_ROOTS = [*ICON2_MODEL_ROOTS, Path("/models")]  # noqa: F405

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 
 from icon2engine import Icon2Error
@@ -18,6 +19,35 @@ log = logging.getLogger(__name__)
 JUDGE_MEASURES = {"lexicon": "sentiment", "vader": "sentiment", "length": "length", "formality": "formality"}
 
 
+def _references(run, lm, progress, keys=None) -> dict:
+    from icon2engine.audit import reference_directions
+
+    cache = Path(settings.MEDIA_ROOT) / "teams" / str(run.project.team_id) / "references"
+    progress("Extracting the reference directions (once per model)…")
+    return reference_directions(lm, cache_dir=cache, keys=keys)
+
+
+def remedy_apply(audit, lm, *, progress=lambda message: None) -> bool:
+    """Project the remedy's references out of its dimension's direction, save it beside the original
+    and hand it to the services, which make the stages after the filter run again. True when the
+    audit now waits for those stages; False when there were no pairs to regenerate."""
+    from icon2engine.audit import orthogonalise
+    from webapp.jobs import audits
+    from worker.stages import direction_files_save, run_directions
+
+    run, remedy = audit.run, audit.remedy
+    key = str(remedy["dimension"])
+    direction = run_directions(run).get(key)
+    if direction is None:
+        raise Icon2Error("the dimension has no direction in this run any more")
+    refs = _references(run, lm, progress)
+    against = sorted({*direction.extra.get("orthogonalised_against", []), *remedy["against"]}, key=list(refs).index)
+    progress(f"Projecting {', '.join(against)} out of the direction…")
+    cleaned = orthogonalise(direction, refs, against)
+    path, gguf = direction_files_save(run, lm, cleaned, f"dimension-{key}-without-{'-'.join(against)}-audit-{audit.pk}")
+    return audits.audit_remedy_apply(audit=audit, path=str(path), gguf_path=str(gguf))
+
+
 def _judge_kind(run) -> str:
     row = run.eval_judge
     return row.engine_config()["kind"] if row is not None else settings.ICON2_EVAL_JUDGE
@@ -25,16 +55,14 @@ def _judge_kind(run) -> str:
 
 def audit_result(run, lm, *, progress=lambda message: None) -> dict:
     """The audit of every dimension of ``run`` as small JSON (the worker's whole computation)."""
-    from icon2engine.audit import audit_verdict, direction_overlap, pair_gaps, reference_bank, reference_directions
+    from icon2engine.audit import audit_verdict, direction_overlap, pair_gaps, reference_bank
     from webapp.studio.models import Dimension
     from worker.stages import run_directions, run_judge, run_layers
 
     directions = run_directions(run)  # keyed by dimension id
     if not directions:
         raise Icon2Error("the run has no directions to audit; wait for the extract stage")
-    cache = Path(settings.MEDIA_ROOT) / "teams" / str(run.project.team_id) / "references"
-    progress("Extracting the reference directions (once per model)…")
-    refs = reference_directions(lm, cache_dir=cache)
+    refs = _references(run, lm, progress)
     names = {r.key: r.name for r in reference_bank()}
     layers = run_layers(run, lm.n_layers)
     dims = {str(d.pk): d.name for d in Dimension.objects.filter(pk__in=[int(k) for k in directions])}
@@ -74,10 +102,14 @@ def run_audit(audit_id: int) -> None:
         return
     try:
         lm = get_model(audit.run.model)
+        if audit.remedy and not audit.remedy.get("applied"):
+            if remedy_apply(audit, lm, progress=lambda m: audits.audit_progress(audit=audit, message=m)):
+                return  # waiting for the stages after the filter; the generate stage queues it again
+            audit.refresh_from_db()
         result = audit_result(audit.run, lm, progress=lambda m: audits.audit_progress(audit=audit, message=m))
         audits.audit_finish(audit=audit, result=result)
-    except Icon2Error as exc:
-        audits.audit_fail(audit=audit, error=str(exc))
+    except (Icon2Error, ValidationError) as exc:
+        audits.audit_fail(audit=audit, error="; ".join(getattr(exc, "messages", [str(exc)])))
     except Exception as exc:
         log.exception("audit %s failed", audit_id)
         audits.audit_fail(audit=audit, error=f"{type(exc).__name__}: {exc}")

@@ -69,6 +69,15 @@ def run_directions(run) -> dict[str, "DirectionSet"]:
     return directions
 
 
+def direction_files_save(run, lm, ds, stem: str) -> tuple[Path, Path]:
+    """Write a direction set under the run's folder: safetensors (what the worker loads) and a
+    llama.cpp control vector (for the export)."""
+    out = _run_dir(run) / "vectors"
+    path = save_directions(ds, out / f"{stem}.safetensors")
+    gguf = export_control_vector_gguf(ds, out / f"{stem}.gguf", getattr(lm.model.config, "model_type", "llama"))
+    return path, gguf
+
+
 def steering_dimensions(rows, directions: dict) -> list[str]:
     """Per instruction, the dimension it is steered along: the filter's winner, else the first."""
     first = next(iter(directions), None)
@@ -83,14 +92,12 @@ def extract(chunk, beat) -> Result:
     dims = list(run.dimensions.order_by("pk")[chunk.start : chunk.stop])
     stats = StageStats(stage="extract")
     progress = ChunkProgress(chunk, heartbeat=beat)
-    out = _run_dir(run) / "vectors"
     results = []
     for dim in dims:
         spec = engine_dimension(dim)
         feats = list(spec.feature_instructions) or default_feature_instructions()
         ds = extract_directions(lm, spec, feats, ExtractConfig(seed=run.seed), progress=progress, stats=stats)
-        path = save_directions(ds, out / f"dimension-{dim.pk}.safetensors")
-        gguf = export_control_vector_gguf(ds, out / f"dimension-{dim.pk}.gguf", getattr(lm.model.config, "model_type", "llama"))
+        path, gguf = direction_files_save(run, lm, ds, f"dimension-{dim.pk}")
         results.append((dim, path, gguf, ds))
     # Are the dimensions distinct? Cosines between their directions, per layer, for the run page.
     cosines = {"dimensions": [dim.pk for dim, *_ in results], "layers": direction_cosines([r[3] for r in results])} if len(results) > 1 else None

@@ -103,6 +103,7 @@ class Stack:
             "ICON2_REAP_EVERY_S": "2",
             "ICON2_PROGRESS_INTERVAL_MS": "100",
             "ICON2_TORCH_THREADS": "1",
+            "ICON2_AUDIT_AUTO": "false",  # only the audit tests ask for audits
             "DEBUG": "false",
             "SECRET_KEY": "integration-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",

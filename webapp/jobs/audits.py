@@ -1,7 +1,9 @@
-"""Bias-audit services: ask for an audit of a run, the worker's claim / finish / fail, and the
-Audit tab's reading of the latest one (icon2engine.audit does the measuring)."""
+"""Bias-audit services: ask for an audit of a run (or for the remedy: orthogonalise one dimension's
+direction and regenerate), the worker's claim / apply / finish / fail, the audit that follows
+generation, and the Audit tab's reading of the latest one (icon2engine.audit does the measuring)."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -11,9 +13,10 @@ from webapp.accounts.roles import Perm
 from webapp.accounts.selectors import role_require
 from webapp.jobs import queue
 from webapp.jobs.models import DirectionArtifact, RunAudit
-from webapp.studio.models import Run
+from webapp.studio.models import Run, Stage
 
 OPEN = (RunAudit.Status.QUEUED, RunAudit.Status.RUNNING)
+UNDER_WAY = (*OPEN, RunAudit.Status.WAITING)
 
 
 def audit_request(*, run: Run, actor: AbstractBaseUser) -> RunAudit:
@@ -23,11 +26,93 @@ def audit_request(*, run: Run, actor: AbstractBaseUser) -> RunAudit:
         Run.objects.select_for_update().filter(pk=run.pk).first()
         if not DirectionArtifact.objects.filter(run=run).exists():
             raise ValidationError("Nothing to audit yet: the run has no directions. Wait for the extract stage.")
-        if RunAudit.objects.filter(run=run, status__in=OPEN).exists():
+        if RunAudit.objects.filter(run=run, status__in=UNDER_WAY).exists():
             raise ValidationError("An audit of this run is already under way.")
         audit = RunAudit.objects.create(run=run, created_by=actor)
         transaction.on_commit(lambda: queue.send_audit(audit.pk))
     return audit
+
+
+def audit_remedy_request(*, run: Run, actor: AbstractBaseUser, dimension_id: int, against: list[str]) -> RunAudit:
+    """Queue the remedy for one dimension: the worker projects the ``against`` references out of
+    its direction, the stages after the filter run again (same instructions, new γ and pairs), and
+    the new pairs are audited beside the latest audit."""
+    from webapp.jobs.services import ACTIVE_RUN, reviewed_work_refuse
+
+    role_require(user=actor, team=run.project.team_id, perm=Perm.EDIT)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        before = audit_latest_done(run=run)
+        if before is None:
+            raise ValidationError("Run the audit first: the remedy is shown beside it.")
+        dims = {d["id"]: d for d in before.result.get("dimensions", [])}
+        if dimension_id not in dims:
+            raise ValidationError("That dimension is not in the latest audit of this run.")
+        refs = [r["key"] for r in before.result.get("references", [])]
+        against = [k for k in refs if k in set(against or [])]  # bank order, no repeats
+        if not against:
+            raise ValidationError("Choose at least one reference direction to project out.")
+        already = set(dims[dimension_id].get("orthogonalised_against") or [])
+        if set(against) <= already:
+            raise ValidationError(f"{dims[dimension_id]['name']} is already orthogonalised against those references.")
+        if run.status in ACTIVE_RUN:
+            raise ValidationError("The run is working: wait until it pauses or finishes (or cancel it), then regenerate.")
+        if not run.stages.filter(kind=Stage.Kind.EXTRACT, status=Stage.Status.SUCCEEDED).exists():
+            raise ValidationError("The directions are not extracted yet.")
+        reviewed_work_refuse(run=run, because="regenerating would drop their work",
+                             instead="Start a new run instead; its directions can be orthogonalised before review.")
+        if RunAudit.objects.filter(run=run, status__in=UNDER_WAY).exists():
+            raise ValidationError("An audit of this run is already under way.")
+        audit = RunAudit.objects.create(run=run, created_by=actor, before=before,
+                                        remedy={"dimension": dimension_id, "against": against, "applied": False})
+        transaction.on_commit(lambda: queue.send_audit(audit.pk))
+    return audit
+
+
+def _rerun_from(run: Run) -> int:
+    """The order after which a changed direction needs the stages again: the filter's (its
+    selection stays), else the extract stage's."""
+    stage = run.stages.filter(kind=Stage.Kind.FILTER).exclude(status=Stage.Status.SKIPPED).first() \
+        or run.stages.get(kind=Stage.Kind.EXTRACT)
+    return stage.order
+
+
+def audit_remedy_apply(*, audit: RunAudit, path: str, gguf_path: str) -> bool:
+    """The worker wrote the orthogonalised direction: point the run at it, make the stages after the
+    filter run again, and leave the audit waiting for the new pairs. Refused (the audit fails) if
+    the run started working or was reviewed meanwhile."""
+    from webapp.jobs.services import ACTIVE_RUN, _run_notify, reviewed_work_refuse, run_advance, stages_after_reset
+
+    dimension_id = audit.remedy["dimension"]
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=audit.run_id)
+        if run.status in ACTIVE_RUN:
+            raise ValidationError("the run started working before the remedy could be applied; ask again when it pauses")
+        reviewed_work_refuse(run=run, because="regenerating would drop their work", instead="Start a new run instead.")
+        artifact = DirectionArtifact.objects.select_for_update().get(run=run, dimension_id=dimension_id)
+        remedy = {**audit.remedy, "applied": True, "original_path": audit.remedy.get("original_path") or artifact.path}
+        DirectionArtifact.objects.filter(pk=artifact.pk).update(path=path, gguf_path=gguf_path)
+        rerun = stages_after_reset(run=run, order=_rerun_from(run))
+        if run.status == Run.Status.DRAFT or not rerun:  # nothing generated yet: audit the new direction now
+            RunAudit.objects.filter(pk=audit.pk).update(remedy=remedy, message="")
+            return False
+        RunAudit.objects.filter(pk=audit.pk).update(
+            remedy=remedy, status=RunAudit.Status.WAITING, message="Waiting for the pairs to be generated again…")
+    run_advance(run_id=run.pk)
+    _run_notify(run.pk)
+    return True
+
+
+def audit_after_generation(*, run_id: int) -> None:
+    """Inside the generate stage's success transaction: a remedy waiting for these pairs is queued;
+    otherwise (ICON2_AUDIT_AUTO) a fresh audit, so the warning is beside *Review done* unasked."""
+    waiting = RunAudit.objects.filter(run_id=run_id, status=RunAudit.Status.WAITING).first()
+    if waiting is not None:
+        RunAudit.objects.filter(pk=waiting.pk).update(status=RunAudit.Status.QUEUED, message="Auditing the new pairs…")
+        transaction.on_commit(lambda: queue.send_audit(waiting.pk))
+    elif settings.ICON2_AUDIT_AUTO and not RunAudit.objects.filter(run_id=run_id, status__in=UNDER_WAY).exists():
+        audit = RunAudit.objects.create(run_id=run_id, message="Started when the pairs were generated.")
+        transaction.on_commit(lambda: queue.send_audit(audit.pk))
 
 
 def audit_latest(*, run: Run) -> RunAudit | None:
@@ -43,7 +128,7 @@ def audit_claim(*, audit_id: int, worker: str) -> RunAudit | None:
         status=RunAudit.Status.RUNNING, worker=worker, message="Loading the model…"
     ):
         return None
-    return RunAudit.objects.select_related("run__model", "run__project").get(pk=audit_id)
+    return RunAudit.objects.select_related("run__model", "run__project", "before").get(pk=audit_id)
 
 
 def audit_progress(*, audit: RunAudit, message: str) -> None:

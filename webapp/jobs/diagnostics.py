@@ -303,6 +303,22 @@ class AuditPanel:
     done: object | None  # the newest finished one (shown while a new one runs)
     dimensions: list[dict] = field(default_factory=list)
     running: bool = False
+    waiting: bool = False  # a remedy waits for its regenerated pairs (polled slowly)
+    before: object | None = None  # the audit ``done`` is compared with (a remedy's)
+
+
+def _audit_measures(d: dict, names: dict) -> dict[str, float | None]:
+    """One dimension's audit as label → figure, for the before / after table."""
+    rows: dict[str, float | None] = {f"Cosine with {names.get(k, k)}": v for k, v in d["overlap"]["cosines"].items()}
+    rows["Share explained by the references"] = d["overlap"]["explained"]
+    gaps = d.get("pairs") or {}
+    for k, v in (gaps.get("gaps") or {}).items():
+        rows[f"{k.capitalize()} gap, chosen − rejected"] = v["mean"]
+    if gaps.get("judge"):
+        rows["Judge prefers chosen"] = gaps["judge"]["prefers_chosen"]
+    for k, v in (gaps.get("prediction") or {}).items():
+        rows[f"{'All gaps' if k == 'all' else k.capitalize()} predict the judge"] = v
+    return rows
 
 
 def audit_panel(*, run: Run) -> AuditPanel:
@@ -310,7 +326,11 @@ def audit_panel(*, run: Run) -> AuditPanel:
     second colour), the numbers, and the pairs' side gaps."""
     from webapp.jobs.audits import OPEN, audit_latest, audit_latest_done
 
+    from webapp.jobs.models import RunAudit
+
     latest, done = audit_latest(run=run), audit_latest_done(run=run)
+    before = done.before if done is not None and done.before_id and done.before.status == RunAudit.Status.SUCCEEDED else None
+    earlier = {d["id"]: d for d in (before.result.get("dimensions", []) if before else [])}
     names = {r["key"]: r["name"] for r in (done.result.get("references", []) if done else [])}
     dims = []
     for d in (done.result.get("dimensions", []) if done else []):
@@ -322,6 +342,13 @@ def audit_panel(*, run: Run) -> AuditPanel:
         pred = gaps.get("prediction") or {}
         gap_rows = [{"feature": k, "mean": v["mean"], "chosen_higher": v["chosen_higher"], "predicts": pred.get(k)}
                     for k, v in (gaps.get("gaps") or {}).items()]
+        compare = None
+        if d["id"] in earlier:  # the remedy: the same measures on the original direction and its pairs
+            then, now = _audit_measures(earlier[d["id"]], names), _audit_measures(d, names)
+            compare = {"verdict": earlier[d["id"]]["verdict"],
+                       "rows": [{"label": k, "before": then.get(k), "after": now.get(k)} for k in {**then, **now}]}
         dims.append({**d, "chart": chart, "refs": refs, "gap_rows": gap_rows, "predict_all": pred.get("all"),
-                     "layers": d["overlap"]["layers"]})
-    return AuditPanel(latest=latest, done=done, dimensions=dims, running=bool(latest and latest.status in OPEN))
+                     "layers": d["overlap"]["layers"], "compare": compare,
+                     "against_names": [names.get(k, k) for k in d.get("orthogonalised_against", [])]})
+    return AuditPanel(latest=latest, done=done, dimensions=dims, running=bool(latest and latest.status in OPEN),
+                      waiting=bool(latest and latest.status == RunAudit.Status.WAITING), before=before)

@@ -189,11 +189,16 @@ class Probe(models.Model):
 class RunAudit(models.Model):
     """One bias audit of a run (icon2engine.audit): per dimension, the direction's overlap with the
     reference directions and what the generated pairs differ in. Asked for from the Audit tab,
-    done by the interactive worker; the row is the truth (status, result, error)."""
+    done by the interactive worker; the row is the truth (status, result, error).
+
+    A *remedy* audit first projects references out of one dimension's direction (``remedy``), has
+    the stages after the filter run again, waits for the new pairs, then audits them; ``before``
+    is the audit it is shown beside."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting for the regenerated pairs"
         SUCCEEDED = "succeeded", "Done"
         FAILED = "failed", "Failed"
 
@@ -201,6 +206,10 @@ class RunAudit(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     result = models.JSONField(default=dict, blank=True, help_text="{dimensions: [{id, name, overlap, pairs, verdict}], flagged}")
+    remedy = models.JSONField(default=dict, blank=True,
+                              help_text="{dimension: id, against: [reference keys], applied: bool, original_path}; empty for a plain audit")
+    before = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                               help_text="the audit this one is compared with (a remedy's audit of the original direction)")
     message = models.CharField(max_length=300, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)

@@ -381,6 +381,10 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
         if stage.kind in FINALIZE:
             FINALIZE[stage.kind](stage)
         run_id = stage.run_id
+        if stage.kind == Stage.Kind.GENERATE:
+            from webapp.jobs.audits import audit_after_generation
+
+            audit_after_generation(run_id=run_id)
     _stage_notify(stage_id)
     run_advance(run_id=run_id)
 
@@ -554,8 +558,6 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
     """
     from django.core.exceptions import ValidationError
 
-    from webapp.review.models import PairEdit, Resolution, Verdict
-
     if threshold is None or not isinstance(threshold, (int, float)) or threshold != threshold or abs(threshold) == float("inf"):
         raise ValidationError("Give the threshold as a number, e.g. 0.25.")
     with transaction.atomic():
@@ -565,15 +567,8 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
         stage = run.stages.filter(kind=Stage.Kind.FILTER).first()
         if stage is None or stage.status != Stage.Status.SUCCEEDED:
             raise ValidationError("The filter has not scored this run's instructions yet.")
-        if (
-            Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).exists()
-            or PairEdit.objects.filter(pair__run=run).exists()
-            or Resolution.objects.filter(pair__run=run).exists()
-        ):
-            raise ValidationError(
-                "Annotators have already reviewed or edited this run's pairs, and a new threshold would drop their work. "
-                "Start a new run with a different keep fraction instead."
-            )
+        reviewed_work_refuse(run=run, because="a new threshold would drop their work",
+                             instead="Start a new run with a different keep fraction instead.")
         scores = _filter_scores_ensure(stage)
         if not scores.size:
             raise ValidationError("No instruction was scored.")
@@ -589,22 +584,44 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
             **stage.metrics, "kept": kept, "threshold": float(threshold), "threshold_set_by": "hand",
         })
         Run.objects.filter(pk=run.pk).update(keep_fraction=round(kept / scores.size, 6))
-        later = run.stages.filter(order__gt=stage.order).exclude(status__in=[Stage.Status.PENDING, Stage.Status.SKIPPED])
-        rerun = later.exists() or run.pairs.exists()
-        if rerun:
-            # A retried training stage resumes from its checkpoints; new pairs must start afresh.
-            stale = [s.metrics.get("output_dir") for s in later if s.kind == Stage.Kind.TRAIN and s.metrics.get("output_dir")]
-            transaction.on_commit(lambda: [_remove_run_dir(path) for path in stale])
-            run.pairs.all().delete()
-            Chunk.objects.filter(stage__run=run, stage__order__gt=stage.order).delete()
-            later.update(status=Stage.Status.PENDING, progress_done=0, progress_total=0, message="", metrics={},
-                         compute={}, error="", started_at=None, finished_at=None, heartbeat_at=None)
-            if run.status != Run.Status.DRAFT:
-                Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)
+        rerun = stages_after_reset(run=run, order=stage.order)
     if rerun and run.status != Run.Status.DRAFT:
         run_advance(run_id=run.pk)
     _run_notify(run.pk)
     return {"kept": kept, "scored": int(scores.size), "threshold": float(threshold), "regenerating": rerun}
+
+
+def reviewed_work_refuse(*, run: Run, because: str, instead: str) -> None:
+    """Refuse (ValidationError) a change that would drop annotators' verdicts, edits or resolutions."""
+    from django.core.exceptions import ValidationError
+
+    from webapp.review.models import PairEdit, Resolution, Verdict
+
+    if (
+        Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).exists()
+        or PairEdit.objects.filter(pair__run=run).exists()
+        or Resolution.objects.filter(pair__run=run).exists()
+    ):
+        raise ValidationError(f"Annotators have already reviewed or edited this run's pairs, and {because}. {instead}")
+
+
+def stages_after_reset(*, run: Run, order: int) -> bool:
+    """Inside the caller's transaction (run row locked): drop the pairs and make every stage after
+    ``order`` pending again, the run queued unless it is a draft. True if anything was reset; the
+    caller advances the run after its commit."""
+    later = run.stages.filter(order__gt=order).exclude(status__in=[Stage.Status.PENDING, Stage.Status.SKIPPED])
+    if not (later.exists() or run.pairs.exists()):
+        return False
+    # A retried training stage resumes from its checkpoints; new pairs must start afresh.
+    stale = [s.metrics.get("output_dir") for s in later if s.kind == Stage.Kind.TRAIN and s.metrics.get("output_dir")]
+    transaction.on_commit(lambda: [_remove_run_dir(path) for path in stale])
+    run.pairs.all().delete()
+    Chunk.objects.filter(stage__run=run, stage__order__gt=order).delete()
+    later.update(status=Stage.Status.PENDING, progress_done=0, progress_total=0, message="", metrics={},
+                 compute={}, error="", started_at=None, finished_at=None, heartbeat_at=None)
+    if run.status != Run.Status.DRAFT:
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)
+    return True
 
 
 def _filter_scores_ensure(stage: Stage):

@@ -15,6 +15,7 @@ urlpatterns = [
     path("runs/<id:pk>/training/", views.run_training, name="run_training"),
     path("runs/<id:pk>/cost/", views.run_cost, name="run_cost"),
     path("runs/<id:pk>/audit/", views.run_audit, name="run_audit"),
+    path("runs/<id:pk>/audit/remedy/", views.run_audit_remedy, name="run_audit_remedy"),
     path("runs/<id:pk>/playground/", views.run_playground, name="run_playground"),
     path("probes/<id:pk>/", views.probe_detail, name="probe"),
 ]

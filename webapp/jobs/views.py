@@ -140,6 +140,27 @@ def run_audit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def run_audit_remedy(request: HttpRequest, pk: int) -> HttpResponse:
+    """Project the chosen references out of one dimension's direction and regenerate its pairs."""
+    run = run_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    try:
+        dimension = int(request.POST.get("dimension", ""))
+    except ValueError:
+        messages.error(request, "Say which dimension to orthogonalise.")
+        return redirect("jobs:run_audit", pk=run.pk)
+    try:
+        audits.audit_remedy_request(run=run, actor=request.user, dimension_id=dimension, against=request.POST.getlist("against"))
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, "Remedy queued: the worker orthogonalises the direction, then the pairs are generated "
+                                  "again and audited beside the last audit.")
+    return redirect("jobs:run_audit", pk=run.pk)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def run_playground(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk, perm=Perm.REVIEW if request.method == "POST" else Perm.READ)

@@ -96,6 +96,34 @@ def _gate_section(run: Run) -> str:
     return "\n".join(lines)
 
 
+def _audit_section(run: Run) -> str:
+    """The latest bias audit (webapp.jobs.audits), as the Audit tab shows it, in a few lines."""
+    from webapp.jobs.audits import audit_latest_done
+
+    done = audit_latest_done(run=run)
+    if done is None:
+        return "Not audited: the run page's Audit tab compares each direction with reference directions (sentiment, length, formality, refusal, confidence) and measures what the pairs differ in."
+    names = {r["key"]: r["name"] for r in done.result.get("references", [])}
+    earlier = {d["id"]: d for d in (done.before.result.get("dimensions", []) if done.before_id and done.before else [])}
+    lines = [f"Audited {done.finished_at:%Y-%m-%d %H:%M} UTC against {', '.join(names.values())}."]
+    for d in done.result.get("dimensions", []):
+        cos = d["overlap"]["cosines"]
+        top = sorted(cos, key=lambda k: -abs(cos[k]))[:2]
+        lines += ["", f"- **{d['name']}**: {d['verdict']}",
+                  "  - Overlap (cosine over layers " + f"{d['overlap']['layers'][0]}–{d['overlap']['layers'][-1]}): "
+                  + ", ".join(f"{names.get(k, k)} {cos[k]:+.2f}" for k in top)
+                  + f"; the references explain {d['overlap']['explained']:.2f} of the direction"]
+        if d.get("orthogonalised_against"):
+            lines.append(f"  - Orthogonalised against {', '.join(names.get(k, k) for k in d['orthogonalised_against'])} "
+                         "before these pairs were generated")
+        if d["id"] in earlier:
+            lines.append(f"  - Before that: {earlier[d['id']]['verdict']}")
+        judge = (d.get("pairs") or {}).get("judge")
+        if judge:
+            lines.append(f"  - The judge prefers the chosen side in {judge['prefers_chosen']:.0%} of {d['pairs']['pairs']} pairs")
+    return "\n".join(lines)
+
+
 def dataset_card(*, run: Run, meta: dict) -> str:
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(meta["counts"].items())) or "none"
     dims = sorted(meta.get("dimensions") or []) or ["—"]
@@ -111,6 +139,9 @@ the chosen response was generated with the direction added (γ⁺), the rejected
 
 ## Quality gate
 {gate}
+
+## Bias audit
+{_audit_section(run)}
 
 ## Judges
 - Calibration: {run.calibration_judge_label if run.calibrate else "not calibrated (γ set by hand)"}
