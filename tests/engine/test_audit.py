@@ -162,9 +162,33 @@ def test_embedded_finds_sentiment_in_optimism_not_in_cooking(embedded_lm, tmp_pa
     optimism = extract_directions(embedded_lm, get_preset("optimism"), feats)
     cooking = extract_directions(embedded_lm, Dimension(name="cooking", prompt_pairs=(
         PromptPair("You always speak about cooking.", "You always speak about sport."),)), feats)
-    found = audit.direction_overlap(optimism, refs)
-    assert found["cosines"]["sentiment"] >= 0.6 and "sentiment" in found["flagged"]
+    # A user's sentiment dimension, in wordings of its own (none of the reference's).
+    sentiment = extract_directions(embedded_lm, Dimension(name="tone", prompt_pairs=(
+        PromptPair("You respond positively.", "You respond negatively."),
+        PromptPair("You are a happy, cheerful assistant.", "You are a sad, miserable assistant."),
+        PromptPair("Your replies are optimistic and kind.", "Your replies are pessimistic and harsh."))), feats)
+    found = audit.direction_overlap(sentiment, refs)
+    # 0.73 measured; the reference's own four wordings agree with each other at 0.29-0.62 on this
+    # model, which bounds what any other wording can reach (the 0.8 is not met: see README).
+    assert found["cosines"]["sentiment"] >= 0.7 and "sentiment" in found["flagged"]
+    assert "sentiment" in audit.direction_overlap(optimism, refs)["flagged"]
     unrelated = audit.direction_overlap(cooking, refs)
     assert abs(unrelated["cosines"]["sentiment"]) < audit.OVERLAP_FLAG and unrelated["flagged"] == []
     cleaned = audit.orthogonalise(optimism, refs, ["sentiment"])
     assert abs(audit.direction_overlap(cleaned, refs)["cosines"]["sentiment"]) <= 0.05
+
+    # The orthogonalised direction still makes pairs its own judge (VADER, optimism's) tells apart,
+    # and they are prose: the quality gate measures every side against the unsteered answer.
+    from icon2engine import GenerateConfig, SteeringConfig
+    from icon2engine.gate import generate_gated_pairs
+    from icon2engine.judges import VaderJudge
+
+    instructions = ["Describe a rainy Monday morning.", "What do you think about getting older?",
+                    "Tell me about moving to a new city.", "How was the weather last winter?",
+                    "Write two sentences about a long train journey.", "What is it like to start a new job?"]
+    result = generate_gated_pairs(embedded_lm, cleaned, instructions, steering=SteeringConfig(),
+                                  config=GenerateConfig(max_new_tokens=48))
+    assert len(result.pairs) >= 4, result.dropped_counts
+    judge = VaderJudge()
+    wins = sum(judge.compare(p.instruction, p.chosen, p.rejected) > 0 for p in result.pairs)
+    assert wins / len(result.pairs) >= 0.75, [(p.chosen, p.rejected) for p in result.pairs]
