@@ -5,7 +5,7 @@ no broker), with the tiny random Llama from the tests (2 blocks) as the model: a
 states are real, small enough that the model is not what gets timed. Per size, a fresh run:
 
   upload    the run form's check of the file (read a line at a time) and the import into the
-            database in batches (webapp.jobs.services.instructions_import_upload);
+            database in batches (webapp.jobs.stores.instructions_import_upload);
   score     every score chunk (ICON2_SCORE_CHUNK instructions each, 128 per forward pass): rows by an indexed range,
             the model's consistency scores, the write;
   filter    the ranking of the whole pool when the last chunk is in (numpy, batched UPDATEs);
@@ -49,7 +49,7 @@ def _child(size_list: list[int], database_url: str, work: Path) -> None:
 
     from tests.engine.conftest import make_tiny_lm
     from webapp.accounts.services import team_create
-    from webapp.jobs import services
+    from webapp.jobs import filtering, services, stores
     from webapp.jobs.diagnostics import filter_panel
     from webapp.jobs.models import Chunk
     from webapp.studio.models import Run, Stage
@@ -70,8 +70,8 @@ def _child(size_list: list[int], database_url: str, work: Path) -> None:
                 timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0
         return wrapper
 
-    services.instructions_import_upload = timed_as("import", services.instructions_import_upload)
-    services.FINALIZE[Stage.Kind.FILTER] = timed_as("filter", services.FINALIZE[Stage.Kind.FILTER])
+    stores.instructions_import_upload = timed_as("import", stores.instructions_import_upload)
+    filtering.filter_finalize = timed_as("filter", filtering.filter_finalize)  # services import it when the filter ends
 
     def drain(run, kind) -> float:
         t0 = time.perf_counter()
@@ -110,7 +110,7 @@ def _child(size_list: list[int], database_url: str, work: Path) -> None:
         drain(run, Stage.Kind.EXTRACT)  # its completion starts the filter stage, which imports the file
         score_s = drain(run, Stage.Kind.FILTER) - timers.get("filter", 0.0)
         run = Run.objects.get(pk=run.pk)
-        scores = services._filter_scores_ensure(run.stages.get(kind=Stage.Kind.FILTER))
+        scores = filtering._filter_scores_ensure(run.stages.get(kind=Stage.Kind.FILTER))
         threshold = float(scores[int(scores.size * 0.8)])
         t0 = time.perf_counter()
         panel = filter_panel(run=run, threshold=threshold)

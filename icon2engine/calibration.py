@@ -150,6 +150,15 @@ def _by_name(directions: DirectionSet | Mapping[str, DirectionSet]) -> dict[str,
     return {directions.dimension: directions} if isinstance(directions, DirectionSet) else dict(directions)
 
 
+def sample_positions(pool_size: int, n_instructions: int, seed: int) -> list[int]:
+    """The positions in a pool of ``pool_size`` that :func:`calibrate` samples (seeded, sorted):
+    a caller holding only a count (the studio's worker) reads just those instructions."""
+    n = min(int(n_instructions), int(pool_size))
+    if n >= pool_size:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(pool_size, size=n, replace=False).tolist())
+
+
 def calibrate(
     lm: LoadedModel,
     directions: DirectionSet | Mapping[str, DirectionSet],
@@ -200,9 +209,8 @@ def calibrate(
     if unknown:
         raise InputError(f"no direction set for dimension(s) {', '.join(unknown)}")
     band = resolve_layers(config.layers, lm.n_layers)
-    rng = np.random.default_rng(config.seed)
-    n = min(int(config.n_instructions), len(items))
-    chosen_idx = sorted(rng.choice(len(items), size=n, replace=False).tolist()) if n < len(items) else list(range(n))
+    chosen_idx = sample_positions(len(items), int(config.n_instructions), config.seed)
+    n = len(chosen_idx)
     sample = [items[i] for i in chosen_idx]
     sample_dims = [dimensions[i] for i in chosen_idx]
     gammas = [0.0, *config.gamma_plus_grid, *config.gamma_minus_grid]  # one response per (instruction, γ)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import Icon2Error
+from .formats import FLAG_TRUE
 from .judges import JUDGE_ALIASES, JUDGE_KINDS
 
 EPILOG = """\
@@ -42,8 +43,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _spec(args):
     from .config import ModelSpec
 
+    from .formats import env_flag
+
     return ModelSpec(source=args.model, layers_attr=args.layers_attr, device=args.device,
-                     allow_download=os.environ.get("ICON2_ALLOW_DOWNLOAD") == "1")
+                     allow_download=env_flag("ICON2_ALLOW_DOWNLOAD"))
 
 
 def _dimension(args):
@@ -122,13 +125,12 @@ def cmd_generate(args) -> int:
                else f"use a smaller |γ| (e.g. --gamma-plus {args.gamma_plus / 2:g} --gamma-minus {args.gamma_minus / 2:g}) "
                     "or --steering-mode clamp")
         )
+    from .files import atomic_path
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for p in pairs:
             fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision), ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     print(f"wrote {len(pairs)} pairs to {out}: {drop_summary(len(pairs), result.dropped_counts, result.retries)}")
     return 0
 
@@ -157,7 +159,7 @@ def _floats(value: str | None, flag: str) -> tuple[float, ...] | None:
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> Path:
-    from .pipeline import write_atomic
+    from .files import write_atomic
 
     return write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -165,7 +167,7 @@ def _write_jsonl(path: str, rows: list[dict]) -> Path:
 def cmd_synthesize(args) -> int:
     from .cleaning import CleaningRules
     from .models import load_model
-    from .pipeline import write_atomic
+    from .files import write_atomic
     from .progress import TqdmProgress
     from .synthesis import SynthesisConfig, synthesize
 
@@ -216,7 +218,8 @@ def cmd_calibrate(args) -> int:
     from .instructions_io import read_instructions
     from .judges import make_judge
     from .models import load_model
-    from .pipeline import parse_layers, write_atomic
+    from .files import write_atomic
+    from .pipeline import parse_layers
     from .progress import TqdmProgress
     from .vector_io import load_directions
 
@@ -281,7 +284,8 @@ def cmd_evaluate(args) -> int:
     from .instructions_io import read_instructions
     from .judges import make_judge
     from .models import load_model
-    from .pipeline import parse_layers, write_atomic
+    from .files import write_atomic
+    from .pipeline import parse_layers
     from .progress import TqdmProgress
     from .training import load_trained
     from .vector_io import load_directions
@@ -335,7 +339,8 @@ def cmd_audit(args) -> int:
     from .audit import audit_verdict, direction_overlap, orthogonalise, pair_gaps, reference_bank, reference_directions
     from .judges import make_judge
     from .models import load_model
-    from .pipeline import parse_layers, write_atomic
+    from .files import write_atomic
+    from .pipeline import parse_layers
     from .progress import TqdmProgress
     from .vector_io import load_directions, save_directions
 
@@ -560,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (Icon2Error, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        if os.environ.get("ICON2_DEBUG") == "1":
+        if os.environ.get("ICON2_DEBUG", "").strip().lower() in FLAG_TRUE:
             raise
         print(f"icon2 {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -2,40 +2,33 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .errors import InputError
+from .files import atomic_path
+from .formats import prompt_id, trl_row
 from .generation import SteeredPair
 from .quality import quality_columns
 
 __all__ = ["pair_record", "export_dataset", "read_pairs_jsonl", "prompt_id"]
 
 
-def prompt_id(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-
-
 def pair_record(pair: SteeredPair | Mapping, *, model: str, model_revision: str, extra: Mapping | None = None) -> dict:
     """One row: ``prompt``/``chosen``/``rejected`` as message lists plus provenance columns."""
     p = pair.as_dict() if isinstance(pair, SteeredPair) else dict(pair)
-    row = {
-        "prompt": [{"role": "user", "content": p["instruction"]}],
-        "chosen": [{"role": "assistant", "content": p["chosen"]}],
-        "rejected": [{"role": "assistant", "content": p["rejected"]}],
-        "prompt_id": prompt_id(p["instruction"]),
-        "dimension": p["dimension"],
-        "gamma_plus": float(p["gamma_plus"]),
-        "gamma_minus": float(p["gamma_minus"]),
-        "layers": [int(x) for x in p["layers"]],
-        "model": model,
-        "model_revision": model_revision,
-        "seed": int(p["seed"]),
-    }
+    row = trl_row(
+        p["instruction"], p["chosen"], p["rejected"],
+        dimension=p["dimension"],
+        gamma_plus=float(p["gamma_plus"]),
+        gamma_minus=float(p["gamma_minus"]),
+        layers=[int(x) for x in p["layers"]],
+        model=model,
+        model_revision=model_revision,
+        seed=int(p["seed"]),
+    )
     for key in ("steering_mode", "no_repeat_ngram_size", "repetition_penalty"):  # decoding provenance
         if key in p:
             row[key] = p[key]
@@ -116,13 +109,8 @@ at large γ, on both; review a sample before training.
 
 
 def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def export_dataset(

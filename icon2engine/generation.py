@@ -10,6 +10,7 @@ import torch
 from .chat import format_chat
 from .config import GenerateConfig, SteeringConfig
 from .directions import DirectionSet, cache_of
+from .formats import default_layers
 from .errors import ConfigError, InputError
 from .decoding import NoRepeatNGram
 from .hooks import add_to_block_outputs
@@ -56,13 +57,6 @@ class SteeredPair:
         d["layers"] = list(self.layers)
         d["retries"] = list(self.retries)
         return d
-
-
-def default_layers(n_layers: int) -> tuple[int, ...]:
-    """The middle third of the decoder blocks (the paper steers layers 10–20 of 32)."""
-    start = n_layers // 3
-    stop = max(start + 1, (2 * n_layers) // 3)
-    return tuple(range(start, stop))
 
 
 def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptP
 from .gate import GateConfig
 from .quality import QualityConfig
 from .errors import ConfigError, InputError
+from .files import write_atomic
 from .evaluation import EvalConfig
 from .filtering import FilterConfig
 from .instructions_io import read_instructions
@@ -33,7 +34,7 @@ from .progress import NullProgress, Progress
 from .synthesis import SynthesisConfig
 from .training import TrainConfig
 
-__all__ = ["PipelineConfig", "SynthesisSection", "load_pipeline_config", "run_pipeline", "parse_layers", "write_atomic", "STAGES"]
+__all__ = ["PipelineConfig", "SynthesisSection", "load_pipeline_config", "run_pipeline", "parse_layers", "STAGES"]
 
 STAGES = ("extract", "synthesize", "filter", "calibrate", "generate", "export", "train", "evaluate")
 DEFAULT_STAGES = ("extract", "generate", "export")
@@ -249,15 +250,6 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
         evaluate=config_from_dict(EvalConfig, eval_raw, where="[evaluate]"),
         held_out=held_out,
     )
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write to ``<name>.partial`` and rename: a file that exists under its name is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _jsonl(rows: list[dict]) -> str:

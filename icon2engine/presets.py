@@ -1,7 +1,7 @@
 """Ready-made dimensions: the paper's four criteria (Appendix E) and an easy-to-measure example.
 
-The prompts live in ``presets/dimensions.json`` at the repository root, which the web app
-also reads, so both sides offer the same text.
+The prompts live in ``icon2engine/data/dimensions.json`` (package data, so an installed engine
+has them), which the web app also reads, so both sides offer the same text.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .errors import ConfigError
 __all__ = ["PRESETS_FILE", "preset_names", "get_preset", "default_feature_instructions"]
 
 _ROOT = Path(__file__).resolve().parent
-PRESETS_FILE = _ROOT.parent / "presets" / "dimensions.json"
+PRESETS_FILE = _ROOT / "data" / "dimensions.json"
 _FEATURES_FILE = _ROOT / "data" / "feature_instructions.txt"
 
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .config import _finite
+from .formats import trl_row
 from .errors import ConfigError, Icon2Error, InputError, StopRequested
 from .generation import SteeredPair
 from .layers import find_decoder_layers
@@ -130,9 +131,8 @@ def _as_row(item: SteeredPair | Mapping) -> dict:
         if isinstance(rejected, str):
             rejected = [{"role": "assistant", "content": rejected}]
     elif "instruction" in item:
-        prompt = [{"role": "user", "content": item["instruction"]}]
-        chosen = [{"role": "assistant", "content": item["chosen"]}]
-        rejected = [{"role": "assistant", "content": item["rejected"]}]
+        row = trl_row(item["instruction"], item["chosen"], item["rejected"])
+        prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
     else:
         raise InputError("a pair needs prompt/chosen/rejected (TRL format) or instruction/chosen/rejected")
     return {"prompt": list(prompt), "chosen": list(chosen), "rejected": list(rejected)}

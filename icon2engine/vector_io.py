@@ -3,24 +3,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .directions import DirectionSet
 from .errors import InputError
+from .files import atomic_path
 
 __all__ = ["save_directions", "load_directions", "export_control_vector_gguf"]
 
 FORMAT = "icon2-directions/1"
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def save_directions(directions: DirectionSet, path: str | os.PathLike) -> Path:
@@ -46,12 +39,8 @@ def save_directions(directions: DirectionSet, path: str | os.PathLike) -> Path:
         "separation_accuracy": torch.tensor(directions.separation_accuracy, dtype=torch.float32),
         "mean_diff_cosine": torch.tensor(directions.mean_diff_cosine, dtype=torch.float32),
     }
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"icon2": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -97,8 +86,7 @@ def export_control_vector_gguf(directions: DirectionSet, path: str | os.PathLike
     import gguf
 
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         writer = gguf.GGUFWriter(str(tmp), "controlvector")
         writer.add_string("controlvector.model_hint", model_hint)
         writer.add_uint32("controlvector.layer_count", directions.n_layers - 1)
@@ -109,7 +97,4 @@ def export_control_vector_gguf(directions: DirectionSet, path: str | os.PathLike
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

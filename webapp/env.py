@@ -15,11 +15,12 @@ from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+from icon2engine.errors import ConfigError
+from icon2engine.formats import parse_flag
+
 T = TypeVar("T")
 
 _REQUIRED = object()
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def _raw(name: str, default: object) -> str | None:
@@ -42,14 +43,10 @@ def env_bool(name: str, default: bool | object = _REQUIRED) -> bool:
     value = _raw(name, default)
     if value is None:
         return default  # type: ignore[return-value]
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ImproperlyConfigured(
-        f"{name}={value!r} is not a boolean; use one of 1/0, true/false, yes/no, on/off."
-    )
+    try:
+        return parse_flag(name, value)  # the engine's reading of a switch: one rule for both sides
+    except ConfigError as error:
+        raise ImproperlyConfigured(str(error)) from None
 
 
 def env_int(

@@ -131,7 +131,7 @@ ICON2_MODEL_ROOTS = [
     Path(p).expanduser()
     for p in env_list("ICON2_MODEL_ROOTS", default=[str(ICON2_MODEL_CACHE), str(VAR_DIR / "models")])
 ]
-ICON2_PRESETS_PATH = env_path("ICON2_PRESETS_PATH", default=BASE_DIR / "presets" / "dimensions.json")
+ICON2_PRESETS_PATH = env_path("ICON2_PRESETS_PATH", default=BASE_DIR / "icon2engine" / "data" / "dimensions.json")
 ICON2_MAX_UPLOAD_MB = env_int("ICON2_MAX_UPLOAD_MB", default=50, min_value=1)
 ICON2_INVITE_DAYS = env_int("ICON2_INVITE_DAYS", default=7, min_value=1, max_value=365)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -169,6 +169,11 @@ ICON2_COST_SAMPLES = env_int("ICON2_COST_SAMPLES", default=5, min_value=2)  # sa
 ICON2_EVAL_MAX = env_int("ICON2_EVAL_MAX", default=32, min_value=1)  # held-out instructions evaluated
 ICON2_AUDIT_MAX_PAIRS = env_int("ICON2_AUDIT_MAX_PAIRS", default=2000, min_value=10)  # bias audit: pairs measured per dimension
 ICON2_AUDIT_AUTO = env_bool("ICON2_AUDIT_AUTO", default=True)  # audit every run's pairs when they are generated
+# The worker process: its device, whether it may fetch hub models, torch threads, the reaper's period.
+ICON2_DEVICE = env_str("ICON2_DEVICE", default="auto")
+ICON2_ALLOW_DOWNLOAD = env_bool("ICON2_ALLOW_DOWNLOAD", default=False)
+ICON2_TORCH_THREADS = env_int("ICON2_TORCH_THREADS", default=0, min_value=0)  # 0: torch's default
+ICON2_REAP_EVERY_S = env_int("ICON2_REAP_EVERY_S", default=10, min_value=1)
 ICON2_LAUNCH_CHECKS = env_bool("ICON2_LAUNCH_CHECKS", default=True)  # model paths and judges checked at launch
 ICON2_PROGRESS_INTERVAL_MS = env_int("ICON2_PROGRESS_INTERVAL_MS", default=500, min_value=0)
 

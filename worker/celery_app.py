@@ -14,6 +14,8 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
+from django.conf import settings  # noqa: E402  (after the settings module is named)
+
 app = Celery("icon2")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -33,5 +35,5 @@ app.conf.update(
     include=["worker.tasks"],
 )
 app.conf.beat_schedule = {
-    "reap-stale-chunks": {"task": "worker.tasks.reap", "schedule": float(os.environ.get("ICON2_REAP_EVERY_S", "10"))},
+    "reap-stale-chunks": {"task": "worker.tasks.reap", "schedule": float(settings.ICON2_REAP_EVERY_S)},
 }

@@ -1,8 +1,9 @@
 """Models stay loaded in the worker process between tasks (one at a time: a GPU holds one)."""
 from __future__ import annotations
 
-import os
 import threading
+
+from django.conf import settings
 
 from webapp.studio.models import HUB_ID_RE
 
@@ -28,8 +29,8 @@ def engine_spec(model_row):
         source=source,
         revision=model_row.revision or None,
         layers_attr=model_row.layers_attr or None,
-        device=os.environ.get("ICON2_DEVICE", "auto"),
-        allow_download=os.environ.get("ICON2_ALLOW_DOWNLOAD") == "1",
+        device=settings.ICON2_DEVICE,
+        allow_download=settings.ICON2_ALLOW_DOWNLOAD,
         hub_only=model_row.kind == "hub",
     )
 

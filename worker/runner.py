@@ -19,11 +19,12 @@ WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _set_threads() -> None:
-    threads = os.environ.get("ICON2_TORCH_THREADS")
-    if threads:
+    from django.conf import settings
+
+    if settings.ICON2_TORCH_THREADS:
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(settings.ICON2_TORCH_THREADS)
 
 
 _set_threads()
@@ -81,8 +82,8 @@ def run_chunk(chunk_id: int) -> None:
             log.warning("chunk %s was re-queued while we worked; our results were dropped", chunk_id)
     except StopRequested:
         services.chunk_fail(chunk=chunk, error="cancelled", cancelled=True)
-    except Icon2Error as exc:
-        services.chunk_fail(chunk=chunk, error=str(exc))
+    except Icon2Error as exc:  # a StageFailed carries metrics to keep (worker.stages)
+        services.chunk_fail(chunk=chunk, error=str(exc), metrics=getattr(exc, "metrics", None))
     except Exception as exc:
         log.exception("chunk %s failed", chunk_id)
         services.chunk_fail(chunk=chunk, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=6)}")

@@ -24,16 +24,27 @@ from icon2engine import (
     direction_cosines,
     export_control_vector_gguf,
     extract_directions,
-    generate_pairs,
     load_directions,
     save_directions,
 )
+from icon2engine import Icon2Error
+from webapp.jobs import services, stores
+from webapp.jobs.selectors import direction_paths, kept_rows, score_chunk_rows
 from worker.model_cache import get_model
 from worker.progress import ChunkProgress
 
 log = logging.getLogger(__name__)
 
 Result = tuple[Callable[[], None], dict]
+
+
+class StageFailed(Icon2Error):
+    """A handler's failure that keeps ``metrics`` on the stage: the runner hands them to
+    :func:`webapp.jobs.services.chunk_fail`, which stores them with the failure."""
+
+    def __init__(self, message: str, *, metrics: dict) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 def _run_dir(run) -> Path:
@@ -57,14 +68,12 @@ def run_layers(run, n_layers: int) -> tuple[int, ...] | None:
     return tuple(range(run.layer_start, run.layer_end + 1))
 
 
-def run_directions(run) -> dict[str, "DirectionSet"]:
+def run_directions(run) -> dict:
     """The run's extracted direction sets, keyed (and named) by dimension id, in id order."""
-    from webapp.jobs.models import DirectionArtifact
-
     directions = {}
-    for a in DirectionArtifact.objects.filter(run=run).order_by("dimension_id"):
-        ds = load_directions(a.path)
-        ds.dimension = str(a.dimension_id)
+    for dimension_id, path in direction_paths(run=run).items():
+        ds = load_directions(path)
+        ds.dimension = str(dimension_id)
         directions[ds.dimension] = ds
     return directions
 
@@ -85,7 +94,6 @@ def steering_dimensions(rows, directions: dict) -> list[str]:
 
 
 def extract(chunk, beat) -> Result:
-    from webapp.jobs.models import DirectionArtifact
 
     run = chunk.stage.run
     lm = get_model(run.model)
@@ -103,16 +111,9 @@ def extract(chunk, beat) -> Result:
     cosines = {"dimensions": [dim.pk for dim, *_ in results], "layers": direction_cosines([r[3] for r in results])} if len(results) > 1 else None
 
     def write() -> None:
-        from webapp.studio.models import Stage
-
-        for dim, path, gguf, ds in results:
-            DirectionArtifact.objects.update_or_create(
-                run=run, dimension=dim,
-                defaults={"path": str(path), "gguf_path": str(gguf), "diagnostics": ds.diagnostics()},
-            )
+        stores.directions_store(run=run, items=[(dim.pk, str(path), str(gguf), ds.diagnostics()) for dim, path, gguf, ds in results])
         if cosines:
-            stage = Stage.objects.get(pk=chunk.stage_id)
-            Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "cosines": cosines})
+            services.stage_metrics_merge(stage_id=chunk.stage_id, values={"cosines": cosines})
 
     return write, stats.as_dict()
 
@@ -123,13 +124,11 @@ def generate(chunk, beat) -> Result:
     training never see it)."""
     from icon2engine.gate import GateConfig, drop_summary, generate_gated_pairs
     from icon2engine.quality import quality_columns
-    from webapp.jobs.models import Pair
 
     run = chunk.stage.run
     lm = get_model(run.model)
     # The kept instructions are ranks 0..k−1 of the filter's order: a chunk reads its range by index.
-    rows = list(run.instructions.filter(kept=True, rank__gte=chunk.start, rank__lt=chunk.stop)
-                .order_by("rank", "index").select_related("winner"))
+    rows = kept_rows(run=run, start=chunk.start, stop=chunk.stop)
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
     steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers), mode=run.steering_mode)
@@ -156,17 +155,13 @@ def generate(chunk, beat) -> Result:
         log.warning("no sample-and-rank estimate for chunk %s: %s", chunk.pk, exc)
 
     def write() -> None:
-        Pair.objects.bulk_create(
-            [
-                Pair(
-                    run=run, instruction=rows[p.index], dimension_id=int(p.dimension), chosen=p.chosen, rejected=p.rejected,
-                    gamma_plus=p.gamma_plus, gamma_minus=p.gamma_minus, layers=list(p.layers), seed=p.seed,
-                    chosen_tokens=p.chosen_tokens, rejected_tokens=p.rejected_tokens,
-                    quality=quality_columns(p.quality), retries=list(p.retries), judge_verdict=verdict,
-                )
-                for p, verdict in zip(pairs, verdicts)
-            ]
-        )
+        stores.pairs_store(run_id=run.pk, pairs=[
+            {"instruction_id": rows[p.index].pk, "dimension_id": int(p.dimension), "chosen": p.chosen, "rejected": p.rejected,
+             "gamma_plus": p.gamma_plus, "gamma_minus": p.gamma_minus, "layers": list(p.layers), "seed": p.seed,
+             "chosen_tokens": p.chosen_tokens, "rejected_tokens": p.rejected_tokens,
+             "quality": quality_columns(p.quality), "retries": list(p.retries), "judge_verdict": verdict}
+            for p, verdict in zip(pairs, verdicts)
+        ])
 
     return write, compute
 
@@ -222,7 +217,6 @@ def _sample_and_rank(run, result, *, lm, judge=None, n_instructions: int) -> dic
 
 def synthesize(chunk, beat) -> Result:
     from icon2engine.synthesis import SynthesisConfig, synthesize as engine_synthesize
-    from webapp.jobs.models import Instruction
 
     run = chunk.stage.run
     lm = get_model(run.model)
@@ -235,13 +229,7 @@ def synthesize(chunk, beat) -> Result:
     report = result.report.as_dict()
 
     def write() -> None:
-        seen = {t.casefold() for t in run.instructions.values_list("text", flat=True)}
-        rows = []
-        for j, text in enumerate(result.instructions):
-            if text.casefold() not in seen:
-                seen.add(text.casefold())
-                rows.append(Instruction(run=run, index=chunk.start + j, text=text, source=Instruction.Source.SYNTHESIZED))
-        Instruction.objects.bulk_create(rows)
+        stores.instructions_synthesized_store(run_id=run.pk, start=chunk.start, texts=result.instructions)
 
     compute = stats.as_dict()
     compute.update(attempts=report["attempts"], kept=report["passed"], acceptance_rate=report["acceptance_rate"], dropped=report["dropped"])
@@ -254,13 +242,13 @@ def score(chunk, beat) -> Result:
     Chunks store the paper's raw score per dimension; the centred score the filter ranks by is
     that minus the pool's mean raw score for the dimension (exactly the engine's centring, since
     the score is linear in the hidden state), which needs the whole pool, so it is computed
-    when the last chunk is in (webapp.jobs.services._finalize_filter).
+    when the last chunk is in (webapp.jobs.filtering.filter_finalize).
     """
     from icon2engine.filtering import FilterConfig, score_instructions
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    rows = list(run.instructions.filter(index__gte=chunk.start, index__lt=chunk.stop).order_by("index"))
+    rows = score_chunk_rows(run=run, start=chunk.start, stop=chunk.stop)
     stats = StageStats(stage="filter")
     if not rows:  # a range of a synthesised pool where every instruction was a dropped duplicate
         return (lambda: None), stats.as_dict()
@@ -272,9 +260,7 @@ def score(chunk, beat) -> Result:
     paper = scores.paper_scores  # (n, n_dims)
 
     def write() -> None:
-        for i, row in enumerate(rows):
-            row.scores = {name: float(paper[i, j]) for j, name in enumerate(scores.dimensions)}
-        type(rows[0]).objects.bulk_update(rows, ["scores"]) if rows else None
+        stores.scores_store(pks=[r.pk for r in rows], dimensions=list(scores.dimensions), scores=paper.tolist())
 
     return write, stats.as_dict()
 
@@ -282,13 +268,13 @@ def score(chunk, beat) -> Result:
 def calibrate(chunk, beat) -> Result:
     """Sweep γ on a sample of the kept instructions with the configured judge; the pick becomes
     the run's γ⁺/γ⁻ and the whole table is kept in the stage's metrics for the run page."""
-    from icon2engine import Icon2Error
-    from icon2engine.calibration import CalibrationConfig, calibrate as engine_calibrate
-    from webapp.studio.models import Run, Stage
+    from icon2engine.calibration import CalibrationConfig, calibrate as engine_calibrate, sample_positions
+    from webapp.jobs.selectors import kept_count, kept_rows_at
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    rows = list(run.instructions.filter(kept=True).order_by("rank", "index"))
+    # Read only the instructions the engine would sample from the kept pool (it then takes them all).
+    rows = kept_rows_at(run=run, ranks=sample_positions(kept_count(run=run), settings.ICON2_CALIBRATION_SAMPLE, run.seed))
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
     judge = run_judge(run, "calibration", lm=lm)
@@ -303,32 +289,14 @@ def calibrate(chunk, beat) -> Result:
     )
     summary = result.as_dict()
     summary.pop("examples", None)
-    if result.pick is None:
-        # Keep the table so the run page can show why, then fail the stage (retryable).
-        stage = Stage.objects.get(pk=chunk.stage_id)
-        Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "calibration": summary})
-        raise Icon2Error(f"calibration picked no γ: {result.reason}")
+    if result.pick is None:  # the chunk fails (retryable); the table stays so the run page can show why
+        raise StageFailed(f"calibration picked no γ: {result.reason}", metrics={"calibration": summary})
 
     def write() -> None:
-        Run.objects.filter(pk=run.pk).update(gamma_plus=result.pick["gamma_plus"], gamma_minus=result.pick["gamma_minus"])
-        stage = Stage.objects.get(pk=chunk.stage_id)
-        Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "calibration": summary})
+        stores.run_gamma_store(run_id=run.pk, gamma_plus=result.pick["gamma_plus"], gamma_minus=result.pick["gamma_minus"])
+        services.stage_metrics_merge(stage_id=chunk.stage_id, values={"calibration": summary})
 
     return write, stats.as_dict()
-
-
-def _held_out(run) -> tuple[list[int], list[int]]:
-    """(instruction ids to evaluate on, pair ids kept out of training).
-
-    The filter's rejects were never turned into pairs, so they are natural held-out
-    instructions. When the filter kept (nearly) everything, a fifth of the pairs is set aside."""
-    rejects = list(run.instructions.filter(kept=False).order_by("index").values_list("pk", flat=True))
-    limit = settings.ICON2_EVAL_MAX
-    if len(rejects) >= 4:
-        return rejects[:limit], []
-    pairs = list(run.pairs.order_by("-instruction__rank").values_list("pk", "instruction_id"))
-    n = max(2, len(pairs) // 5) if len(pairs) >= 4 else 0
-    return rejects + [iid for _, iid in pairs[:n]][: max(0, limit - len(rejects))], [pid for pid, _ in pairs[:n]]
 
 
 def run_train_config(run):
@@ -343,20 +311,19 @@ def run_train_config(run):
 
 
 def train(chunk, beat) -> Result:
-    """DPO on the pairs that passed the review gate (all pairs when review is not required)."""
+    """DPO on the dataset the review gate wrote (every pair when review is not required), less
+    the pairs the held-out split reserves for evaluation."""
     from icon2engine import Icon2Error, StopRequested
     from icon2engine.reward_hacking import side_gaps, training_warnings
     from icon2engine.training import train_dpo
-    from webapp.jobs.models import Pair
-    from webapp.review.selectors import dataset_rows
-    from webapp.studio.models import Stage
+    from webapp.jobs.selectors import held_out_split, training_rows
 
     run = chunk.stage.run
     lm = get_model(run.model)
-    eval_ids, reserved = _held_out(run)
-    reserved_prompts = set(Pair.objects.filter(pk__in=reserved).values_list("instruction__text", flat=True))
-    rows, meta = dataset_rows(run=run)
-    rows = [r for r in rows if r["prompt"][0]["content"] not in reserved_prompts]
+    split = held_out_split(run=run, limit=settings.ICON2_EVAL_MAX)
+    eval_ids, reserved = split.eval_instructions, split.reserved_pairs
+    rows, meta = training_rows(run=run)  # what the review gate wrote, for a reviewed run
+    rows = [r for r in rows if r.get("pair_id") not in set(reserved)]
     if not rows:
         raise Icon2Error(
             "no pairs to train on: none passed review (or all were set aside for evaluation); "
@@ -376,9 +343,8 @@ def train(chunk, beat) -> Result:
     warnings = training_warnings(curve, total_steps=result.steps, pairs=rows)
 
     def write() -> None:
-        stage = Stage.objects.get(pk=chunk.stage_id)
-        Stage.objects.filter(pk=stage.pk).update(metrics={
-            **stage.metrics, "output_dir": str(out), "steps": result.steps, "pairs": len(rows),
+        services.stage_metrics_merge(stage_id=chunk.stage_id, values={
+            "output_dir": str(out), "steps": result.steps, "pairs": len(rows),
             "gate": meta.get("counts", {}), "held_out_instructions": eval_ids, "reserved_pairs": reserved,
             "final": {k: v for k, v in last.items() if isinstance(v, (int, float))},
             "curve": curve[-200:], "warnings": warnings, "gaps": side_gaps(rows),
@@ -393,7 +359,6 @@ def evaluate(chunk, beat) -> Result:
     from icon2engine.evaluation import EvalConfig, evaluate as engine_evaluate
     from icon2engine.training import load_trained
     from webapp.jobs.models import Instruction
-    from webapp.studio.models import Stage
 
     run = chunk.stage.run
     train_stage = run.stages.get(kind="train")
@@ -418,8 +383,7 @@ def evaluate(chunk, beat) -> Result:
     summary = json.loads(json.dumps(summary, default=float))  # numpy scalars → plain JSON numbers
 
     def write() -> None:
-        stage = Stage.objects.get(pk=chunk.stage_id)
-        Stage.objects.filter(pk=stage.pk).update(metrics={**stage.metrics, "evaluation": summary})
+        services.stage_metrics_merge(stage_id=chunk.stage_id, values={"evaluation": summary})
 
     return write, stats.as_dict()
 

@@ -82,7 +82,7 @@ def test_an_upload_with_a_bad_row_names_the_file_and_line(tiny_dir, tiny_vectors
     csv_file.write_text("id,prompt\n1,Tell me a story.\n2,\n")
     assert main(["filter", "--model", str(tiny_dir), "--vectors", str(tiny_vectors), "--instructions", str(csv_file),
                  "--column", "prompt", "--out", str(tmp_path / "k.jsonl")]) == 2
-    assert f"{csv_file}, line 3: the 'prompt' cell is empty" in _err(capsys)
+    assert f"{csv_file}, line 3: the instruction is empty" in _err(capsys)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from webapp.jobs.diagnostics import filter_panel
 from webapp.jobs.models import FilterScores, Instruction
-from webapp.jobs.services import _finalize_filter, filter_threshold_apply
+from webapp.jobs.filtering import filter_finalize, filter_threshold_apply
 from webapp.studio.models import Run, Stage
 from webapp.studio.services import dimension_create
 
@@ -52,7 +52,7 @@ def scored_run(ours, owner):
 
 def test_finalisation_ranks_the_pool_as_the_row_by_row_version_did(scored_run):
     run, stage, rows = scored_run
-    _finalize_filter(stage)
+    filter_finalize(stage)
     expected, order, keep = _by_hand(rows, 0.3)
     got = {i.index: i for i in Instruction.objects.filter(run=run, consistency__isnull=False)}
     assert set(got) == set(expected)
@@ -69,7 +69,7 @@ def test_finalisation_ranks_the_pool_as_the_row_by_row_version_did(scored_run):
 
 def test_a_threshold_keeps_the_prefix_of_the_order_and_the_preview_counts_it_without_reading_rows(scored_run, owner):
     run, stage, rows = scored_run
-    _finalize_filter(stage)
+    filter_finalize(stage)
     expected, order, _ = _by_hand(rows, 0.3)
     threshold = sorted(c for c, _ in expected.values())[-25]
     with CaptureQueriesContext(connection) as queries:
@@ -89,7 +89,7 @@ def test_a_threshold_keeps_the_prefix_of_the_order_and_the_preview_counts_it_wit
 
 def test_a_run_ranked_before_the_scores_were_stored_is_ranked_once_when_its_threshold_moves(scored_run):
     run, stage, rows = scored_run
-    _finalize_filter(stage)
+    filter_finalize(stage)
     FilterScores.objects.filter(stage=stage).delete()
     Instruction.objects.filter(run=run, kept=False).update(rank=None)  # how older runs were stored
     expected, order, _ = _by_hand(rows, 0.3)

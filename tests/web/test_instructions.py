@@ -38,7 +38,7 @@ def test_csv_reads_the_instruction_column():
         ("list.jsonl", '"ok"\n{"text": ""}\n', "Line 2: the instruction is empty."),
         ("list.jsonl", '"ok"\n\n{"other": 1}\n', 'Line 3: expected an object with an "instruction" field.'),
         ("list.jsonl", "[1, 2]\n", "Line 1: expected a string"),
-        ("list.csv", "question\nWhat?\n", 'Line 1: a CSV needs a header row with an "instruction" column.'),
+        ("list.csv", "id,body\n1,What?\n", 'Line 1: a CSV needs a header row with an "instruction" column'),
         ("list.csv", "instruction,id\nfine,1\n,2\n", "Line 3: the instruction is empty."),
         ("list.txt", b"fine\n\xff\xfe broken\n", "Line 2: not valid UTF-8 text."),
     ],

@@ -262,3 +262,51 @@ def test_identical_sides_ask_for_a_larger_gamma(ours, owner, django_capture_on_c
     _finish_generate_chunk(run.stages.get(kind="generate").chunks.get().pk, {"kept": 0, "dropped": {"identical sides": 2}})
     stage = run.stages.get(kind="generate")
     assert stage.status == Stage.Status.FAILED and "too weak for the two sides to differ" in stage.error
+
+
+def test_stage_metrics_merge_keeps_every_key_and_honours_the_status(db):
+    from tests.web.conftest import build_world, make_user
+    from webapp.jobs.services import stage_metrics_merge
+
+    world = build_world(owner=make_user("mo"), team_name="M", project_name="P")
+    stage = world.run.stages.get(kind="train")
+    stage_metrics_merge(stage_id=stage.pk, values={"a": 1})
+    assert stage_metrics_merge(stage_id=stage.pk, values={"b": 2}) == {"a": 1, "b": 2}
+    assert stage_metrics_merge(stage_id=stage.pk, values={"c": 3}, only_if_status="running") is None
+    stage.refresh_from_db()
+    assert stage.metrics == {"a": 1, "b": 2}
+
+
+@pytest.mark.skipif("postgres" not in __import__("os").environ.get("DATABASE_URL", ""),
+                    reason="row locks need PostgreSQL (CI runs it); SQLite serialises every write anyway")
+def test_concurrent_metric_merges_lose_nothing(transactional_db):
+    """Writers of one stage's metrics at once (chunks' progress, the filter, a hand-set threshold):
+    each merge holds the row lock between its read and its write, so no key is lost."""
+    import threading
+
+    from django.db import connection
+
+    from tests.web.conftest import build_world, make_user
+    from webapp.jobs.services import stage_metrics_merge
+
+    world = build_world(owner=make_user("mo"), team_name="M", project_name="P")
+    stage = world.run.stages.get(kind="filter")
+    barrier, errors = threading.Barrier(4), []
+
+    def writer(name):
+        try:
+            barrier.wait()
+            for i in range(15):
+                stage_metrics_merge(stage_id=stage.pk, values={f"{name}{i}": i})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in "wxyz"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stage.refresh_from_db()
+    assert not errors and len(stage.metrics) == 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,13 +43,17 @@ def in_an_app_that_is_not_installed(name):
 for module in pkgutil.walk_packages(webapp.__path__, "webapp."):
     if not module.name.endswith("settings_production") and not in_an_app_that_is_not_installed(module.name):
         importlib.import_module(module.name)
-heavy = sorted(name for name in sys.modules if name.split(".")[0] in {"torch", "icon2engine", "transformers"})
+# The engine's torch-free shared formats are the web's only engine imports (icon2engine.formats).
+shared = {"icon2engine", "icon2engine.formats", "icon2engine.errors", "icon2engine.cost", "icon2engine.stats",
+          "icon2engine.files"}
+heavy = sorted(name for name in sys.modules
+               if name.split(".")[0] in {"torch", "icon2engine", "transformers"} and name not in shared)
 print(heavy)
 sys.exit(1 if heavy else 0)
 """
 
 
-def test_the_web_process_never_imports_torch_or_the_engine():
+def test_the_web_process_never_imports_torch_or_the_engine_beyond_its_shared_formats():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings_test"}
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_EVERYTHING], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -103,3 +108,42 @@ def test_docker_compose_accepts_the_file():
         assert result.returncode == 0, result.stderr
         return
     pytest.skip("no working docker compose client")
+
+
+def _requirement_lines(path: Path) -> set[str]:
+    return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
+def test_pyproject_declares_what_requirements_txt_installs():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["studio"])
+    assert declared == _requirement_lines(ROOT / "requirements.txt")
+    assert "torch==2.13.0" in project["dependencies"]  # the local CPU build, never a CUDA download
+
+
+def test_an_installed_engine_works_outside_the_checkout(tmp_path):
+    """The wheel carries the presets, reference dimensions and feature instructions as package data.
+    (Built from a copy, so the checkout gets no build/ folder.)"""
+    source = tmp_path / "source"
+    for package in ("icon2engine", "webapp", "worker"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", source / "pyproject.toml")
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert wheel.returncode == 0, wheel.stderr
+    (built,) = (tmp_path / "wheel").glob("*.whl")
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(built)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    code = ("import icon2engine, json; from icon2engine import get_preset, default_feature_instructions; "
+            "from icon2engine.audit import reference_bank; "
+            "print(json.dumps([icon2engine.__file__, get_preset('optimism').name, len(default_feature_instructions()), "
+            "len(reference_bank())]))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(target)})
+    assert run.returncode == 0, run.stderr
+    where, name, features, references = json.loads(run.stdout)
+    assert where.startswith(str(target)) and name and features >= 32 and references == 5

@@ -19,7 +19,7 @@ from .review_helpers import make_pairs
 pytestmark = pytest.mark.django_db
 
 COLUMNS = {
-    "prompt", "chosen", "rejected", "prompt_id", "dimension", "gamma_plus", "gamma_minus", "layers", "model",
+    "prompt", "chosen", "rejected", "prompt_id", "pair_id", "dimension", "gamma_plus", "gamma_minus", "layers", "model",
     "model_revision", "seed", "verdict", "annotators", "agreement", "edited", "steering_mode", "no_repeat_ngram_size",
     "repetition_penalty", "retries",
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from webapp.jobs import diagnostics, services
+from webapp.jobs import diagnostics, filtering, services
 from webapp.jobs.models import Chunk, Instruction
 from webapp.studio.models import Dimension, Stage
 
@@ -84,7 +84,7 @@ def test_applying_a_threshold_refilters_from_stored_scores_without_any_model_cal
 
 def test_a_new_threshold_on_a_finished_run_regenerates_the_pairs(engineer, finished, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        result = services.filter_threshold_apply(run=finished, threshold=0.45)
+        result = filtering.filter_threshold_apply(run=finished, threshold=0.45)
     finished.refresh_from_db()
     assert result == {"kept": 5, "scored": 20, "threshold": 0.45, "regenerating": True}
     assert finished.pairs.count() == 0 and finished.status == "running"
@@ -102,7 +102,7 @@ def test_new_pairs_train_from_scratch_not_from_the_old_checkpoints(finished, set
     stage.metrics = {**stage.metrics, "output_dir": str(trained)}
     stage.save()
     with django_capture_on_commit_callbacks(execute=True):
-        services.filter_threshold_apply(run=finished, threshold=0.0)
+        filtering.filter_threshold_apply(run=finished, threshold=0.0)
     assert not trained.exists()
 
 
@@ -110,7 +110,7 @@ def test_a_cancelled_run_with_a_new_threshold_goes_back_to_work(finished, django
     finished.status = "cancelled"
     finished.save()
     with django_capture_on_commit_callbacks(execute=True):
-        services.filter_threshold_apply(run=finished, threshold=0.0)
+        filtering.filter_threshold_apply(run=finished, threshold=0.0)
     finished.refresh_from_db()
     assert finished.status == "running" and finished.stages.get(kind="calibrate").status == "queued"
 
@@ -123,7 +123,7 @@ def test_an_annotators_edit_also_blocks_a_new_threshold(finished, annotator):
     pair = finished.pairs.first()
     PairEdit.objects.create(pair=pair, side="chosen", original=pair.chosen, text="Better.", editor=annotator)
     with pytest.raises(ValidationError, match="reviewed or edited"):
-        services.filter_threshold_apply(run=finished, threshold=0.0)
+        filtering.filter_threshold_apply(run=finished, threshold=0.0)
     assert finished.pairs.count() == 5 and PairEdit.objects.count() == 1
 
 
@@ -135,17 +135,17 @@ def test_a_threshold_is_refused_while_the_run_works_or_once_pairs_are_reviewed(f
     finished.status = "running"
     finished.save()
     with pytest.raises(ValidationError, match="The run is working"):
-        services.filter_threshold_apply(run=finished, threshold=0.0)
+        filtering.filter_threshold_apply(run=finished, threshold=0.0)
     finished.status = "paused"
     finished.save()
     pair = finished.pairs.first()
     assignment = ReviewAssignment.objects.create(pair=pair, annotator=annotator, left_is_chosen=True)
     Verdict.objects.create(assignment=assignment, choice="left", order="confirm")
     with pytest.raises(ValidationError, match="Annotators have already reviewed"):
-        services.filter_threshold_apply(run=finished, threshold=0.0)
+        filtering.filter_threshold_apply(run=finished, threshold=0.0)
     with pytest.raises(ValidationError, match="No instruction scores 5 or more"):
         Verdict.objects.all().delete()
-        services.filter_threshold_apply(run=finished, threshold=5)
+        filtering.filter_threshold_apply(run=finished, threshold=5)
     assert finished.instructions.filter(kept=True).count() == 5
 
 

@@ -9,7 +9,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from webapp.studio import dispatch
 from webapp.studio.models import Run, Stage
 from webapp.studio.services import model_embedded_ensure, run_create, run_launch
 
@@ -173,7 +172,9 @@ def test_a_good_upload_sets_the_instruction_count(client_for, engineer, ours):
 
 def test_launching_queues_the_run_and_asks_the_worker_on_commit(client_for, engineer, ours, monkeypatch, django_capture_on_commit_callbacks):
     calls = []
-    monkeypatch.setattr(dispatch, "enqueue_run", lambda run_id: calls.append(run_id) or False)
+    from webapp.jobs import services as job_services
+
+    monkeypatch.setattr(job_services, "run_advance", lambda *, run_id: calls.append(run_id))
     with django_capture_on_commit_callbacks(execute=True):
         client_for(engineer).post(reverse("studio:run_launch", args=[ours.run.pk]))
     ours.run.refresh_from_db()

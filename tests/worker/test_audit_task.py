@@ -222,7 +222,7 @@ def test_the_remedy_is_refused_after_review_and_for_annotators(paused_run, clien
 
 
 def test_generation_queues_an_audit_when_auto_audit_is_on(paused_run, settings, django_capture_on_commit_callbacks):
-    from webapp.jobs.services import filter_threshold_apply
+    from webapp.jobs.filtering import filter_threshold_apply
 
     run, owner, _ = paused_run
     settings.ICON2_AUDIT_AUTO = True  # the product's default (the test settings turn it off)

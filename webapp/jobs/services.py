@@ -12,12 +12,11 @@ from typing import Callable
 
 from django.conf import settings
 from django.db import transaction
-import numpy as np
-from django.db.models import Case, F, Sum, Value, When
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from webapp.jobs import events, queue
-from webapp.jobs.models import Chunk, FilterScores, Instruction
+from webapp.jobs.models import Chunk
 from webapp.studio.models import Run, Stage
 
 log = logging.getLogger(__name__)
@@ -47,6 +46,8 @@ def _work_items(stage: Stage) -> int:
         return run.n_instructions
     if stage.kind == Stage.Kind.FILTER:
         if run.instruction_source == Run.InstructionSource.UPLOAD and not run.instructions.exists():
+            from webapp.jobs.stores import instructions_import_upload
+
             instructions_import_upload(run=run)
         # Score chunks are ranges of the instructions' index (a synthesised pool may have gaps
         # where duplicates were dropped), so each reads its rows by an indexed range.
@@ -61,35 +62,6 @@ def _work_items(stage: Stage) -> int:
     return 0
 
 
-IMPORT_BATCH = 5000
-
-
-def instructions_import_upload(*, run: Run) -> int:
-    """Store an uploaded list as the run's instructions (once), streamed from the file into the
-    database in batches: a million-line file is never held in memory whole."""
-    from itertools import islice
-
-    from webapp.studio.instructions import EMPTY_FILE, instructions_iter
-
-    if not run.instructions_file:
-        raise ValueError("the run has no uploaded instruction file; create a new run with one")
-    count = 0
-    run.instructions_file.open("rb")
-    try:
-        texts = instructions_iter(name=run.instructions_file.name, stream=run.instructions_file)
-        while batch := list(islice(texts, IMPORT_BATCH)):
-            Instruction.objects.bulk_create(
-                [Instruction(run=run, index=count + i, text=t, source=Instruction.Source.UPLOADED) for i, t in enumerate(batch)],
-                ignore_conflicts=True,
-            )
-            count += len(batch)
-    finally:
-        run.instructions_file.close()
-    if not count:
-        raise ValueError(EMPTY_FILE)
-    return count
-
-
 def _stage_notify(stage_id: int) -> None:
     stage = Stage.objects.get(pk=stage_id)
     events.notify(stage.run_id, events.stage_event(stage))
@@ -100,16 +72,10 @@ def _run_notify(run_id: int) -> None:
     events.notify(run_id, {"type": "run", "run": run_id, "status": status})
 
 
-def run_start(*, run_id: int) -> Stage | None:
-    """Begin (or continue) a queued run: start its next stage. Called once the launch commits."""
-    return run_advance(run_id=run_id)
-
-
 def run_advance(*, run_id: int) -> Stage | None:
     """Start the next stage that is waiting, or finish the run. Idempotent."""
     to_send: list[tuple[int, str]] = []
     started: Stage | None = None
-    skipped: list[int] = []
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status not in (*ACTIVE_RUN, Run.Status.PAUSED):
@@ -149,7 +115,7 @@ def run_advance(*, run_id: int) -> Stage | None:
                 break
             size = _chunk_size(stage.kind) or total
             now = _now()
-            chunks = Chunk.objects.bulk_create(
+            Chunk.objects.bulk_create(
                 [
                     Chunk(stage=stage, index=i, start=start, stop=min(start + size, total), enqueued_at=now)
                     for i, start in enumerate(range(0, total, size))
@@ -163,8 +129,6 @@ def run_advance(*, run_id: int) -> Stage | None:
         else:
             Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
         transaction.on_commit(lambda: [queue.send_chunk(cid, queue=q) for cid, q in to_send])
-    for stage_id in skipped:
-        _stage_notify(stage_id)
     if started is not None:
         _stage_notify(started.pk)
     _run_notify(run_id)
@@ -205,10 +169,9 @@ def chunk_progress(*, chunk: Chunk, done: int, message: str = "", metrics: dict 
     fields = {"progress_done": total_done, "heartbeat_at": now}
     if message:
         fields["message"] = message[:300]
-    if metrics:
-        stage = Stage.objects.get(pk=chunk.stage_id)
-        fields["metrics"] = {**stage.metrics, **metrics}
     Stage.objects.filter(pk=chunk.stage_id, status=Stage.Status.RUNNING).update(**fields)
+    if metrics:
+        stage_metrics_merge(stage_id=chunk.stage_id, values=metrics, only_if_status=Stage.Status.RUNNING)
     _stage_notify(chunk.stage_id)
     return run_is_cancelled(run_id=chunk.stage.run_id)
 
@@ -225,88 +188,6 @@ def run_is_cancelled(*, run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, status=Run.Status.CANCELLED).exists()
 
 
-WRITE_BATCH = 20000
-
-
-def _instructions_rank_write(pks, columns: dict[str, list]) -> None:
-    """Set the given fields of many instructions by primary key, in batches: one UPDATE joined to
-    arrays per batch on PostgreSQL, an executemany elsewhere. (``bulk_update`` builds one CASE
-    per field per row, which does not scale to a million rows.)"""
-    from django.db import connection
-
-    meta = Instruction._meta
-    table = connection.ops.quote_name(meta.db_table)
-    names = list(columns)
-    cols = [connection.ops.quote_name(meta.get_field(n).column) for n in names]
-    pk_col = connection.ops.quote_name(meta.pk.column)
-    pg_types = {"consistency": "float8", "winner": "bigint", "kept": "boolean", "rank": "integer"}
-    with connection.cursor() as cursor:
-        for start in range(0, len(pks), WRITE_BATCH):
-            ids = [int(x) for x in pks[start : start + WRITE_BATCH]]
-            values = [columns[n][start : start + WRITE_BATCH] for n in names]
-            if connection.vendor == "postgresql":
-                sets = ", ".join(f"{c} = v.c{i}" for i, c in enumerate(cols))
-                arrays = ", ".join(f"%s::{pg_types[n]}[]" for n in names)
-                alias = ", ".join(f"c{i}" for i in range(len(cols)))
-                cursor.execute(
-                    f"UPDATE {table} SET {sets} FROM unnest(%s::bigint[], {arrays}) AS v(id, {alias}) WHERE {table}.{pk_col} = v.id",
-                    [ids, *values],
-                )
-            else:
-                sets = ", ".join(f"{c} = %s" for c in cols)
-                cursor.executemany(f"UPDATE {table} SET {sets} WHERE {pk_col} = %s", list(zip(*values, ids)))
-
-
-def _filter_order_store(stage: Stage, pks, consistency, index, keep_fraction: float | None = None, keep: int | None = None,
-                        extra: dict[str, list] | None = None):
-    """Rank scored instructions by (−consistency, index), keep the first ``keep`` (or the top
-    ``keep_fraction``), write consistency order and kept flags (with ``extra`` columns, in the
-    same pass), and store the sorted scores for the threshold preview. Returns (kept, threshold)."""
-    n = len(pks)
-    order = np.lexsort((index, -consistency))  # most consistent first; the index breaks ties
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    if keep is None:
-        keep = max(1, round(n * keep_fraction)) if n else 0
-    _instructions_rank_write(pks, {**(extra or {}), "kept": (rank < keep).tolist(), "rank": rank.tolist()})
-    FilterScores.objects.update_or_create(
-        stage=stage, defaults={"count": n, "values": np.sort(consistency).astype(np.float64).tobytes()}
-    )
-    threshold = float(consistency[order[keep - 1]]) if keep else None
-    return keep, threshold
-
-
-def _finalize_filter(stage: Stage) -> None:
-    """Rank the whole pool once every chunk has scored its slice; keep the top fraction.
-
-    Chunks store the paper's raw score per dimension. The default (centred) score subtracts,
-    per dimension, the pool's mean raw score, so a dimension whose direction has a large
-    offset does not win every instruction; with one dimension both rank the same. Works on
-    numpy arrays read in one pass, never a model object per row.
-    """
-    run = stage.run
-    pks, index, raw = [], [], []
-    for pk, i, scores in run.instructions.order_by("index").values_list("pk", "index", "scores").iterator(chunk_size=WRITE_BATCH):
-        if scores:
-            pks.append(pk)
-            index.append(i)
-            raw.append(scores)
-    dims = sorted({d for r in raw for d in r})
-    matrix = np.array([[r[d] for d in dims] for r in raw], dtype=np.float64).reshape(len(raw), len(dims))
-    centred = matrix - matrix.mean(axis=0) if len(raw) else matrix
-    best = centred.argmax(axis=1) if len(raw) else np.zeros(0, dtype=np.int64)  # the first of equal dimensions, as before
-    consistency = centred[np.arange(len(raw)), best] if len(raw) else np.zeros(0)
-    winners = [int(d) for d in dims]
-    keep, threshold = _filter_order_store(
-        stage, pks, consistency, np.asarray(index, dtype=np.int64), keep_fraction=run.keep_fraction,
-        extra={"consistency": consistency.tolist(), "winner": [winners[b] for b in best.tolist()]},
-    )
-    Stage.objects.filter(pk=stage.pk).update(
-        metrics={**stage.metrics, "kept": keep, "scored": len(pks), "method": "centred", "threshold": threshold}
-    )
-
-
-FINALIZE: dict[str, Callable[[Stage], None]] = {Stage.Kind.FILTER: _finalize_filter}
 
 
 def chunk_complete(*, chunk: Chunk, write: Callable[[], None], compute: dict) -> bool:
@@ -325,6 +206,65 @@ def chunk_complete(*, chunk: Chunk, write: Callable[[], None], compute: dict) ->
     return True
 
 
+def _merge_synthesis(parts: list[dict], compute: dict) -> None:
+    """Synthesis: how many samples it took, and why the others were dropped."""
+    compute["attempts"] = sum(p.get("attempts", 0) for p in parts)
+    compute["kept"] = sum(p.get("kept", 0) for p in parts)
+    compute["acceptance_rate"] = round(compute["kept"] / compute["attempts"], 4) if compute["attempts"] else 0.0
+    dropped: dict[str, int] = {}
+    for p in parts:
+        for reason, n in p.get("dropped", {}).items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    compute["dropped"] = dropped
+
+
+def _merge_generate(parts: list[dict], compute: dict) -> None:
+    """Generation: the sample-and-rank estimate and the pair gate's counts add up over chunks."""
+    from icon2engine.cost import merge_estimates
+
+    estimates = [p["sample_and_rank"] for p in parts if p.get("sample_and_rank")]
+    if estimates:
+        compute["sample_and_rank"] = merge_estimates(estimates)
+    gates = [p["gate"] for p in parts if p.get("gate")]
+    if gates:
+        compute["gate"] = _gate_merge(gates)
+
+
+# How each stage kind merges its chunks' compute, after the shared sums (wall time, tokens, device).
+COMPUTE_MERGE: dict[str, Callable[[list[dict], dict], None]] = {
+    Stage.Kind.SYNTHESIZE: _merge_synthesis,
+    Stage.Kind.GENERATE: _merge_generate,
+}
+
+
+def compute_merge(kind: str, parts: list[dict]) -> dict:
+    """One stage's compute from its chunks' (small JSON): seconds and tokens summed, the device,
+    the chunk count, then whatever the stage kind adds (:data:`COMPUTE_MERGE`)."""
+    compute: dict = {"wall_s": 0.0, "tokens_in": 0, "tokens_out": 0, "device": ""}
+    for p in parts:
+        for key in ("wall_s", "tokens_in", "tokens_out"):
+            compute[key] += p.get(key, 0)
+        compute["device"] = p.get("device", compute["device"])
+    compute["wall_s"] = round(compute["wall_s"], 3)
+    compute["chunks"] = len(parts)
+    if kind in COMPUTE_MERGE:
+        COMPUTE_MERGE[kind](parts, compute)
+    return compute
+
+
+def stage_metrics_merge(*, stage_id: int, values: dict, only_if_status: str | None = None) -> dict | None:
+    """Merge ``values`` into a stage's metrics under its row lock: concurrent writers (chunks,
+    the filter, a threshold moved by hand) never lose each other's keys. With ``only_if_status``
+    nothing is written unless the stage is in that status (None is returned)."""
+    with transaction.atomic():
+        stage = Stage.objects.select_for_update().filter(pk=stage_id).values("metrics", "status").first()
+        if stage is None or (only_if_status is not None and stage["status"] != only_if_status):
+            return None
+        merged = {**(stage["metrics"] or {}), **values}
+        Stage.objects.filter(pk=stage_id).update(metrics=merged)
+    return merged
+
+
 def _stage_maybe_finish(*, stage_id: int) -> None:
     unfinished = [Chunk.Status.QUEUED, Chunk.Status.RUNNING, Chunk.Status.FAILED, Chunk.Status.CANCELLED]
     if Chunk.objects.filter(stage_id=stage_id, status__in=unfinished).exists():
@@ -333,36 +273,12 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
         chunks = list(Chunk.objects.filter(stage_id=stage_id))
         if any(c.status != Chunk.Status.SUCCEEDED for c in chunks):
             return
-        compute: dict = {"wall_s": 0.0, "tokens_in": 0, "tokens_out": 0, "device": ""}
-        for c in chunks:
-            for key in ("wall_s", "tokens_in", "tokens_out"):
-                compute[key] += c.compute.get(key, 0)
-            compute["device"] = c.compute.get("device", compute["device"])
-        compute["wall_s"] = round(compute["wall_s"], 3)
-        if any("attempts" in c.compute for c in chunks):  # synthesis: how many samples it took
-            compute["attempts"] = sum(c.compute.get("attempts", 0) for c in chunks)
-            compute["kept"] = sum(c.compute.get("kept", 0) for c in chunks)
-            compute["acceptance_rate"] = round(compute["kept"] / compute["attempts"], 4) if compute["attempts"] else 0.0
-            dropped: dict[str, int] = {}
-            for c in chunks:
-                for reason, n in c.compute.get("dropped", {}).items():
-                    dropped[reason] = dropped.get(reason, 0) + n
-            compute["dropped"] = dropped
-        estimates = [c.compute["sample_and_rank"] for c in chunks if c.compute.get("sample_and_rank")]
-        if estimates:  # generation: the sample-and-rank estimate adds up over chunks
-            merged = dict(estimates[0])
-            for e in estimates[1:]:
-                for key, value in e.items():
-                    if key != "samples" and isinstance(value, (int, float)):
-                        merged[key] = merged.get(key, 0) + value
-            compute["sample_and_rank"] = merged
-        compute["chunks"] = len(chunks)
-        compute["workers"] = sorted({c.worker for c in chunks})
         stage = Stage.objects.select_related("run").get(pk=stage_id)
+        compute = compute_merge(stage.kind, [c.compute for c in chunks])
+        compute["workers"] = sorted({c.worker for c in chunks})
         message = ""
-        gates = [c.compute["gate"] for c in chunks if c.compute.get("gate")]
-        if gates:  # generation: the pair gate's counts add up over chunks
-            compute["gate"] = gate = _gate_merge(gates)
+        gate = compute.get("gate")
+        if gate:  # generation: no pair passed the gate is a failure, not an empty success
             if gate["kept"] == 0:
                 error = _gate_empty_error(gate, stage.run)
                 Chunk.objects.filter(stage_id=stage_id).update(status=Chunk.Status.FAILED, error=error)
@@ -378,8 +294,10 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
             message=message,
         ):
             return
-        if stage.kind in FINALIZE:
-            FINALIZE[stage.kind](stage)
+        if stage.kind == Stage.Kind.FILTER:  # the pool is scored: rank it and keep the top
+            from webapp.jobs.filtering import filter_finalize
+
+            filter_finalize(stage)
         run_id = stage.run_id
         if stage.kind == Stage.Kind.GENERATE:
             from webapp.jobs.audits import audit_after_generation
@@ -431,12 +349,16 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
     return f"No pair passed the quality gate ({total} dropped: {reasons}). {advice}."
 
 
-def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False) -> None:
-    """A chunk stopped: on cancel the stage is cancelled; on error the stage and run fail (retryable)."""
+def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False, metrics: dict | None = None) -> None:
+    """A chunk stopped: on cancel the stage is cancelled; on error the stage and run fail (retryable).
+    ``metrics`` (e.g. the calibration table that picked nothing) are kept on the stage, in the
+    same transaction, so the run page can say why."""
     status = Chunk.Status.CANCELLED if cancelled else Chunk.Status.FAILED
     with transaction.atomic():
         if not _mine(chunk).update(status=status, finished_at=_now(), error=error[:2000]):
             return
+        if metrics:
+            stage_metrics_merge(stage_id=chunk.stage_id, values=metrics)
         if cancelled:
             Stage.objects.filter(pk=chunk.stage_id, status__in=[Stage.Status.QUEUED, Stage.Status.RUNNING]).update(
                 status=Stage.Status.CANCELLED, finished_at=_now(), message="Cancelled."
@@ -548,49 +470,6 @@ def _remove_run_dir(path: str) -> None:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
-    """Keep the instructions whose stored consistency is at least ``threshold``.
-
-    Re-applies the filter from the scores the filter stage stored: no model is called. When
-    pairs were already generated from the old selection, they are dropped and the stages after
-    the filter run again (calibration, generation, …); pairs that annotators have reviewed are
-    never dropped: such a run is refused, and a new run is the way to try another threshold.
-    """
-    from django.core.exceptions import ValidationError
-
-    if threshold is None or not isinstance(threshold, (int, float)) or threshold != threshold or abs(threshold) == float("inf"):
-        raise ValidationError("Give the threshold as a number, e.g. 0.25.")
-    with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run.pk)
-        if run.status in ACTIVE_RUN:
-            raise ValidationError("The run is working: wait until it pauses or finishes (or cancel it), then move the threshold.")
-        stage = run.stages.filter(kind=Stage.Kind.FILTER).first()
-        if stage is None or stage.status != Stage.Status.SUCCEEDED:
-            raise ValidationError("The filter has not scored this run's instructions yet.")
-        reviewed_work_refuse(run=run, because="a new threshold would drop their work",
-                             instead="Start a new run with a different keep fraction instead.")
-        scores = _filter_scores_ensure(stage)
-        if not scores.size:
-            raise ValidationError("No instruction was scored.")
-        kept = int(scores.size - np.searchsorted(scores, threshold, side="left"))  # consistency ≥ threshold
-        if not kept:
-            raise ValidationError(
-                f"No instruction scores {threshold:.4g} or more (the highest is {scores[-1]:.4g}); lower the threshold."
-            )
-        # The filter's order is stored on every scored instruction: the kept ones are its first `kept`.
-        run.instructions.filter(rank__isnull=False).update(
-            kept=Case(When(rank__lt=kept, then=Value(True)), default=Value(False)))
-        Stage.objects.filter(pk=stage.pk).update(metrics={
-            **stage.metrics, "kept": kept, "threshold": float(threshold), "threshold_set_by": "hand",
-        })
-        Run.objects.filter(pk=run.pk).update(keep_fraction=round(kept / scores.size, 6))
-        rerun = stages_after_reset(run=run, order=stage.order)
-    if rerun and run.status != Run.Status.DRAFT:
-        run_advance(run_id=run.pk)
-    _run_notify(run.pk)
-    return {"kept": kept, "scored": int(scores.size), "threshold": float(threshold), "regenerating": rerun}
-
-
 def reviewed_work_refuse(*, run: Run, because: str, instead: str) -> None:
     """Refuse (ValidationError) a change that would drop annotators' verdicts, edits or resolutions."""
     from django.core.exceptions import ValidationError
@@ -622,19 +501,3 @@ def stages_after_reset(*, run: Run, order: int) -> bool:
     if run.status != Run.Status.DRAFT:
         Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)
     return True
-
-
-def _filter_scores_ensure(stage: Stage):
-    """The filter's sorted scores; a run ranked before they were stored is ranked again from its
-    rows (consistency order on every scored row), once."""
-    from webapp.jobs.selectors import filter_scores_sorted
-
-    if FilterScores.objects.filter(stage=stage).exists():
-        return filter_scores_sorted(stage=stage)
-    rows = np.array(list(stage.run.instructions.filter(consistency__isnull=False)
-                         .values_list("pk", "index", "consistency").iterator(chunk_size=WRITE_BATCH)), dtype=np.float64)
-    if not rows.size:
-        return np.zeros(0)
-    kept = stage.run.instructions.filter(kept=True).count()
-    _filter_order_store(stage, rows[:, 0].astype(np.int64), rows[:, 2], rows[:, 1].astype(np.int64), keep=kept)
-    return np.sort(rows[:, 2])

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import membership_get
-from webapp.jobs import audits, diagnostics, probes, services
+from webapp.jobs import audits, diagnostics, filtering, probes, services
 from webapp.jobs.forms import ProbeForm
 from webapp.studio.models import Run
 from webapp.studio.selectors import run_get_for_user
@@ -85,7 +85,7 @@ def run_filter(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"“{raw}” is not a number; give the threshold like 0.25 or -1.5.")
     if request.method == "POST" and threshold is not None:
         try:
-            result = services.filter_threshold_apply(run=run, threshold=threshold)
+            result = filtering.filter_threshold_apply(run=run, threshold=threshold)
         except ValidationError as error:
             for message in error.messages:
                 messages.error(request, message)

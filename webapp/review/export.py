@@ -18,6 +18,7 @@ SCHEMA = pa.schema(
         ("chosen", _MESSAGES),
         ("rejected", _MESSAGES),
         ("prompt_id", pa.string()),
+        ("pair_id", pa.int64()),
         ("dimension", pa.string()),
         ("gamma_plus", pa.float64()),
         ("gamma_minus", pa.float64()),
@@ -157,7 +158,8 @@ the chosen response was generated with the direction added (γ⁺), the rejected
 
 ## Format
 TRL conversational preference format: `prompt`, `chosen`, `rejected` are lists of messages.
-Provenance columns: `prompt_id` (SHA-256 of the prompt text), `dimension`, `gamma_plus`, `gamma_minus`,
+Provenance columns: `prompt_id` (SHA-256 of the prompt text), `pair_id` (the studio's id of the pair),
+`dimension`, `gamma_plus`, `gamma_minus`,
 `layers`, `model`, `model_revision`, `seed`. Review columns: `verdict` (confirm, swap — already flipped —
 or not_reviewed), `annotators`, `agreement` (share of verdicts agreeing with the majority), `edited`
 (a reviewer edited a response; the original is kept in the studio's audit log).

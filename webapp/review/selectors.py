@@ -1,13 +1,13 @@
 """Reads for review: queues, progress, each pair's resolved verdict, agreement, the gated dataset."""
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 
+from icon2engine.formats import trl_row
 from webapp.accounts.models import Membership
 from webapp.accounts.roles import Perm, ROLE_PERMS
 from webapp.jobs.models import Pair
@@ -238,31 +238,27 @@ def dataset_row_batches(*, run: Run, counts: dict | None = None, size: int | Non
                 continue
             chosen, rejected = (r.rejected, r.chosen) if outcome == Resolution.Outcome.SWAP else (r.chosen, r.rejected)
             prompt = r.pair.instruction.text
-            rows.append(
-                {
-                    "prompt": [{"role": "user", "content": prompt}],
-                    "chosen": [{"role": "assistant", "content": chosen}],
-                    "rejected": [{"role": "assistant", "content": rejected}],
-                    "prompt_id": _prompt_id(prompt),
-                    "dimension": r.pair.dimension.name if r.pair.dimension else "",
-                    "gamma_plus": float(r.pair.gamma_plus),
-                    "gamma_minus": float(r.pair.gamma_minus),
-                    "layers": [int(x) for x in r.pair.layers],
-                    "model": model,
-                    "model_revision": run.model.revision,
-                    "seed": int(r.pair.seed),
-                    "steering_mode": run.steering_mode,
-                    "no_repeat_ngram_size": run.no_repeat_ngram_size,
-                    "repetition_penalty": float(run.repetition_penalty),
-                    "verdict": outcome,
-                    "annotators": r.annotators,
-                    "agreement": r.agreement,
-                    "edited": r.edited,
-                    # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as written
-                    **(r.pair.quality or {}),
-                    "retries": len(r.pair.retries or []),
-                }
-            )
+            rows.append(trl_row(
+                prompt, chosen, rejected,
+                pair_id=r.pair.pk,
+                dimension=r.pair.dimension.name if r.pair.dimension else "",
+                gamma_plus=float(r.pair.gamma_plus),
+                gamma_minus=float(r.pair.gamma_minus),
+                layers=[int(x) for x in r.pair.layers],
+                model=model,
+                model_revision=run.model.revision,
+                seed=int(r.pair.seed),
+                steering_mode=run.steering_mode,
+                no_repeat_ngram_size=run.no_repeat_ngram_size,
+                repetition_penalty=float(run.repetition_penalty),
+                verdict=outcome,
+                annotators=r.annotators,
+                agreement=r.agreement,
+                edited=r.edited,
+                # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as written
+                **(r.pair.quality or {}),
+                retries=len(r.pair.retries or []),
+            ))
         yield rows
 
 
@@ -319,9 +315,6 @@ def dataset_quality_columns(*, run: Run) -> list[str]:
         names.update(quality or {})
     return sorted(names)
 
-
-def _prompt_id(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
 def audit_list(*, run: Run, limit: int = 200) -> QuerySet[AuditEvent]:

@@ -213,15 +213,18 @@ def review_dataset_write(*, run: Run) -> dict:
 
     from django.conf import settings
 
+    from icon2engine.files import atomic_path, write_atomic
     from webapp.review import export
     from webapp.review.selectors import dataset_quality_columns, dataset_row_batches, dataset_summary
 
     relative = Path("teams") / str(run.project.team_id) / "runs" / str(run.pk) / "reviewed"
     folder = Path(settings.MEDIA_ROOT) / relative
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "pairs.jsonl", "wb") as jsonl:  # a batch at a time: memory does not grow with the dataset
+    # Each file appears under its name only once complete (training reads pairs.jsonl), a batch at
+    # a time: memory does not grow with the dataset.
+    with atomic_path(folder / "pairs.jsonl") as tmp, open(tmp, "wb") as jsonl:
         meta = dataset_summary(run=run, each=lambda rows: jsonl.write(export.to_jsonl(rows)))
-    with open(folder / "pairs.parquet", "wb") as parquet:
+    with atomic_path(folder / "pairs.parquet") as tmp, open(tmp, "wb") as parquet:
         export.parquet_file(dataset_row_batches(run=run), dataset_quality_columns(run=run), out=parquet)
-    (folder / "README.md").write_text(export.dataset_card(run=run, meta=meta), encoding="utf-8")
+    write_atomic(folder / "README.md", export.dataset_card(run=run, meta=meta))
     return {**meta, "dataset_jsonl": str(relative / "pairs.jsonl"), "dataset_parquet": str(relative / "pairs.parquet")}

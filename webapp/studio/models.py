@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from icon2engine.formats import default_layers
 from webapp.limits import PROMPT_MAX, RATIONALE_MAX, text_check
 from webapp.accounts.models import Team
 from webapp.studio.validators import GreaterThanValidator, LessThanValidator, validate_finite
@@ -420,13 +421,13 @@ class Run(models.Model):
 
     def layer_band(self, n_layers: int) -> tuple[int, int] | None:
         """The steered blocks (first, last), inclusive: the run's setting, or the middle third
-        of ``n_layers`` exactly as the engine picks it (icon2engine.generation.default_layers)."""
+        of ``n_layers``: the engine's own rule (icon2engine.formats.default_layers)."""
         if not n_layers:
             return None
         if self.layer_start is not None and self.layer_end is not None:
             return self.layer_start, min(self.layer_end, n_layers - 1)
-        start = n_layers // 3
-        return start, max(start + 1, (2 * n_layers) // 3) - 1
+        band = default_layers(n_layers)
+        return band[0], band[-1]
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -1,4 +1,5 @@
-"""Preset dimensions, read from presets/dimensions.json (shared with the engine, never imported from it)."""
+"""Preset dimensions, read from the engine's icon2engine/data/dimensions.json (the same file the
+engine reads; the web process does not import the engine's presets module)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from webapp.limits import (
     PROMPT_MAX,
     text_check,
 )
-from webapp.studio import dispatch
 from webapp.studio.instructions import instructions_count
 from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed, reward_model_problem
 from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
@@ -471,9 +470,16 @@ def run_create(
     return run
 
 
+def _run_begin(run_id: int) -> None:
+    from webapp.jobs.services import run_advance
+
+    run_advance(run_id=run_id)
+
+
 @transaction.atomic
 def run_launch(*, run: Run, actor: AbstractBaseUser) -> Run:
-    """Queue a draft run; the worker (see dispatch.enqueue_run) is told once this commits.
+    """Queue a draft run; once this commits, its first stage's chunks are made and sent to the
+    workers (webapp.jobs.services.run_advance), so a worker always sees the committed run.
 
     A run whose model is missing or whose judge cannot be reached is refused here, with the reason,
     before any model stage runs (webapp.studio.preflight)."""
@@ -488,7 +494,7 @@ def run_launch(*, run: Run, actor: AbstractBaseUser) -> Run:
         raise ValidationError("Only a draft run can be launched.")
     run.stages.filter(status=Stage.Status.PENDING).update(status=Stage.Status.QUEUED)
     run_id = run.pk
-    transaction.on_commit(lambda: dispatch.enqueue_run(run_id))
+    transaction.on_commit(lambda: _run_begin(run_id))
     run.refresh_from_db()
     return run
 
