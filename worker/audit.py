@@ -9,8 +9,6 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import close_old_connections
 
 from icon2engine import Icon2Error
 
@@ -92,26 +90,20 @@ def audit_result(run, lm, *, progress=lambda message: None) -> dict:
 
 def run_audit(audit_id: int) -> None:
     from webapp.jobs import audits
-    from worker.model_cache import get_model
-    from worker.runner import WORKER_NAME
+    from worker.runner import run_claimed
 
-    close_old_connections()
-    audit = audits.audit_claim(audit_id=audit_id, worker=WORKER_NAME)
-    if audit is None:
-        log.info("audit %s is not ours (taken or finished)", audit_id)
-        return
-    try:
-        lm = get_model(audit.run.model)
-        if audit.remedy and not audit.remedy.get("applied"):
-            if remedy_apply(audit, lm, progress=lambda m: audits.audit_progress(audit=audit, message=m)):
-                return  # waiting for the stages after the filter; the generate stage queues it again
-            audit.refresh_from_db()
-        result = audit_result(audit.run, lm, progress=lambda m: audits.audit_progress(audit=audit, message=m))
-        audits.audit_finish(audit=audit, result=result)
-    except (Icon2Error, ValidationError) as exc:
-        audits.audit_fail(audit=audit, error="; ".join(getattr(exc, "messages", [str(exc)])))
-    except Exception as exc:
-        log.exception("audit %s failed", audit_id)
-        audits.audit_fail(audit=audit, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        close_old_connections()
+    run_claimed("audit", audit_id, claim=lambda pk, worker: audits.audit_claim(audit_id=pk, worker=worker),
+                fail=lambda audit, error: audits.audit_fail(audit=audit, error=error), body=_audit_do)
+
+
+def _audit_do(audit) -> None:
+    from webapp.jobs import audits
+    from worker.model_cache import get_model
+
+    lm = get_model(audit.run.model)
+    progress = lambda m: audits.audit_progress(audit=audit, message=m)  # noqa: E731
+    if audit.remedy and not audit.remedy.get("applied"):
+        if remedy_apply(audit, lm, progress=progress):
+            return  # waiting for the stages after the filter; the generate stage queues it again
+        audit.refresh_from_db()
+    audits.audit_finish(audit=audit, result=audit_result(audit.run, lm, progress=progress))

@@ -11,9 +11,7 @@ import json
 import logging
 import time
 
-from django.db import close_old_connections
 
-from icon2engine import Icon2Error
 
 log = logging.getLogger(__name__)
 
@@ -44,43 +42,37 @@ def _direction(probe, lm):
 
 
 def run_probe(probe_id: int) -> None:
+    from webapp.jobs import probes
+    from worker.runner import run_claimed
+
+    run_claimed("playground request", probe_id, claim=lambda pk, worker: probes.probe_claim(probe_id=pk, worker=worker),
+                fail=lambda probe, error: probes.probe_fail(probe=probe, error=error), body=_probe_answer)
+
+
+def _probe_answer(probe) -> None:
     from icon2engine.playground import compare_steering
     from webapp.jobs import probes
     from worker.model_cache import get_model
-    from worker.runner import WORKER_NAME
 
-    close_old_connections()
-    probe = probes.probe_claim(probe_id=probe_id, worker=WORKER_NAME)
-    if probe is None:
-        log.info("playground request %s is not ours (taken or finished)", probe_id)
-        return
-    try:
-        lm = get_model(probe.run.model)
-        if not probe.run.directions.filter(dimension=probe.dimension).exists():
-            probes.probe_progress(probe=probe, message="Extracting the direction from the dimension's prompts…")
-        direction, source = _direction(probe, lm)
-        probes.probe_progress(probe=probe, message=f"Generating with {source}…")
-        texts = {side: "" for side in ("unsteered", "plus", "minus")}
-        last_store = [0.0]
+    lm = get_model(probe.run.model)
+    if not probe.run.directions.filter(dimension=probe.dimension).exists():
+        probes.probe_progress(probe=probe, message="Extracting the direction from the dimension's prompts…")
+    direction, source = _direction(probe, lm)
+    probes.probe_progress(probe=probe, message=f"Generating with {source}…")
+    texts = {side: "" for side in ("unsteered", "plus", "minus")}
+    last_store = [0.0]
 
-        def on_update(update: dict[str, str]) -> None:
-            texts.update(update)
-            now = time.monotonic()
-            store = now - last_store[0] >= STORE_EVERY_S
-            if store:
-                last_store[0] = now
-            probes.probe_progress(probe=probe, outputs=dict(texts), store=store)
+    def on_update(update: dict[str, str]) -> None:
+        texts.update(update)
+        now = time.monotonic()
+        store = now - last_store[0] >= STORE_EVERY_S
+        if store:
+            last_store[0] = now
+        probes.probe_progress(probe=probe, outputs=dict(texts), store=store)
 
-        layers = None if probe.layer_start is None else tuple(range(probe.layer_start, probe.layer_end + 1))
-        outputs = compare_steering(
-            lm, direction, probe.instruction, gamma=probe.gamma, layers=layers,
-            max_new_tokens=probe.max_new_tokens, on_update=on_update,
-        )
-        probes.probe_finish(probe=probe, outputs=outputs)
-    except Icon2Error as exc:
-        probes.probe_fail(probe=probe, error=str(exc))
-    except Exception as exc:
-        log.exception("playground request %s failed", probe_id)
-        probes.probe_fail(probe=probe, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        close_old_connections()
+    layers = None if probe.layer_start is None else tuple(range(probe.layer_start, probe.layer_end + 1))
+    outputs = compare_steering(
+        lm, direction, probe.instruction, gamma=probe.gamma, layers=layers,
+        max_new_tokens=probe.max_new_tokens, on_update=on_update,
+    )
+    probes.probe_finish(probe=probe, outputs=outputs)

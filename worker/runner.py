@@ -89,3 +89,26 @@ def run_chunk(chunk_id: int) -> None:
         services.chunk_fail(chunk=chunk, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=6)}")
     finally:
         close_old_connections()
+
+
+def run_claimed(what: str, row_id: int, *, claim, fail, body) -> None:
+    """One interactive job (a playground try, a bias audit): ``claim(row_id, WORKER_NAME)`` takes
+    the row (None: someone else has it or it is done), ``body(row)`` does the work and stores its
+    result, and any failure is stored with its reason by ``fail(row, error)``, never a traceback
+    for bad input."""
+    from django.core.exceptions import ValidationError
+
+    close_old_connections()
+    row = claim(row_id, WORKER_NAME)
+    if row is None:
+        log.info("%s %s is not ours (taken or finished)", what, row_id)
+        return
+    try:
+        body(row)
+    except (Icon2Error, ValidationError) as exc:
+        fail(row, "; ".join(getattr(exc, "messages", None) or [str(exc)]))
+    except Exception as exc:
+        log.exception("%s %s failed", what, row_id)
+        fail(row, f"{type(exc).__name__}: {exc}")
+    finally:
+        close_old_connections()
