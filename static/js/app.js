@@ -22,19 +22,67 @@
   document.addEventListener("htmx:afterSettle", function () { syncRunForm(); });
 })();
 
-// Live run pages: the WebSocket carries progress; when it drops, the page polls instead.
-document.addEventListener("htmx:wsOpen", () => {
-  window.icon2SocketOpen = true;
-  const el = document.getElementById("live-indicator");
-  if (el) el.textContent = "● live";
-});
-document.addEventListener("htmx:wsClose", () => {
-  window.icon2SocketOpen = false;
-  const el = document.getElementById("live-indicator");
-  if (el) el.textContent = "reconnecting… (polling)";
-});
-// The run section is reloaded in place when the run changes; keep the indicator honest.
-document.addEventListener("htmx:afterSettle", () => {
-  const el = document.getElementById("live-indicator");
-  if (el && window.icon2SocketOpen) el.textContent = "● live";
-});
+// Live run pages, one path: a message on the run's socket (small JSON) only says "the run changed";
+// #run-live then fetches itself (?live=1, one partial) with htmx. One fetch at a time, at most
+// every 400 ms; events that arrive while one is out cause one more when it has settled. While the
+// socket is down, #run-live polls (its hx-trigger checks window.icon2SocketOpen) and the socket
+// reconnects with a backoff.
+(function () {
+  var socket = null, retries = 0, timer = null, guard = null, last = 0, dirty = false, inFlight = false;
+
+  function live() { return document.getElementById("run-live"); }
+  function indicate() {
+    var el = document.getElementById("live-indicator");
+    if (el) el.textContent = window.icon2SocketOpen ? "● live" : (socket ? "reconnecting… (polling)" : "");
+  }
+  function fire() {
+    timer = null;
+    var el = live();
+    if (inFlight || !el || !window.htmx) return;
+    dirty = false;
+    inFlight = true;
+    last = Date.now();
+    guard = setTimeout(done, 10000);  // a fetch that never settles must not stop the page for good
+    htmx.trigger(el, "icon2-run-changed");
+  }
+  function done() {
+    clearTimeout(guard);
+    inFlight = false;
+    if (dirty) refresh();
+  }
+  function refresh() {
+    dirty = true;
+    if (timer || inFlight) return;
+    timer = setTimeout(fire, Math.max(0, last + 400 - Date.now()));
+  }
+  function isLive(event) { return event.detail.elt && event.detail.elt.id === "run-live"; }
+  document.addEventListener("htmx:afterSettle", function (event) {
+    indicate();  // the swapped-in tabs carry an empty indicator
+    if (isLive(event)) done();
+  });
+  document.addEventListener("htmx:responseError", function (event) { if (isLive(event)) done(); });
+  document.addEventListener("htmx:sendError", function (event) { if (isLive(event)) done(); });
+
+  function connect() {
+    var el = live();
+    if (!el || !el.dataset.socket || !window.WebSocket) return;
+    socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + el.dataset.socket);
+    socket.onopen = function () {
+      window.icon2SocketOpen = true;
+      retries = 0;
+      indicate();
+      refresh();  // whatever changed between the page's render and the socket's opening
+    };
+    socket.onmessage = function (message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      if (!event.snapshot) refresh();  // the snapshot is what the page was rendered from
+    };
+    socket.onclose = function () {
+      window.icon2SocketOpen = false;
+      indicate();
+      setTimeout(connect, Math.min(10000, 500 * Math.pow(2, retries++)));
+    };
+  }
+  document.addEventListener("DOMContentLoaded", connect);
+})();

@@ -59,3 +59,15 @@ def test_marks_and_rules_without_any_finite_point_draw_no_data_instead_of_failin
     svg = charts.line_chart([charts.Series("a", [(0, 1.0), (1, 2.0)])], title="t", x_label="x", y_label="y",
                             marks=[charts.Mark(None, "none")], rules=[charts.Rule(None, "floor")])
     assert "<polyline" in svg and "none" not in svg
+
+
+def test_values_equal_but_for_rounding_get_short_readable_ticks():
+    """A first DPO step's loss (0.6931472) beside the ln 2 rule (0.69314718…): not eight-digit labels."""
+    import re
+
+    from webapp.jobs.charts import Rule, Series, line_chart
+
+    svg = str(line_chart([Series("loss", [(1, 0.6931472)])], rules=[Rule(0.6931471805599453, "ln 2 (start)")],
+                         title="DPO loss", x_label="step", y_label="loss"))
+    labels = re.findall(r'class="chart-tick"[^>]*text-anchor="end">([^<]+)<', svg)
+    assert labels and all(len(label) <= 5 for label in labels), labels

@@ -16,10 +16,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_htmx_and_its_websocket_extension_are_vendored():
+def test_htmx_is_vendored_and_the_run_page_needs_no_websocket_extension():
     htmx = (ROOT / "static/vendor/htmx.min.js").read_text()
     assert "htmx" in htmx and len(htmx) > 20_000
-    assert "defineExtension('ws'" in (ROOT / "static/vendor/ws.js").read_text()
+    assert not (ROOT / "static/vendor/ws.js").exists()  # the run page's socket is static/js/app.js's own
+    assert "ws-connect" not in (ROOT / "templates/studio/run_base.html").read_text()
 
 
 def test_no_template_loads_anything_from_another_site():

@@ -181,15 +181,20 @@ def test_training_curves_and_the_win_rate_with_its_interval(client_for, viewer, 
     assert "75%</strong> win rate" in html and "50–90%" in html and "11 / 2 / 3" in html
 
 
-def test_the_training_curve_is_pushed_to_open_pages_while_dpo_runs(ours):
-    from webapp.jobs.consumers import _render
-
+def test_the_live_partial_carries_the_training_curve_while_dpo_runs(client_for, viewer, ours):
+    """What the run page fetches when its socket says the run changed (or while it polls): only
+    #run-live, with the head, the tabs and the open tab's live block; no site chrome, no settings."""
     ours.run.stages.filter(kind="train").update(status="running", metrics={"curve": [{"step": 1, "loss": 0.69, "margins": 0.0, "accuracy": 0.5}]})
-    html = _render({"type": "stage", "run": ours.run.pk, "stage": "train"}, "training")
-    assert 'id="training-live" hx-swap-oob="true" data-steps="1"' in html and "badge-running" in html
-    assert 'id="stage-train"' not in html  # the training tab has no stage table
-    overview = _render({"type": "stage", "run": ours.run.pk, "stage": "train"}, "overview")
-    assert 'id="stage-train"' in overview and "training-live" not in overview
+    client = client_for(viewer)
+    html = client.get(reverse("jobs:run_training", args=[ours.run.pk]) + "?live=1", HTTP_HX_REQUEST="true").content.decode()
+    assert html.count('id="run-live"') == 1 and 'id="training-live"' in html and 'data-steps="1"' in html
+    assert "badge-running" in html and 'hx-swap-oob' not in html
+    assert 'class="topbar"' not in html and 'id="stage-train"' not in html  # the training tab has no stage table
+    overview = client.get(reverse("studio:run", args=[ours.run.pk]) + "?live=1", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="stage-train"' in overview and "training-live" not in overview and 'id="settings"' not in overview
+    page = client.get(reverse("studio:run", args=[ours.run.pk])).content.decode()
+    assert 'id="settings"' in page and 'data-socket="/ws/runs/%d/"' % ours.run.pk in page
+    assert 'hx-get="%s?live=1"' % reverse("studio:run", args=[ours.run.pk]) in page
 
 
 def test_the_cost_panel_sets_compute_per_stage_against_the_sample_and_rank_estimate(client_for, owner, finished):
@@ -218,3 +223,36 @@ def test_a_training_run_with_the_reward_hacking_signature_is_flagged_in_plain_wo
     html = _get(client_for(viewer), "jobs:run_training", finished)
     assert "Possible reward hacking" in html and "reached 1.00 at step 1 of 12" in html and 'data-warning="early_accuracy"' in html
     assert 'id="side-gaps"' in html and "chosen longer by a quarter or more in 25%" in html
+
+
+def test_the_run_socket_sends_small_json_for_the_page_to_refetch_on(viewer, ours):
+    """The run page's socket carries no HTML: the stored state first (marked snapshot), then each
+    event as JSON; the page only takes a message as a cue to fetch its live partial."""
+    import json
+
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from webapp.jobs import events
+    from webapp.jobs.consumers import RunProgressConsumer
+
+    n_stages = ours.run.stages.count()
+
+    async def watch():
+        communicator = WebsocketCommunicator(RunProgressConsumer.as_asgi(), f"/ws/runs/{ours.run.pk}/")
+        communicator.scope["user"] = viewer
+        communicator.scope["url_route"] = {"kwargs": {"pk": ours.run.pk}}
+        connected, _ = await communicator.connect()
+        assert connected
+        first = [json.loads(await communicator.receive_from()) for _ in range(n_stages + 1)]
+        from channels.layers import get_channel_layer
+
+        await get_channel_layer().group_send(events.run_group(ours.run.pk), {
+            "type": "run.event", "event": {"type": "stage", "run": ours.run.pk, "stage": "extract", "status": "running"}})
+        later = json.loads(await communicator.receive_from())
+        await communicator.disconnect()
+        return first, later
+
+    first, later = async_to_sync(watch)()
+    assert all(e["snapshot"] for e in first) and {e["type"] for e in first} == {"stage", "run"}
+    assert later == {"type": "stage", "run": ours.run.pk, "stage": "extract", "status": "running"}

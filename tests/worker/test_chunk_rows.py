@@ -78,3 +78,22 @@ def test_a_reviewed_runs_generate_chunk_stores_the_evaluation_judges_verdict_per
     verdicts = list(Pair.objects.filter(run=world.run).order_by("instruction__index").values_list("judge_verdict", flat=True))
     assert verdicts == [1.0, -1.0]  # shorter is better: the judge prefers chosen in the first pair only
     assert compute["judge"] == "length (shorter is better)"
+
+
+@pytest.mark.parametrize("pool", [500, 5000])
+def test_synthesis_finds_repeats_by_key_whatever_the_pools_size(db, pool):
+    """A synthesis chunk's store reads only the rows whose key matches one of its own texts."""
+    from tests.web.conftest import build_world, make_user
+    from webapp.jobs.models import text_key
+    from webapp.jobs.stores import instructions_synthesized_store
+
+    world = build_world(owner=make_user(f"sam{pool}"), team_name=f"S {pool}", project_name="P")
+    Instruction.objects.bulk_create(
+        Instruction(run=world.run, index=i, text=f"Instruction {i}", folded=text_key(f"Instruction {i}"), source="synthesized")
+        for i in range(pool)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        added = instructions_synthesized_store(run_id=world.run.pk, start=pool, texts=["instruction 7", "A new one.", "a NEW one."])
+    assert added == 1
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert len(reads) == 1 and '"jobs_instruction"."folded" IN' in reads[0]

@@ -111,7 +111,9 @@ def test_synthesised_instructions_are_stored_once(tiny):
     owner, project, dim, model = tiny
     run = run_create(project=project, created_by=owner, model=model, dimensions=[dim], config={
         "name": "S", "instruction_source": "synthesize", "n_instructions": 8, "require_review": False})
-    Instruction.objects.create(run=run, index=0, text="Explain tides.", source="uploaded")
+    from webapp.jobs.models import text_key
+
+    Instruction.objects.create(run=run, index=0, text="Explain tides.", folded=text_key("Explain tides."), source="synthesized")
     added = instructions_synthesized_store(run_id=run.pk, start=8, texts=["EXPLAIN TIDES.", "Name a bird.", "name a BIRD.", "Why?"])
     assert added == 2
     assert list(run.instructions.filter(index__gte=8).order_by("index").values_list("index", "text")) == [(9, "Name a bird."), (11, "Why?")]

@@ -94,8 +94,10 @@ def tick_labels(ticks: Sequence[float]) -> dict[float, str]:
 
 def _extent(values: list[float], pad: float = 0.05) -> tuple[float, float]:
     lo, hi = min(values), max(values)
-    if lo == hi:
-        return lo - 1 if lo else -1, hi + 1 if hi else 1
+    if hi - lo <= 1e-6 * max(abs(lo), abs(hi)):  # one value (or values equal but for rounding, e.g. a first
+        mid = (lo + hi) / 2                        # DPO loss of 0.6931472 beside the ln 2 rule): a readable span
+        half = abs(mid) * 0.1 or 1.0
+        return mid - half, mid + half
     span = hi - lo
     return lo - span * pad, hi + span * pad
 

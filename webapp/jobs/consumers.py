@@ -1,23 +1,23 @@
-"""The run page's WebSocket: the stored state first, then every progress event of that run.
+"""The run page's WebSocket: the stored state first, then every progress event of that run, as
+small JSON (``{"type": "stage" | "run", …}``).
 
-Only members of the run's team get in; anyone else is refused before the handshake
-completes and receives nothing. ``?format=json`` sends the events as JSON (for scripts and
-the benchmarks); otherwise each event is an HTML fragment that htmx's ws extension swaps into
-the page out of band.
+The page does not render anything from a message: a message only tells it that the run changed,
+and it fetches its one live partial with htmx (static/js/app.js; polling only while the socket
+is down). Scripts and the benchmarks read the same JSON (``?format=json`` is still accepted).
+Only members of the run's team get in; anyone else is refused before the handshake completes
+and receives nothing.
 """
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.template.loader import render_to_string
 
 from webapp.jobs import events
-from webapp.studio.models import Run, Stage
+from webapp.studio.models import Run
 
 
 def _visible_run(user, run_id: int) -> Run | None:
@@ -36,36 +36,12 @@ def _snapshot(run_id: int) -> list[dict]:
     ]
 
 
-def _render(event: dict, tab: str | None = None) -> str:
-    """The HTML fragments for one event, for the page's open tab (None: for every tab)."""
-    if event.get("type") == "stage":
-        stage = Stage.objects.filter(run_id=event["run"], kind=event["stage"]).first()
-        if stage is None:
-            return ""
-        html = render_to_string("studio/_stage_row.html", {"stage": stage, "oob": True}) if tab in (None, "overview") else ""
-        if stage.kind in (Stage.Kind.TRAIN, Stage.Kind.EVALUATE) and tab in (None, "training"):  # the curves, live
-            from webapp.jobs.diagnostics import training_panel
-
-            html += render_to_string("jobs/_training_live.html", {"panel": training_panel(run=stage.run), "oob": True})
-        return html
-    if event.get("type") == "run":
-        run = Run.objects.get(pk=event["run"])
-        html = render_to_string("studio/_run_status.html", {"run": run, "oob": True})
-        if not event.get("snapshot"):  # a change: reload the run section (buttons, status line, pairs)
-            html += render_to_string("studio/_run_refresh.html", {"run": run})
-        return html
-    return ""
-
-
 class RunProgressConsumer(AsyncWebsocketConsumer):
     joined = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.as_json = query.get("format", [""])[0] == "json"
-        self.tab = query.get("tab", [None])[0]  # the run page's open tab: only its fragments are sent
         if user is None or not user.is_authenticated or await database_sync_to_async(_visible_run)(user, self.run_id) is None:
             await self.close()  # before accept: the handshake is refused
             return
@@ -86,12 +62,7 @@ class RunProgressConsumer(AsyncWebsocketConsumer):
         await self._send_event(message["event"])
 
     async def _send_event(self, event: dict) -> None:
-        if self.as_json:
-            await self.send(text_data=json.dumps(event))
-        else:
-            html = await database_sync_to_async(_render)(event, self.tab)
-            if html:
-                await self.send(text_data=html)
+        await self.send(text_data=json.dumps(event))
 
 
 def _visible_probe(user, probe_id: int) -> dict | None:

@@ -48,6 +48,13 @@ class Chunk(models.Model):
         return self.stop - self.start
 
 
+def text_key(text: str) -> str:
+    """An instruction's key for finding repeats: 16 hex digits of SHA-256 of its case-folded text."""
+    import hashlib
+
+    return hashlib.sha256(text.casefold().encode("utf-8")).hexdigest()[:16]
+
+
 class Instruction(models.Model):
     class Source(models.TextChoices):
         SYNTHESIZED = "synthesized", "Synthesised"
@@ -56,6 +63,8 @@ class Instruction(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="instructions")
     index = models.PositiveIntegerField()
     text = models.TextField()
+    folded = models.CharField(max_length=16, blank=True, default="",
+                              help_text="text_key(text): finds a repeated instruction by index, case-insensitively")
     source = models.CharField(max_length=16, choices=Source.choices)
     scores = models.JSONField(default=dict, blank=True, help_text="consistency per dimension name")
     consistency = models.FloatField(null=True, blank=True)
@@ -72,6 +81,7 @@ class Instruction(models.Model):
         indexes = [  # chunks read keyset ranges of these; the threshold preview counts along consistency
             models.Index(fields=["run", "rank"], name="instruction_run_rank"),
             models.Index(fields=["run", "consistency"], name="instruction_run_consistency"),
+            models.Index(fields=["run", "folded"], name="instruction_run_folded"),  # synthesis drops repeats
         ]
 
     def __str__(self) -> str:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from django.db.models.functions import Lower
-
-from webapp.jobs.models import DirectionArtifact, Instruction, Pair
+from webapp.jobs.models import DirectionArtifact, Instruction, Pair, text_key
 from webapp.studio.models import Run
 
 IMPORT_BATCH = 5000
@@ -30,7 +28,8 @@ def instructions_import_upload(*, run: Run) -> int:
         texts = instructions_iter(name=run.instructions_file.name, stream=run.instructions_file)
         while batch := list(islice(texts, IMPORT_BATCH)):
             Instruction.objects.bulk_create(
-                [Instruction(run=run, index=count + i, text=t, source=Instruction.Source.UPLOADED) for i, t in enumerate(batch)],
+                [Instruction(run=run, index=count + i, text=t, folded=text_key(t), source=Instruction.Source.UPLOADED)
+                 for i, t in enumerate(batch)],
                 ignore_conflicts=True,
             )
             count += len(batch)
@@ -43,18 +42,20 @@ def instructions_import_upload(*, run: Run) -> int:
 
 def instructions_synthesized_store(*, run_id: int, start: int, texts: list[str]) -> int:
     """Add a synthesis chunk's instructions at indexes ``start…``, skipping any the run already has
-    (compared case-insensitively, in the database: the pool is never read into Python; SQLite's
-    LOWER folds ASCII letters only). Returns how many were added."""
-    wanted = {}
+    (case-insensitively). Repeats are found through the indexed ``folded`` key, so a chunk reads
+    only the rows that may repeat its own, never the pool: synthesis scales to a million. Returns
+    how many were added."""
+    wanted: dict[str, tuple[int, str]] = {}
     for j, text in enumerate(texts):
         wanted.setdefault(text.casefold(), (j, text))  # the first of the chunk's own repeats
-    seen = set()
-    keys = list(wanted)
+    keys = {text_key(text): folded for folded, (_, text) in wanted.items()}
+    seen: set[str] = set()
     for at in range(0, len(keys), 500):
-        seen |= set(Instruction.objects.filter(run_id=run_id).annotate(folded=Lower("text"))
-                    .filter(folded__in=keys[at : at + 500]).values_list("folded", flat=True))
-    rows = [Instruction(run_id=run_id, index=start + j, text=text, source=Instruction.Source.SYNTHESIZED)
-            for key, (j, text) in sorted(wanted.items(), key=lambda kv: kv[1][0]) if key not in seen]
+        batch = list(keys)[at : at + 500]
+        for text in Instruction.objects.filter(run_id=run_id, folded__in=batch).values_list("text", flat=True):
+            seen.add(text.casefold())  # the key narrows, the text decides (a 64-bit key may collide)
+    rows = [Instruction(run_id=run_id, index=start + j, text=text, folded=text_key(text), source=Instruction.Source.SYNTHESIZED)
+            for folded, (j, text) in sorted(wanted.items(), key=lambda kv: kv[1][0]) if folded not in seen]
     Instruction.objects.bulk_create(rows)
     return len(rows)
 
