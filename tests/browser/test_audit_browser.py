@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.worker.test_audit_task import paused_run  # noqa: F401  (the fixture)
+from tests.worker.conftest import tiny  # noqa: F401  (the fixtures)
+from tests.worker.test_audit_task import paused_run  # noqa: F401
 from webapp.jobs.models import RunAudit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

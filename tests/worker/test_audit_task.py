@@ -14,25 +14,13 @@ from webapp.jobs import audits
 from tests.worker.test_judge_failure import _drain
 from webapp.jobs.models import RunAudit
 from webapp.studio.models import Stage
-from webapp.studio.services import dimension_create, model_create, project_create, run_create, run_launch
+from webapp.studio.services import run_create, run_launch
 
 
 @pytest.fixture
-def paused_run(transactional_db, django_capture_on_commit_callbacks, tmp_path, settings):
+def paused_run(tiny, django_capture_on_commit_callbacks):
     """A run on the tiny model that extracted, filtered and generated, and now waits for review."""
-    from tests.engine.conftest import make_tiny_lm
-
-    settings.ICON2_MODEL_ROOTS = [tmp_path]
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    lm = make_tiny_lm()
-    lm.model.save_pretrained(tmp_path / "tiny")
-    lm.tokenizer.save_pretrained(tmp_path / "tiny")
-    owner = get_user_model().objects.create_user(username="olivia", password="pw-123456789")
-    team = team_create(name="Acme", owner=owner)
-    project = project_create(team=team, name="P", description="", created_by=owner)
-    dim = dimension_create(project=project, name="Cheer", pairs=[("You are cheerful.", "You are gloomy.")],
-                           feature_instructions="Describe the sea.\nTell me about a fox.\nWhat is a good breakfast?", created_by=owner)
-    model = model_create(team=team, created_by=owner, name="Tiny", kind="local_dir", path_or_id=str(tmp_path / "tiny"))
+    owner, project, dim, model = tiny
     upload = ContentFile("\n".join(f"Tell me about thing number {i}." for i in range(24)).encode(), name="pool.txt")
     run = run_create(project=project, created_by=owner, model=model, dimensions=[dim], config={
         "name": "R", "instruction_source": "upload", "instructions_file": upload, "keep_fraction": 0.5,

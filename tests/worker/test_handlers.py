@@ -6,33 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from tests.worker.test_judge_failure import _drain
-from webapp.accounts.services import team_create
 from webapp.jobs.models import Chunk, DirectionArtifact, Instruction
 from webapp.studio.models import Run, Stage
-from webapp.studio.services import dimension_create, model_create, project_create, run_create, run_launch
-
-
-@pytest.fixture
-def tiny(transactional_db, tmp_path, settings):
-    from tests.engine.conftest import make_tiny_lm
-
-    settings.ICON2_MODEL_ROOTS = [tmp_path]
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    lm = make_tiny_lm()
-    lm.model.save_pretrained(tmp_path / "tiny")
-    lm.tokenizer.save_pretrained(tmp_path / "tiny")
-    owner = get_user_model().objects.create_user(username="olivia", password="pw-123456789")
-    team = team_create(name="Acme", owner=owner)
-    project = project_create(team=team, name="P", description="", created_by=owner)
-    dim = dimension_create(project=project, name="Cheer", pairs=[("You are cheerful.", "You are gloomy.")],
-                           feature_instructions="Describe the sea.\nTell me about a fox.\nWhat is a good breakfast?", created_by=owner)
-    model = model_create(team=team, created_by=owner, name="Tiny", kind="local_dir", path_or_id=str(tmp_path / "tiny"))
-    return owner, project, dim, model
+from webapp.studio.services import run_create, run_launch
 
 
 def _run(tiny, django_capture_on_commit_callbacks, **config) -> Run:

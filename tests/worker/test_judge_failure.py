@@ -11,15 +11,11 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-from django.contrib.auth import get_user_model
 
-from webapp.accounts.services import team_create
 from webapp.jobs.models import Chunk
 from webapp.jobs.services import stage_retry
 from webapp.studio.models import Run, Stage
-from webapp.studio.services import (dimension_create, judge_create, model_create, project_create, run_create,
-                                    run_launch)
+from webapp.studio.services import judge_create, run_create, run_launch
 
 
 class _Endpoint:
@@ -68,22 +64,11 @@ def _drain(run: Run) -> None:
 
 
 def test_a_judge_that_dies_mid_calibration_fails_the_stage_and_retry_runs_it_again(
-        transactional_db, django_capture_on_commit_callbacks, tmp_path, settings):
-    from tests.engine.conftest import make_tiny_lm
-
-    settings.ICON2_MODEL_ROOTS = [tmp_path]
+        tiny, django_capture_on_commit_callbacks, settings):
+    owner, project, dim, model = tiny
+    team = project.team
     settings.ICON2_CALIBRATION_SAMPLE = 3
     settings.ICON2_LAUNCH_CHECKS = False  # the endpoint is up at launch in real life; here we kill it mid-stage anyway
-    lm = make_tiny_lm()
-    lm.model.save_pretrained(tmp_path / "tiny")
-    lm.tokenizer.save_pretrained(tmp_path / "tiny")
-
-    owner = get_user_model().objects.create_user(username="olivia", password="pw-123456789")
-    team = team_create(name="Acme", owner=owner)
-    project = project_create(team=team, name="P", description="", created_by=owner)
-    dim = dimension_create(project=project, name="Cheer", pairs=[("You are cheerful.", "You are gloomy.")],
-                           feature_instructions="Describe the sea.\nTell me about a fox.", created_by=owner)
-    model = model_create(team=team, created_by=owner, name="Tiny", kind="local_dir", path_or_id=str(tmp_path / "tiny"))
     endpoint = _Endpoint(budget=4)
     judge = judge_create(team=team, created_by=owner, name="Flaky", kind="llm", base_url=f"http://127.0.0.1:{endpoint.port}/v1",
                          model_name="m", criterion="cheerful", protocol="scores")
