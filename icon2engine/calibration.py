@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
-from .config import MAX_ABS_GAMMA, GenerateConfig, SteeringConfig, _finite
+from .config import CalibrationConfig, GenerateConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
 from .directions import DirectionSet
-from .errors import ConfigError, InputError
+from .errors import InputError
 from .generation import generate_rows, resolve_layers
 from .judges import BaseJudge
 from .metrics import distinct_n
@@ -38,69 +37,6 @@ from .quality import QualityConfig, degenerate_reasons, measure_responses, respo
 from .stats import StageStats
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "calibrate", "response_loglik"]
-
-
-def _grid(name: str, values: Sequence[float], low: float, high: float, low_open: bool, high_open: bool) -> tuple[float, ...]:
-    if values is None or len(values) == 0:
-        raise ConfigError(f"{name} is empty; give at least one value, e.g. {'0.02, 0.05, 0.1' if high > 0 else '-0.02, -0.05, -0.1'}")
-    out = []
-    for v in values:
-        v = _finite(name, v)
-        if (v < low or (low_open and v == low)) or (v > high or (high_open and v == high)):
-            interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-            raise ConfigError(
-                f"{name} holds {v}, outside {interval}; γ is a fraction of the layer norm (≥ 0.2 already degrades text)"
-            )
-        out.append(v)
-    if len(set(out)) != len(out):
-        raise ConfigError(f"{name} has duplicates: {list(values)}")
-    return tuple(sorted(out, key=abs))
-
-
-@dataclass(frozen=True)
-class CalibrationConfig:
-    """The sweep. γ values are fractions of each layer's mean hidden-state norm."""
-
-    gamma_plus_grid: tuple[float, ...] = field(default=(0.02, 0.05, 0.1, 0.15), metadata={"help": "values in (0, 1]"})
-    gamma_minus_grid: tuple[float, ...] = field(default=(-0.02, -0.05, -0.1, -0.15), metadata={"help": "values in [-1, 0]"})
-    n_instructions: int = field(default=100, metadata={"help": "sample size (paper: ~100)"})
-    p_threshold: float = field(default=0.9, metadata={"help": "γ⁻ must make P(chosen > rejected) exceed this"})
-    max_loglik_drop: float | None = field(default=1.5, metadata={"help": "coherence floor: nats per token below the unsteered answer to the same instruction, per response (None: off)"})
-    min_loglik: float | None = field(default=None, metadata={"help": "coherence floor: absolute mean log-likelihood per token (None: off)"})
-    min_distinct2: float | None = field(default=0.5, metadata={"help": "coherence floor: distinct-2 per response (None: off)"})
-    quality: QualityConfig | None = field(
-        default_factory=QualityConfig, metadata={"help": "per-response degenerate checks (icon2engine.quality); None: off"}
-    )
-    max_degenerate_share: float = field(
-        default=0.1, metadata={"help": "a side whose share of degenerate responses exceeds this is never picked"}
-    )
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks to steer; None = middle third"})
-    max_new_tokens: int = 64
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "gamma_plus_grid", _grid("gamma_plus_grid", self.gamma_plus_grid, 0.0, MAX_ABS_GAMMA, True, False))
-        object.__setattr__(self, "gamma_minus_grid", _grid("gamma_minus_grid", self.gamma_minus_grid, -MAX_ABS_GAMMA, 0.0, False, False))
-        if int(self.n_instructions) < 1:
-            raise ConfigError(f"n_instructions must be at least 1, got {self.n_instructions}")
-        if not 0.0 < _finite("p_threshold", self.p_threshold) < 1.0:
-            raise ConfigError(f"p_threshold must be in (0, 1), got {self.p_threshold} (the paper uses 0.9)")
-        if self.max_loglik_drop is not None and _finite("max_loglik_drop", self.max_loglik_drop) <= 0:
-            raise ConfigError(f"max_loglik_drop must be above 0 nats per token (or None), got {self.max_loglik_drop}")
-        if self.min_loglik is not None and _finite("min_loglik", self.min_loglik) > 0:
-            raise ConfigError(f"min_loglik is a log-likelihood per token, so at most 0; got {self.min_loglik}")
-        if self.min_distinct2 is not None and not 0.0 <= _finite("min_distinct2", self.min_distinct2) <= 1.0:
-            raise ConfigError(f"min_distinct2 must be in [0, 1], got {self.min_distinct2}")
-        if not 0.0 <= _finite("max_degenerate_share", self.max_degenerate_share) < 1.0:
-            raise ConfigError(f"max_degenerate_share must be in [0, 1), got {self.max_degenerate_share}")
-        if isinstance(self.quality, dict):
-            object.__setattr__(self, "quality", QualityConfig(**self.quality))
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
-            if not self.layers:
-                raise ConfigError("layers is empty; give block indices or leave it unset")
-        GenerateConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)  # same limits as generation
 
 
 @dataclass

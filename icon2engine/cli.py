@@ -1,7 +1,9 @@
 """Command line: ``python -m icon2engine`` or ``icon2``.
 
 Every command prints a one-line error and exits with status 2 on bad input, never a traceback
-(set ICON2_DEBUG=1 to see one).
+(set ICON2_DEBUG=1 to see one). Each command's settings are flags generated from its config
+dataclasses (:mod:`icon2engine.arguments`); the commands and ``icon2 pipeline`` run the same
+stage functions (:mod:`icon2engine.stages`).
 """
 from __future__ import annotations
 
@@ -11,9 +13,15 @@ import os
 import sys
 from pathlib import Path
 
+from .arguments import ConfigArgumentParser, config_from_args
+from .config import (
+    CalibrationConfig, EvalConfig, ExtractConfig, FilterConfig, GateConfig, GenerateConfig, SteeringConfig, SynthesisConfig,
+    TrainConfig,
+)
+from .cleaning import CleaningRules
 from .errors import Icon2Error
 from .formats import FLAG_TRUE
-from .judges import JUDGE_ALIASES, JUDGE_KINDS
+from .judges import JudgeConfig
 
 EPILOG = """\
 A first run, on the embedded SmolLM2-135M model (no download needed):
@@ -21,7 +29,7 @@ A first run, on the embedded SmolLM2-135M model (no download needed):
   icon2 presets
   icon2 extract --preset optimism --out vec/optimism.safetensors --gguf vec/optimism.gguf
   icon2 generate --vectors vec/optimism.safetensors --instructions my_instructions.txt \\
-                 --gamma-plus 0.05 --gamma-minus -0.03 --layers 8-15 --out pairs.jsonl
+                 --gamma-plus 0.08 --gamma-minus -0.03 --layers 8-15 --out pairs.jsonl
   icon2 synthesize --n 1000 --out instructions.jsonl --report synthesis.json
   icon2 filter --vectors vec/optimism.safetensors --instructions instructions.jsonl --out kept.jsonl --scores scores.jsonl
   icon2 calibrate --vectors vec/optimism.safetensors --instructions kept.jsonl --judge vader --layers 8-15 --out calibration.json
@@ -42,7 +50,6 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _spec(args):
     from .config import ModelSpec
-
     from .formats import env_flag
 
     return ModelSpec(source=args.model, layers_attr=args.layers_attr, device=args.device,
@@ -62,6 +69,17 @@ def _dimension(args):
     raise Icon2Error("say which dimension: --preset NAME, or --positive TEXT --negative TEXT (repeatable)")
 
 
+def _judge(args, lm=None):
+    """The judge the ``--judge-*`` flags describe. It is built before the model loads, so a bad
+    judge fails fast; the model's own judge (``self``) waits for ``lm``."""
+    from .judges import make_judge
+
+    config = config_from_args(args, JudgeConfig, prefix="judge")
+    if config.kind == "self":
+        return None if lm is None else make_judge(config, lm=lm)
+    return make_judge(config)
+
+
 def cmd_presets(args) -> int:
     from .presets import get_preset, preset_names
 
@@ -72,66 +90,46 @@ def cmd_presets(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .config import ExtractConfig
-    from .directions import extract_directions
     from .instructions_io import read_instructions
     from .models import load_model
     from .presets import default_feature_instructions
     from .progress import TqdmProgress
-    from .vector_io import export_control_vector_gguf, save_directions
+    from .stages import extract_stage
 
     dim = _dimension(args)
+    config = config_from_args(args, ExtractConfig)
     feats = read_instructions(args.instructions) if args.instructions else default_feature_instructions()
     lm = load_model(_spec(args))
-    ds = extract_directions(lm, dim, feats, ExtractConfig(batch_size=args.batch_size), progress=TqdmProgress())
-    path = save_directions(ds, args.out)
+    ds, path, gguf = extract_stage(lm, dim, feats, config, out=args.out, gguf=args.gguf, progress=TqdmProgress())
     print(f"saved {ds.n_layers} direction vectors for {dim.name!r} ({ds.n_pairs} pairs) to {path}")
-    if args.gguf:
-        export_control_vector_gguf(ds, args.gguf, getattr(lm.model.config, "model_type", "llama"))
-        print(f"llama.cpp control vector: {args.gguf}")
+    if gguf:
+        print(f"llama.cpp control vector: {gguf}")
     best = max(ds.diagnostics(), key=lambda r: (r["separation_accuracy"] or 0, r["explained_variance"] or 0))
     print(f"best separating layer: {best['layer']} (held-out accuracy {best['separation_accuracy']})")
     return 0
 
 
 def cmd_generate(args) -> int:
-    from .config import GenerateConfig, SteeringConfig
-    from .gate import GateConfig, drop_summary, generate_gated_pairs
+    from .gate import drop_summary
     from .instructions_io import read_instructions
     from .models import load_model
-    from .pipeline import parse_layers
     from .progress import TqdmProgress
+    from .stages import generate_stage
     from .vector_io import load_directions
 
     # Settings first: a bad γ is reported before anything slow happens.
-    steering = SteeringConfig(args.gamma_plus, args.gamma_minus, parse_layers(args.layers), args.steer_prompt,
-                              mode=args.steering_mode)
-    gen = GenerateConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.sample,
-                         temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                         no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
-    gate = GateConfig(enabled=not args.no_gate, max_retries=args.max_retries)
+    steering = config_from_args(args, SteeringConfig)
+    config = config_from_args(args, GenerateConfig)
+    gate = config_from_args(args, GateConfig)
     if len(args.vectors) > 1:
         raise Icon2Error("generate takes one --vectors file; run it once per dimension")
-    sets = [load_directions(p) for p in args.vectors]
+    directions = load_directions(args.vectors[0])
     instructions = read_instructions(args.instructions)
     lm = load_model(_spec(args))
-    result = generate_gated_pairs(lm, sets[0], instructions, steering=steering, config=gen, gate=gate,
-                                  progress=TqdmProgress())
-    pairs = result.pairs
-    if not pairs:
-        raise Icon2Error(
-            f"no pair passed the quality gate ({drop_summary(0, result.dropped_counts)}); "
-            + ("the sides came out the same: use a larger |γ|" if "identical sides" in result.dropped_counts
-               else f"use a smaller |γ| (e.g. --gamma-plus {args.gamma_plus / 2:g} --gamma-minus {args.gamma_minus / 2:g}) "
-                    "or --steering-mode clamp")
-        )
-    from .files import atomic_path
-
-    out = Path(args.out)
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for p in pairs:
-            fh.write(json.dumps(dict(p.as_dict(), model=lm.name, model_revision=lm.revision), ensure_ascii=False) + "\n")
-    print(f"wrote {len(pairs)} pairs to {out}: {drop_summary(len(pairs), result.dropped_counts, result.retries)}")
+    result = generate_stage(lm, directions, instructions, steering=steering, config=config, gate=gate, out=args.out,
+                            progress=TqdmProgress())
+    print(f"wrote {len(result.pairs)} pairs to {args.out}: "
+          f"{drop_summary(len(result.pairs), result.dropped_counts, result.retries)}")
     return 0
 
 
@@ -149,96 +147,56 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _floats(value: str | None, flag: str) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        return tuple(float(x) for x in value.split(",") if x.strip())
-    except ValueError:
-        raise Icon2Error(f"{flag}: cannot read {value!r}; write comma-separated numbers, e.g. 0.02,0.05,0.1") from None
-
-
-def _write_jsonl(path: str, rows: list[dict]) -> Path:
-    from .files import write_atomic
-
-    return write_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
 def cmd_synthesize(args) -> int:
-    from .cleaning import CleaningRules
     from .models import load_model
-    from .files import write_atomic
     from .progress import TqdmProgress
-    from .synthesis import SynthesisConfig, synthesize
+    from .stages import synthesize_stage
 
-    config = SynthesisConfig(max_attempts=args.max_attempts, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                             temperature=args.temperature, top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt)
-    rules = CleaningRules(min_words=args.min_words, max_words=args.max_words)
+    config = config_from_args(args, SynthesisConfig)
+    rules = config_from_args(args, CleaningRules)
+    if not str(args.out).endswith((".txt", ".jsonl")):
+        raise Icon2Error(f"--out {args.out}: write the instructions to a .jsonl (or .txt) file")
     lm = load_model(_spec(args))
-    result = synthesize(lm, args.n, config, rules, allow_partial=args.allow_partial, progress=TqdmProgress())
-    if args.out.endswith(".txt"):
-        if any("\n" in t for t in result.instructions):
-            raise Icon2Error("some instructions span several lines; write them to a .jsonl file instead of .txt")
-        write_atomic(Path(args.out), "".join(t + "\n" for t in result.instructions))
-    else:
-        _write_jsonl(args.out, [{"instruction": t} for t in result.instructions])
-    if args.report:
-        write_atomic(Path(args.report), json.dumps(result.report.as_dict(), indent=2, ensure_ascii=False))
+    result = synthesize_stage(lm, args.n, config, rules, out=args.out, report=args.report,
+                              allow_partial=args.allow_partial, progress=TqdmProgress())
     print(result.report.summary())
     print(f"wrote {len(result.instructions)} instructions to {args.out}")
     return 0
 
 
 def cmd_filter(args) -> int:
-    from .filtering import FilterConfig, score_instructions, select_top
     from .instructions_io import read_instructions
     from .models import load_model
-    from .pipeline import parse_layers
     from .progress import TqdmProgress
+    from .stages import filter_stage
     from .vector_io import load_directions
 
-    keep = None if args.threshold is not None else args.keep_fraction
-    config = FilterConfig(method=args.method, keep_fraction=keep, threshold=args.threshold, layers=parse_layers(args.layers),
-                          chat_template=not args.bare_text, batch_size=args.batch_size)
+    # --threshold replaces the top share
+    config = config_from_args(args, FilterConfig, **({"keep_fraction": None} if args.threshold is not None else {}))
     sets = [load_directions(p) for p in args.vectors]
     instructions = read_instructions(args.instructions, column=args.column)
     lm = load_model(_spec(args))
-    scores = score_instructions(lm, sets, instructions, config, progress=TqdmProgress())
-    selection = select_top(scores, keep_fraction=config.keep_fraction, threshold=config.threshold)
-    if args.scores:
-        _write_jsonl(args.scores, scores.rows())
-    _write_jsonl(args.out, selection.as_rows())
+    _, selection = filter_stage(lm, sets, instructions, config, out=args.out, scores_out=args.scores,
+                                progress=TqdmProgress())
     print(f"kept {len(selection.instructions)} of {len(instructions)} instructions (score ≥ {selection.threshold:.4f}, "
           f"method {config.method}) → {args.out}")
     return 0
 
 
 def cmd_calibrate(args) -> int:
-    from .calibration import CalibrationConfig, calibrate
     from .instructions_io import read_instructions
-    from .judges import make_judge
     from .models import load_model
-    from .files import write_atomic
-    from .pipeline import parse_layers
     from .progress import TqdmProgress
+    from .stages import calibrate_stage
     from .vector_io import load_directions
 
-    grid = {}
-    for key, flag in (("gamma_plus_grid", "--gamma-plus-grid"), ("gamma_minus_grid", "--gamma-minus-grid")):
-        value = _floats(getattr(args, key), flag)
-        if value is not None:
-            grid[key] = value
-    config = CalibrationConfig(**grid, n_instructions=args.n, p_threshold=args.p_threshold, layers=parse_layers(args.layers),
-                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                               max_loglik_drop=args.max_loglik_drop if args.max_loglik_drop > 0 else None)
-    judge_config = _judge_config(args)
-    judge = None if judge_config.kind == "self" else make_judge(judge_config)  # fail before the slow load
+    config = config_from_args(args, CalibrationConfig)
+    judge = _judge(args)
     ds = load_directions(args.vectors)
     instructions = read_instructions(args.instructions, column=args.column)
     lm = load_model(_spec(args))
-    judge = judge or make_judge(judge_config, lm=lm)
-    result = calibrate(lm, ds, instructions, judge, config, progress=TqdmProgress())
-    write_atomic(Path(args.out), json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    judge = judge or _judge(args, lm)
+    result = calibrate_stage(lm, ds, instructions, judge, config, out=args.out, require_pick=False, progress=TqdmProgress())
     print(result.format_table())
     print(f"baseline (unsteered): {result.baseline}")
     if result.pick is None:
@@ -255,16 +213,13 @@ def _read_pairs(path: str) -> list[dict]:
 
 
 def cmd_train(args) -> int:
+    from .config import TrainConfig
     from .models import load_model
     from .progress import TqdmProgress
-    from .training import TrainConfig, train_dpo
+    from .training import train_dpo
 
     # Settings and data first: bad values are reported before the model loads.
-    config = TrainConfig(method=args.method, beta=args.beta, learning_rate=args.lr, epochs=args.epochs,
-                         max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                         max_length=args.max_length, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                         save_steps=args.save_steps, bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
-                         seed=args.seed)
+    config = config_from_args(args, TrainConfig)
     rows = _read_pairs(args.pairs)
     lm = load_model(_spec(args))
     res = train_dpo(lm, rows, args.out, config, dataset_name=args.dataset_name or str(args.pairs),
@@ -279,29 +234,25 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .config import SteeringConfig
-    from .evaluation import EvalConfig, evaluate
+    from .formats import parse_layers
     from .instructions_io import read_instructions
-    from .judges import make_judge
     from .models import load_model
-    from .files import write_atomic
-    from .pipeline import parse_layers
     from .progress import TqdmProgress
+    from .stages import evaluate_stage
     from .training import load_trained
     from .vector_io import load_directions
 
-    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, layers=parse_layers(args.layers))
-    steering = SteeringConfig(args.gamma_plus, SteeringConfig().gamma_minus, parse_layers(args.steer_layers)) if args.gamma_plus else None
-    judge_config = _judge_config(args)
-    judge = None if judge_config.kind == "self" else make_judge(judge_config)  # fail before the slow load
+    config = config_from_args(args, EvalConfig)
+    steering = (SteeringConfig(args.gamma_plus, SteeringConfig().gamma_minus, parse_layers(args.steer_layers))
+                if args.gamma_plus else None)
+    judge = _judge(args)
     direction = load_directions(args.vectors) if args.vectors else None
     instructions = read_instructions(args.instructions, column=args.column)
     base = load_model(_spec(args))
-    judge = judge or make_judge(judge_config, lm=base)
+    judge = judge or _judge(args, base)
     trained = load_trained(base, args.trained)
-    rep = evaluate(base, trained, instructions, judge, config, direction=direction, steering=steering,
-                   progress=TqdmProgress())
-    write_atomic(Path(args.out), json.dumps({**rep.summary(), "rows": rep.rows}, indent=2, ensure_ascii=False))
+    rep = evaluate_stage(base, trained, instructions, judge, config, out=args.out, direction=direction,
+                         steering=steering, progress=TqdmProgress())
     print(f"trained vs base on {rep.n} instructions ({rep.judge}, both orders): {rep.wins} wins, {rep.ties} ties, "
           f"{rep.losses} losses; win rate {rep.win_rate:.2f} (ties count half), "
           f"{config.confidence:.0%} interval [{rep.ci_low:.2f}, {rep.ci_high:.2f}]")
@@ -312,39 +263,16 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _judge_config(args):
-    from .judges import JudgeConfig
-
-    return JudgeConfig(kind=args.judge, path=args.judge_path, base_url=args.judge_url, model=args.judge_model,
-                       api_key_env=args.judge_key_env, criterion=args.criterion, better=args.judge_better,
-                       target=args.judge_target, protocol=args.judge_protocol)
-
-
-def _judge_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge", default="lexicon", choices=[*JUDGE_KINDS, *JUDGE_ALIASES],
-                   help="lexicon (VADER; also: vader), length, formality, reward_model, llm or self (the model itself)")
-    p.add_argument("--judge-path", help="reward_model: local model folder")
-    p.add_argument("--judge-url", help="llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
-    p.add_argument("--judge-model", help="llm: model name")
-    p.add_argument("--judge-key-env", default="ICON2_JUDGE_API_KEY", help="llm: environment variable holding the API key")
-    p.add_argument("--judge-better", default="higher", choices=["higher", "lower"],
-                   help="which scores are better (lower: e.g. --judge length for a 'concise' dimension)")
-    p.add_argument("--judge-target", type=float, help="a score to aim for: nearer is better (overrides --judge-better)")
-    p.add_argument("--criterion", default="helpful, honest and harmless", help="llm: what 'better' means")
-    p.add_argument("--judge-protocol", default="pairwise", choices=["pairwise", "scores"],
-                   help="llm: pairwise (A, B or tie) or scores (rate each response 1-10; for small judge models)")
-
-
 def cmd_audit(args) -> int:
     from .audit import audit_verdict, direction_overlap, orthogonalise, pair_gaps, reference_bank, reference_directions
-    from .judges import make_judge
+    from .formats import parse_layers
+    from .judges import JudgeConfig, make_judge
     from .models import load_model
     from .files import write_atomic
-    from .pipeline import parse_layers
     from .progress import TqdmProgress
     from .vector_io import load_directions, save_directions
 
-    judge_config = _judge_config(args)
+    judge_config = config_from_args(args, JudgeConfig, prefix="judge")
     judge = None if judge_config.kind == "self" or not args.pairs else make_judge(judge_config)  # fail before the slow load
     ds = load_directions(args.vectors)
     pairs = _read_pairs(args.pairs) if args.pairs else []
@@ -399,147 +327,88 @@ def cmd_pipeline(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The commands. A command's settings come from its config dataclasses (name, default, help);
+    only inputs, outputs and the model are written here."""
     parser = argparse.ArgumentParser(
         prog="icon2",
         description="Icon² engine: extract direction vectors, synthesise and filter instructions, calibrate γ and generate steered preference pairs.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ConfigArgumentParser)
 
-    p = sub.add_parser("presets", help="list the ready-made dimensions (the paper's four criteria and more)")
-    p.set_defaults(func=cmd_presets)
+    def command(name: str, help: str, func, *configs: type, model: bool = True, judge: bool = False):
+        p = sub.add_parser(name, help=help, description=help, dataclass_types=list(configs))
+        if model:
+            _model_args(p)
+        if judge:
+            p.add_config(JudgeConfig, prefix="judge")
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("extract", help="extract one direction vector per layer for a dimension")
-    _model_args(p)
+    command("presets", "list the ready-made dimensions (the paper's four criteria and more)", cmd_presets, model=False)
+
+    p = command("extract", "extract one direction vector per layer for a dimension", cmd_extract, ExtractConfig)
     p.add_argument("--preset", help="a preset dimension (see 'icon2 presets')")
     p.add_argument("--name", help="name of a custom dimension")
     p.add_argument("--positive", action="append", default=[], help="positive system prompt (repeat for several pairs)")
     p.add_argument("--negative", action="append", default=[], help="negative system prompt (same count as --positive)")
     p.add_argument("--instructions", help="feature instructions (.txt/.jsonl/.csv); default: 48 built-in everyday ones")
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.add_argument("--gguf", help="also write a llama.cpp control vector (.gguf)")
-    p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("generate", help="generate chosen (+γ⁺) and rejected (γ⁻) responses per instruction")
-    _model_args(p)
+    p = command("generate", "generate chosen (+γ⁺) and rejected (γ⁻) responses per instruction", cmd_generate,
+                SteeringConfig, GenerateConfig, GateConfig)
     p.add_argument("--vectors", action="append", required=True, help="direction file from 'icon2 extract'")
     p.add_argument("--instructions", required=True, help="instructions (.txt one per line, .jsonl, .csv)")
-    p.add_argument("--gamma-plus", type=float, default=0.05, help="chosen side, fraction of layer norm (default 0.05)")
-    p.add_argument("--gamma-minus", type=float, default=-0.03, help="rejected side, fraction of layer norm (default -0.03)")
-    p.add_argument("--layers", default=None, help="blocks to steer, e.g. 8-15 (default: the middle third)")
-    p.add_argument("--steer-prompt", action="store_true", help="also steer the prompt tokens")
-    p.add_argument("--steering-mode", default="add", choices=["add", "add_renorm", "clamp"],
-                   help="how the vector is applied (default add; bench/pair_quality.py compares them)")
-    p.add_argument("--no-repeat-ngram-size", type=int, default=3, help="decoding safeguard on both sides (0 = off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="decoding safeguard on both sides (1 = off)")
-    p.add_argument("--no-gate", action="store_true", help="keep every pair as generated (no quality gate)")
-    p.add_argument("--max-retries", type=int, default=2, help="regenerations of a degenerate side at a smaller |γ|")
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--batch-size", type=int, default=32, help="rows per batch (a pair is two rows)")
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .jsonl of pairs")
-    p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("synthesize", help="let the model write instructions itself (Magpie), cleaned and de-duplicated")
-    _model_args(p)
+    p = command("synthesize", "let the model write instructions itself (Magpie), cleaned and de-duplicated",
+                cmd_synthesize, SynthesisConfig, CleaningRules)
     p.add_argument("--n", type=int, required=True, help="how many clean instructions to keep")
-    p.add_argument("--max-attempts", type=int, default=None, help="samples to draw at most (default 4 × --n)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--system-prompt", default=None, help="system prompt for the pre-query (default: the template's own)")
-    p.add_argument("--min-words", type=int, default=3)
-    p.add_argument("--max-words", type=int, default=60)
     p.add_argument("--allow-partial", action="store_true", help="write what was kept when attempts run out (default: error)")
     p.add_argument("--out", required=True, help="output .jsonl (or .txt, one per line)")
     p.add_argument("--report", help="also write the drop report as .json")
-    p.set_defaults(func=cmd_synthesize)
 
-    p = sub.add_parser("filter", help="score instructions by consistency with the directions and keep the top share")
-    _model_args(p)
+    p = command("filter", "score instructions by consistency with the directions and keep the top share", cmd_filter,
+                FilterConfig)
     p.add_argument("--vectors", action="append", required=True, help="direction file (repeat for several dimensions)")
     p.add_argument("--instructions", required=True, help="instructions (.txt, .jsonl, .csv)")
     p.add_argument("--column", default=None, help="CSV column / JSON field holding the instruction")
-    p.add_argument("--keep-fraction", type=float, default=0.1, help="keep this top share (default 0.1)")
-    p.add_argument("--threshold", type=float, default=None, help="or keep every score ≥ this")
-    p.add_argument("--method", default="centred", choices=["centred", "paper"], help="score (default centred)")
-    p.add_argument("--layers", default=None, help="layers to average over (default: all, as in the paper)")
-    p.add_argument("--bare-text", action="store_true", help="score the bare instruction, not the chat-formatted user turn")
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="kept instructions, best first (.jsonl)")
     p.add_argument("--scores", help="every instruction's scores (.jsonl), for a histogram or a later threshold")
-    p.set_defaults(func=cmd_filter)
 
-    p = sub.add_parser("calibrate", help="sweep γ⁺ × γ⁻ on a sample, score with a judge, pick γ (paper, App. J)")
-    _model_args(p)
+    p = command("calibrate", "sweep γ⁺ × γ⁻ on a sample, score with a judge, pick γ (paper, App. J)", cmd_calibrate,
+                CalibrationConfig, judge=True)
     p.add_argument("--vectors", required=True, help="direction file from 'icon2 extract'")
     p.add_argument("--instructions", required=True, help="instructions to sample from (.txt, .jsonl, .csv)")
     p.add_argument("--column", default=None)
-    _judge_args(p)
-    p.add_argument("--gamma-plus-grid", default=None, help="e.g. 0.02,0.05,0.1,0.15 (default)")
-    p.add_argument("--gamma-minus-grid", default=None, help="write it with =: --gamma-minus-grid=-0.02,-0.05,-0.1,-0.15 (default)")
-    p.add_argument("--n", type=int, default=100, help="instructions to sample (default 100)")
-    p.add_argument("--p-threshold", type=float, default=0.9)
-    p.add_argument("--max-loglik-drop", type=float, default=1.5, help="coherence floor in nats/token below unsteered (0: off)")
-    p.add_argument("--layers", default=None, help="blocks to steer, e.g. 8-15 (default: the middle third)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="the whole table and the pick (.json)")
-    p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("export", help="write pairs as a TRL preference dataset (JSONL + Parquet + card)")
+    p = command("export", "write pairs as a TRL preference dataset (JSONL + Parquet + card)", cmd_export, model=False)
     p.add_argument("--pairs", required=True, help="pairs .jsonl from 'icon2 generate'")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--name", default="Icon² preference pairs", help="dataset name for the card")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("train", help="DPO on the pairs with TRL (LoRA by default); resumes from the last checkpoint")
-    _model_args(p)
+    p = command("train", "DPO on the pairs with TRL (LoRA by default); resumes from the last checkpoint", cmd_train,
+                TrainConfig)
     p.add_argument("--pairs", required=True, help="pairs .jsonl from 'icon2 generate', or an exported dataset (folder or .jsonl)")
     p.add_argument("--out", required=True, help="run folder: checkpoints/, adapter/ or model/, train_log.jsonl, README.md")
-    p.add_argument("--method", default="lora", choices=["lora", "full"])
-    p.add_argument("--beta", type=float, default=0.1, help="DPO β (paper: 0.1)")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (LoRA on CPU: 1e-4; paper, full fine-tune: 5e-7)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimiser steps (-1: run the epochs)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--max-length", type=int, default=256, help="prompt + response tokens")
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-alpha", type=int, default=16)
-    p.add_argument("--save-steps", type=int, default=20)
-    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
-    p.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower (GPUs)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset-name", default=None, help="name of the dataset for the model card")
     p.add_argument("--restart", action="store_true", help="ignore existing checkpoints and start over")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="trained vs base on held-out instructions: win rate (both orders) and projection")
-    _model_args(p)
+    p = command("evaluate", "trained vs base on held-out instructions: win rate (both orders) and projection",
+                cmd_evaluate, EvalConfig, judge=True)
     p.add_argument("--trained", required=True, help="run folder from 'icon2 train'")
     p.add_argument("--instructions", required=True, help="held-out instructions (.txt, .jsonl, .csv)")
     p.add_argument("--column", default=None)
-    _judge_args(p)
     p.add_argument("--vectors", help="direction file: also report the mean projection onto it")
     p.add_argument("--gamma-plus", type=float, default=0.0, help="with --vectors: also score the steered base at this γ⁺")
     p.add_argument("--steer-layers", default=None, help="blocks to steer for the steered base, e.g. 8-15")
-    p.add_argument("--layers", default=None, help="blocks averaged for the projection (default: the middle third)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="report .json (summary and every response)")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("audit", help="bias audit: a direction's overlap with reference directions, and what its pairs differ in")
-    _model_args(p)
+    p = command("audit", "bias audit: a direction's overlap with reference directions, and what its pairs differ in",
+                cmd_audit, judge=True)
     p.add_argument("--vectors", required=True, help="direction file from 'icon2 extract'")
     p.add_argument("--pairs", help="pairs .jsonl from 'icon2 generate' (or an exported dataset) to measure the side gaps of")
     p.add_argument("--layers", help="the steered band, e.g. 10-19 (default: the middle third)")
@@ -547,18 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orthogonalise", help="comma-separated references to project out of the direction, e.g. sentiment,length")
     p.add_argument("--orthogonalised-out", help="where to write the orthogonalised direction (default: beside --vectors)")
     p.add_argument("--out", help="write the whole audit as JSON here")
-    _judge_args(p)
-    p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("pipeline", help="run the stages from one .toml/.yaml config file")
+    p = command("pipeline", "run the stages from one .toml/.yaml config file", cmd_pipeline, model=False)
     p.add_argument("config")
-    p.set_defaults(func=cmd_pipeline)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a flag argparse refused (2, its message already printed)
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

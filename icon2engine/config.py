@@ -1,6 +1,7 @@
-"""Typed, validated configuration for every engine stage.
+"""Typed, validated configuration for every engine stage, in one torch-free module.
 
-All configs are frozen dataclasses. ``__post_init__`` rejects bad values with a message that
+The web app's forms, the CLI's flags (generated from these fields) and the engine all read the
+same classes. All configs are frozen dataclasses. ``__post_init__`` rejects bad values with a message that
 says what to change, so a config that exists is a config that can run.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import ConfigError
 
@@ -20,10 +21,18 @@ __all__ = [
     "ExtractConfig",
     "SteeringConfig",
     "GenerateConfig",
+    "QualityConfig",
+    "GateConfig",
+    "FilterConfig",
+    "CalibrationConfig",
+    "SynthesisConfig",
+    "TrainConfig",
+    "EvalConfig",
     "config_from_dict",
 ]
 
 STEERING_MODES = ("add", "add_renorm", "clamp")  # icon2engine.hooks.steer_hidden implements each
+TRAIN_METHODS = ("lora", "full")
 MAX_ABS_GAMMA = 1.0  # γ is a fraction of the layer's mean hidden-state norm; ≥ 0.2 already degrades text
 
 
@@ -156,7 +165,8 @@ class SteeringConfig:
     mode: str = field(
         default="add",
         metadata={"help": "add (the paper's h + γ·‖h‖·u), add_renorm (then restore each token's norm) or clamp "
-                  "(set the projection on u to γ·‖h‖); see bench/pair_quality.py"},
+                  "(set the projection on u to γ·‖h‖); see bench/pair_quality.py",
+                  "cli": {"aliases": ["--steering-mode"], "choices": STEERING_MODES}},
     )
 
     def __post_init__(self) -> None:
@@ -191,7 +201,8 @@ class GenerateConfig:
     max_new_tokens: int = field(default=96, metadata={"help": "limit on each response's length"})
     min_new_tokens: int = field(default=0, metadata={"help": "force at least this many tokens (benchmarks)"})
     batch_size: int = field(default=32, metadata={"help": "rows per batch; a pair takes two rows"})
-    do_sample: bool = field(default=False, metadata={"help": "greedy when false"})
+    do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy decoding",
+                                                      "cli": {"aliases": ["--sample"]}})
     temperature: float = 0.7
     top_p: float = 0.95
     seed: int = 0
@@ -241,3 +252,277 @@ def config_from_dict(cls: type, data: dict[str, Any] | None, *, where: str = "")
 
 def as_dict(config: Any) -> dict[str, Any]:
     return asdict(config)
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """When a response counts as degenerate. Each threshold says why it sits where it does.
+
+    Set a threshold to None to turn that check off.
+    """
+
+    repetition_n: int = field(default=3, metadata={"help": "word n-gram size for the repetition measure"})
+    max_repetition: float | None = field(
+        default=0.35,
+        metadata={"help": "share of repeated word 3-grams; healthy answers score < 0.15, a loop ≥ 0.5 "
+                  "(the issue's looping rejected sides were all > 0.4)"},
+    )
+    min_distinct2: float | None = field(
+        default=0.6,
+        metadata={"help": "unique bigram share; fluent text stays ≥ 0.7, loops fall under 0.6 — and a loop that "
+                  "no-repeat-n-gram decoding forbids to repeat exactly still repeats its bigrams"},
+    )
+    min_length_ratio: float | None = field(
+        default=0.2, metadata={"help": "words against the unsteered answer; shorter than a fifth is a stub, not an answer"}
+    )
+    max_length_ratio: float | None = field(
+        default=5.0, metadata={"help": "words against the unsteered answer; five times longer means it ran on"}
+    )
+    min_words: int = field(default=3, metadata={"help": "a response with fewer words is no answer (counted as empty)"})
+    max_foreign: float | None = field(
+        default=0.2, metadata={"help": "share of words in another script or language than the instruction's"}
+    )
+    max_loglik_drop: float | None = field(
+        default=2.0,
+        metadata={"help": "nats per token below the unsteered answer; SmolLM2 prose at γ=±0.1 drops ≈ 1, "
+                  "garbled text ≥ 3"},
+    )
+
+    def __post_init__(self) -> None:
+        if int(self.repetition_n) < 2:
+            raise ConfigError(f"repetition_n must be at least 2, got {self.repetition_n}")
+        for name in ("max_repetition", "min_distinct2", "max_foreign"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= _finite(name, value) <= 1.0:
+                raise ConfigError(f"{name} is a share, so in [0, 1] (or None to turn it off); got {value}")
+        for name in ("min_length_ratio", "max_length_ratio", "max_loglik_drop"):
+            value = getattr(self, name)
+            if value is not None and _finite(name, value) <= 0:
+                raise ConfigError(f"{name} must be above 0 (or None to turn it off); got {value}")
+        if (self.min_length_ratio is not None and self.max_length_ratio is not None
+                and self.min_length_ratio >= self.max_length_ratio):
+            raise ConfigError("min_length_ratio must be below max_length_ratio")
+        if int(self.min_words) < 0:
+            raise ConfigError(f"min_words must be 0 or more, got {self.min_words}")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """What the gate checks and how hard it retries."""
+
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    max_retries: int = field(default=2, metadata={"help": "times a degenerate side is generated again (0 = drop at once)"})
+    retry_factor: float = field(default=0.6, metadata={"help": "each retry multiplies the failing side's γ by this"})
+    enabled: bool = field(default=True, metadata={"help": "False: keep every pair as generated (measures still recorded)",
+                                                  "cli": {"negative": "--no-gate", "negative_help": "keep every pair as generated (no quality gate)"}})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quality, dict):
+            object.__setattr__(self, "quality", QualityConfig(**self.quality))
+        if not 0 <= int(self.max_retries) <= 10:
+            raise ConfigError(f"max_retries must be between 0 and 10, got {self.max_retries}")
+        if not 0.0 < _finite("retry_factor", self.retry_factor) < 1.0:
+            raise ConfigError(f"retry_factor must be in (0, 1): each retry steers less; got {self.retry_factor}")
+
+
+METHODS = ("centred", "paper")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """How to score and how many to keep (paper: top 10%)."""
+
+    method: str = field(default="centred", metadata={"help": "centred (default) or paper (raw dot product)",
+                                                     "cli": {"choices": METHODS}})
+    keep_fraction: float | None = field(default=0.1, metadata={"help": "keep this top share, in (0, 1]"})
+    threshold: float | None = field(default=None, metadata={"help": "or keep every score ≥ this (set keep_fraction to None)"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers to average over; None = all (the paper)"})
+    chat_template: bool = field(default=True, metadata={"help": "render the instruction as a user turn (False: bare text)",
+                                                        "cli": {"negative": "--bare-text", "negative_help": "score the bare instruction, not the chat-formatted user turn"}})
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        _check_keep(self.keep_fraction, self.threshold)
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.layers is not None:
+            layers = tuple(int(x) for x in self.layers)
+            if not layers:
+                raise ConfigError("layers is empty; leave it unset to average over every layer")
+            object.__setattr__(self, "layers", layers)
+
+
+def _check_keep(keep_fraction: float | None, threshold: float | None) -> None:
+    if (keep_fraction is None) == (threshold is None):
+        raise ConfigError("give exactly one of keep_fraction (e.g. 0.1 = the top 10%) or threshold (a score)")
+    if keep_fraction is not None and not 0.0 < _finite("keep_fraction", keep_fraction) <= 1.0:
+        raise ConfigError(f"keep_fraction must be in (0, 1], got {keep_fraction} (0.1 keeps the top 10%)")
+    if threshold is not None:
+        _finite("threshold", threshold)
+
+
+def _grid(name: str, values: Sequence[float], low: float, high: float, low_open: bool, high_open: bool) -> tuple[float, ...]:
+    if values is None or len(values) == 0:
+        raise ConfigError(f"{name} is empty; give at least one value, e.g. {'0.02, 0.05, 0.1' if high > 0 else '-0.02, -0.05, -0.1'}")
+    out = []
+    for v in values:
+        v = _finite(name, v)
+        if (v < low or (low_open and v == low)) or (v > high or (high_open and v == high)):
+            interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            raise ConfigError(
+                f"{name} holds {v}, outside {interval}; γ is a fraction of the layer norm (≥ 0.2 already degrades text)"
+            )
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{name} has duplicates: {list(values)}")
+    return tuple(sorted(out, key=abs))
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """The sweep. γ values are fractions of each layer's mean hidden-state norm."""
+
+    gamma_plus_grid: tuple[float, ...] = field(default=(0.02, 0.05, 0.1, 0.15), metadata={"help": "values in (0, 1]"})
+    gamma_minus_grid: tuple[float, ...] = field(default=(-0.02, -0.05, -0.1, -0.15), metadata={"help": "values in [-1, 0]"})
+    n_instructions: int = field(default=100, metadata={"help": "sample size (paper: ~100)", "cli": {"aliases": ["--n"]}})
+    p_threshold: float = field(default=0.9, metadata={"help": "γ⁻ must make P(chosen > rejected) exceed this"})
+    max_loglik_drop: float | None = field(default=1.5, metadata={"help": "coherence floor: nats per token below the unsteered answer to the same instruction, per response (None: off)"})
+    min_loglik: float | None = field(default=None, metadata={"help": "coherence floor: absolute mean log-likelihood per token (None: off)"})
+    min_distinct2: float | None = field(default=0.5, metadata={"help": "coherence floor: distinct-2 per response (None: off)"})
+    quality: QualityConfig | None = field(
+        default_factory=QualityConfig, metadata={"help": "per-response degenerate checks (icon2engine.quality); None: off"}
+    )
+    max_degenerate_share: float = field(
+        default=0.1, metadata={"help": "a side whose share of degenerate responses exceeds this is never picked"}
+    )
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks to steer; None = middle third"})
+    max_new_tokens: int = 64
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gamma_plus_grid", _grid("gamma_plus_grid", self.gamma_plus_grid, 0.0, MAX_ABS_GAMMA, True, False))
+        object.__setattr__(self, "gamma_minus_grid", _grid("gamma_minus_grid", self.gamma_minus_grid, -MAX_ABS_GAMMA, 0.0, False, False))
+        if int(self.n_instructions) < 1:
+            raise ConfigError(f"n_instructions must be at least 1, got {self.n_instructions}")
+        if not 0.0 < _finite("p_threshold", self.p_threshold) < 1.0:
+            raise ConfigError(f"p_threshold must be in (0, 1), got {self.p_threshold} (the paper uses 0.9)")
+        if self.max_loglik_drop is not None and _finite("max_loglik_drop", self.max_loglik_drop) <= 0:
+            raise ConfigError(f"max_loglik_drop must be above 0 nats per token (or None), got {self.max_loglik_drop}")
+        if self.min_loglik is not None and _finite("min_loglik", self.min_loglik) > 0:
+            raise ConfigError(f"min_loglik is a log-likelihood per token, so at most 0; got {self.min_loglik}")
+        if self.min_distinct2 is not None and not 0.0 <= _finite("min_distinct2", self.min_distinct2) <= 1.0:
+            raise ConfigError(f"min_distinct2 must be in [0, 1], got {self.min_distinct2}")
+        if not 0.0 <= _finite("max_degenerate_share", self.max_degenerate_share) < 1.0:
+            raise ConfigError(f"max_degenerate_share must be in [0, 1), got {self.max_degenerate_share}")
+        if isinstance(self.quality, dict):
+            object.__setattr__(self, "quality", QualityConfig(**self.quality))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+            if not self.layers:
+                raise ConfigError("layers is empty; give block indices or leave it unset")
+        GenerateConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)  # same limits as generation
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Sampling settings for Magpie synthesis (paper: temperature 1.0, top_p 1.0)."""
+
+    max_attempts: int | None = field(default=None, metadata={"help": "samples to draw at most; None = 4 × n_target"})
+    batch_size: int = field(default=64, metadata={"help": "samples drawn together (64 measured fastest on 2 CPU cores)"})
+    max_new_tokens: int = field(default=96, metadata={"help": "a sample that has not closed its turn by then is truncated"})
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    system_prompt: str | None = field(default=None, metadata={"help": "put this system prompt in the pre-query (default: the template's own)"})
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and int(self.max_attempts) < 1:
+            raise ConfigError(f"max_attempts must be at least 1 (or unset for 4 × n_target), got {self.max_attempts}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not 1 <= int(self.max_new_tokens) <= 4096:
+            raise ConfigError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}")
+        t, p = _finite("temperature", self.temperature), _finite("top_p", self.top_p)
+        if not 0.0 < t <= 5.0:
+            raise ConfigError(f"temperature must be in (0, 5], got {t} (the paper samples at 1.0)")
+        if not 0.0 < p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {p} (the paper samples at 1.0)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """DPO settings. Defaults work on SmolLM2-135M on 2 CPU cores (LoRA r 8: ~1–3 s a step at length 128).
+
+    Example:
+        >>> TrainConfig(max_steps=32, max_length=128)
+        >>> TrainConfig.paper()   # β 0.1, lr 5e-7, 1 epoch, full fine-tune (7–8B on GPUs)
+    """
+
+    method: str = field(default="lora", metadata={"help": "lora (PEFT adapter) or full (every weight)",
+                                                  "cli": {"choices": TRAIN_METHODS}})
+    beta: float = field(default=0.1, metadata={"help": "DPO β: how far from the reference model (paper: 0.1)"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "LoRA on CPU: 1e-4; paper, full fine-tune: 5e-7",
+                                                         "cli": {"aliases": ["--lr"]}})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs (paper: 1)"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimiser steps; -1 = run the epochs"})
+    batch_size: int = field(default=4, metadata={"help": "pairs per device step"})
+    grad_accum: int = field(default=1, metadata={"help": "device steps per optimiser step"})
+    max_length: int = field(default=256, metadata={"help": "prompt + response tokens; longer responses are cut"})
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: str = field(default="all-linear", metadata={"help": "PEFT target_modules, comma list or all-linear"})
+    warmup_steps: int = 0
+    lr_scheduler: str = field(default="constant", metadata={"help": "transformers scheduler name (constant, linear, cosine)"})
+    save_steps: int = field(default=20, metadata={"help": "checkpoint every N optimiser steps (and on stop)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "saves memory on GPUs, slows CPUs"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPUs); fp32 is faster on CPUs"})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in TRAIN_METHODS:
+            raise ConfigError(f"method must be 'lora' or 'full', got {self.method!r}")
+        if not 0.0 < _finite("beta", self.beta) <= 10.0:
+            raise ConfigError(f"beta must be in (0, 10], got {self.beta} (the paper uses 0.1)")
+        if not 0.0 < _finite("learning_rate", self.learning_rate) <= 1e-2:
+            raise ConfigError(f"learning_rate must be in (0, 0.01], got {self.learning_rate} (LoRA: 1e-4; full: 5e-7)")
+        if _finite("epochs", self.epochs) <= 0 and int(self.max_steps) <= 0:
+            raise ConfigError("epochs must be positive (or set max_steps)")
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "save_steps", "save_total_limit"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if int(self.max_steps) == 0 or int(self.max_steps) < -1:
+            raise ConfigError(f"max_steps must be -1 (use epochs) or a positive number, got {self.max_steps}")
+        if not 16 <= int(self.max_length) <= 65536:
+            raise ConfigError(f"max_length must be between 16 and 65536 tokens, got {self.max_length}")
+        if not 0.0 <= _finite("lora_dropout", self.lora_dropout) < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> "TrainConfig":
+        """The paper's settings: full fine-tuning, β 0.1, lr 5e-7, 1 epoch (for 7–8B models on GPUs)."""
+        base = dict(method="full", beta=0.1, learning_rate=5e-7, epochs=1.0, bf16=True, gradient_checkpointing=True,
+                    lr_scheduler="cosine", max_length=1024)
+        base.update(overrides)
+        return cls(**base)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How responses are generated and compared (greedy by default, so the comparison is repeatable)."""
+
+    max_new_tokens: int = field(default=64, metadata={"help": "length of each response"})
+    batch_size: int = field(default=16, metadata={"help": "rows per generation batch"})
+    confidence: float = field(default=0.95, metadata={"help": "level of the win-rate interval"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks averaged for the projection; None = middle third"})
+
+    def __post_init__(self) -> None:
+        GenerateConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)  # same checks
+        if not 0.5 <= _finite("confidence", self.confidence) < 1.0:
+            raise ConfigError(f"confidence must be in [0.5, 1), got {self.confidence} (0.95 is usual)")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))

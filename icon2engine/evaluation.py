@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 
 from .chat import format_chat
-from .config import GenerateConfig, SteeringConfig, _finite
+from .config import EvalConfig, GenerateConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
 from .directions import DirectionSet
-from .errors import ConfigError, InputError
+from .errors import InputError
 from .generation import generate_rows, resolve_layers
 from .judges import Judge
 from .models import LoadedModel
@@ -24,23 +24,6 @@ from .progress import NullProgress, Progress
 from .stats import StageStats
 
 __all__ = ["EvalConfig", "EvalReport", "evaluate", "wilson_interval", "pairwise", "mean_projection"]
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How responses are generated and compared (greedy by default, so the comparison is repeatable)."""
-
-    max_new_tokens: int = field(default=64, metadata={"help": "length of each response"})
-    batch_size: int = field(default=16, metadata={"help": "rows per generation batch"})
-    confidence: float = field(default=0.95, metadata={"help": "level of the win-rate interval"})
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks averaged for the projection; None = middle third"})
-
-    def __post_init__(self) -> None:
-        GenerateConfig(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)  # same checks
-        if not 0.5 <= _finite("confidence", self.confidence) < 1.0:
-            raise ConfigError(f"confidence must be in [0.5, 1), got {self.confidence} (0.95 is usual)")
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
 
 
 @dataclass

@@ -20,14 +20,14 @@ SmolLM2 this ranks emotionally loaded instructions far better than the bare text
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .chat import format_chat
-from .config import _finite
+from .config import METHODS, FilterConfig, _check_keep  # the config lives in the torch-free icon2engine.config
 from .directions import DirectionSet, _block_states
 from .errors import ConfigError, InputError
 from .models import LoadedModel
@@ -35,41 +35,6 @@ from .progress import NullProgress, Progress
 from .stats import StageStats
 
 __all__ = ["FilterConfig", "ConsistencyScores", "Selection", "score_instructions", "select_top", "METHODS"]
-
-METHODS = ("centred", "paper")
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    """How to score and how many to keep (paper: top 10%)."""
-
-    method: str = field(default="centred", metadata={"help": "centred (default) or paper (raw dot product)"})
-    keep_fraction: float | None = field(default=0.1, metadata={"help": "keep this top share, in (0, 1]"})
-    threshold: float | None = field(default=None, metadata={"help": "or keep every score ≥ this (set keep_fraction to None)"})
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers to average over; None = all (the paper)"})
-    chat_template: bool = field(default=True, metadata={"help": "render the instruction as a user turn (False: bare text)"})
-    batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        _check_keep(self.keep_fraction, self.threshold)
-        if int(self.batch_size) < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.layers is not None:
-            layers = tuple(int(x) for x in self.layers)
-            if not layers:
-                raise ConfigError("layers is empty; leave it unset to average over every layer")
-            object.__setattr__(self, "layers", layers)
-
-
-def _check_keep(keep_fraction: float | None, threshold: float | None) -> None:
-    if (keep_fraction is None) == (threshold is None):
-        raise ConfigError("give exactly one of keep_fraction (e.g. 0.1 = the top 10%) or threshold (a score)")
-    if keep_fraction is not None and not 0.0 < _finite("keep_fraction", keep_fraction) <= 1.0:
-        raise ConfigError(f"keep_fraction must be in (0, 1], got {keep_fraction} (0.1 keeps the top 10%)")
-    if threshold is not None:
-        _finite("threshold", threshold)
 
 
 @dataclass

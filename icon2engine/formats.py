@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import PurePath
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .errors import ConfigError, InputError
 
 __all__ = [
     "INSTRUCTION_KEYS", "INSTRUCTION_SUFFIXES", "EMPTY_FILE", "instructions_iter", "prompt_id", "trl_row",
-    "default_layers", "top_k", "centred_top_k", "parse_flag", "env_flag",
+    "default_layers", "parse_layers", "top_k", "centred_top_k", "parse_flag", "env_flag",
 ]
 
 # Instruction files ---------------------------------------------------------------------------
@@ -173,6 +174,25 @@ def default_layers(n_layers: int) -> tuple[int, ...]:
     start = n_layers // 3
     stop = max(start + 1, (2 * n_layers) // 3)
     return tuple(range(start, stop))
+
+
+def parse_layers(value: Any) -> tuple[int, ...] | None:
+    """Accept ``None``, ``[8, 9, 10]``, ``"8-15"`` or ``"8,9,12"``."""
+    if value in (None, "", "auto"):
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(int(x) for x in value)
+    text = str(value).strip()
+    try:
+        if "-" in text and "," not in text:
+            a, b = (int(x) for x in text.split("-", 1))
+        else:
+            return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"cannot read layers {value!r}; write e.g. 8-15 or 8,9,10") from None
+    if b < a:
+        raise ConfigError(f"layer range {text!r} ends before it starts; write it as START-END")
+    return tuple(range(a, b + 1))
 
 
 def top_k(consistency: np.ndarray, index: np.ndarray, keep: int | None = None, keep_fraction: float | None = None) -> dict:

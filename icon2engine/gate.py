@@ -16,33 +16,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
-from .config import GenerateConfig, SteeringConfig, _finite
+from .config import GateConfig, GenerateConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
 from .directions import DirectionSet
-from .errors import ConfigError
 from .generation import SteeredPair, generate_rows, resolve_dimensions, resolve_layers
 from .progress import NullProgress, Progress
-from .quality import QualityConfig, degenerate_reasons, measure_responses
+from .quality import degenerate_reasons, measure_responses
 from .stats import StageStats
 
 __all__ = ["GateConfig", "GateResult", "generate_gated_pairs", "drop_summary"]
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """What the gate checks and how hard it retries."""
-
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    max_retries: int = field(default=2, metadata={"help": "times a degenerate side is generated again (0 = drop at once)"})
-    retry_factor: float = field(default=0.6, metadata={"help": "each retry multiplies the failing side's γ by this"})
-    enabled: bool = field(default=True, metadata={"help": "False: keep every pair as generated (measures still recorded)"})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.quality, dict):
-            object.__setattr__(self, "quality", QualityConfig(**self.quality))
-        if not 0 <= int(self.max_retries) <= 10:
-            raise ConfigError(f"max_retries must be between 0 and 10, got {self.max_retries}")
-        if not 0.0 < _finite("retry_factor", self.retry_factor) < 1.0:
-            raise ConfigError(f"retry_factor must be in (0, 1): each retry steers less; got {self.retry_factor}")
 
 
 @dataclass

@@ -490,21 +490,28 @@ class JudgeConfig:
     """Which judge to use; the fields that a kind does not use are ignored."""
 
     kind: str = field(default="lexicon", metadata={"help": "lexicon (VADER; 'vader' also works), length, formality, "
-                                                            "reward_model, llm or self (the run's own model)"})
+                                                            "reward_model, llm or self (the run's own model)",
+                                                    "cli": {"aliases": ["--judge"], "choices": (*JUDGE_KINDS, *JUDGE_ALIASES)}})
     path: str | None = field(default=None, metadata={"help": "reward_model: local model folder"})
-    base_url: str | None = field(default=None, metadata={"help": "llm: e.g. http://localhost:8000/v1"})
+    base_url: str | None = field(default=None, metadata={"help": "llm: OpenAI-compatible base URL, e.g. http://localhost:8000/v1",
+                                                         "cli": {"aliases": ["--judge-url"]}})
     model: str | None = field(default=None, metadata={"help": "llm: model name"})
-    api_key_env: str | None = field(default="ICON2_JUDGE_API_KEY", metadata={"help": "llm: environment variable holding the key"})
-    api_key: str | None = field(default=None, repr=False, metadata={"help": "llm: the key itself (else api_key_env)"})
-    criterion: str = "helpful, honest and harmless"
+    api_key_env: str | None = field(default="ICON2_JUDGE_API_KEY", metadata={"help": "llm: environment variable holding the key",
+                                                                                                "cli": {"aliases": ["--judge-key-env"]}})
+    api_key: str | None = field(default=None, repr=False, metadata={"help": "llm: the key itself (else api_key_env)",
+                                                                    "cli": False})  # never on a command line
+    criterion: str = field(default="helpful, honest and harmless", metadata={"help": "llm: what 'better' means",
+                                                                              "cli": {"aliases": ["--criterion"]}})
     timeout: float = 30.0
     retries: int = 2
     target_words: int | None = field(default=None, metadata={"help": "length: target length (None = longer is better)"})
     better: str = field(default="higher", metadata={"help": "higher or lower: which scores are better (lower: a length "
-                                                              "judge for a 'concise' dimension)"})
+                                                              "judge for a 'concise' dimension)",
+                                                    "cli": {"choices": ("higher", "lower")}})
     target: float | None = field(default=None, metadata={"help": "a score to aim for: nearer is better (overrides better)"})
     protocol: str = field(default="pairwise", metadata={"help": "llm: pairwise (A, B or tie) or scores (rate each "
-                                                                 "response 1-10, for small judge models)"})
+                                                                 "response 1-10, for small judge models)",
+                                                    "cli": {"choices": ("pairwise", "scores")}})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JUDGE_ALIASES.get(self.kind, self.kind))

@@ -25,6 +25,7 @@ from .gate import GateConfig
 from .quality import QualityConfig
 from .errors import ConfigError, InputError
 from .files import write_atomic
+from .formats import parse_layers
 from .evaluation import EvalConfig
 from .filtering import FilterConfig
 from .instructions_io import read_instructions
@@ -38,24 +39,6 @@ __all__ = ["PipelineConfig", "SynthesisSection", "load_pipeline_config", "run_pi
 
 STAGES = ("extract", "synthesize", "filter", "calibrate", "generate", "export", "train", "evaluate")
 DEFAULT_STAGES = ("extract", "generate", "export")
-
-
-def parse_layers(value: Any) -> tuple[int, ...] | None:
-    """Accept ``None``, ``[8, 9, 10]``, ``"8-15"`` or ``"8,9,12"``."""
-    if value in (None, "", "auto"):
-        return None
-    if isinstance(value, (list, tuple)):
-        return tuple(int(x) for x in value)
-    text = str(value).strip()
-    try:
-        if "-" in text and "," not in text:
-            a, b = (int(x) for x in text.split("-", 1))
-            if b < a:
-                raise ConfigError(f"layer range {text!r} ends before it starts; write it as START-END")
-            return tuple(range(a, b + 1))
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ConfigError(f"cannot read layers {value!r}; write e.g. 8-15 or 8,9,10") from None
 
 
 def _dimension(entry: Any, where: str) -> Dimension:
@@ -252,10 +235,6 @@ def load_pipeline_config(path: str | os.PathLike) -> PipelineConfig:
     )
 
 
-def _jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
 def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=print) -> dict[str, Any]:
     """Run the configured stages and write everything under ``config.output``.
 
@@ -266,16 +245,13 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
 
     Returns a summary dict (paths and per-stage compute), also saved as ``summary.json``.
     """
-    from .calibration import calibrate
-    from .directions import extract_directions
     from .export import export_dataset, read_pairs_jsonl
-    from .filtering import score_instructions, select_top
-    from .gate import drop_summary, generate_gated_pairs
+    from .gate import drop_summary
     from .judges import make_judge
     from .models import load_model
+    from .stages import calibrate_stage, extract_stage, filter_stage, generate_stage, synthesize_stage
     from .stats import StageStats
-    from .synthesis import synthesize
-    from .vector_io import export_control_vector_gguf, load_directions, save_directions
+    from .vector_io import load_directions
 
     progress = progress or NullProgress()
     out = config.output
@@ -294,10 +270,9 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
         for dim in config.dimensions:
             stats = StageStats(stage="extract")
             feats = config.feature_instructions or list(dim.feature_instructions) or default_feature_instructions()
-            ds = extract_directions(lm, dim, feats, config.extract, progress=progress, stats=stats)
-            save_directions(ds, vec_dir / f"{dim.name}.safetensors")
-            if config.export_gguf:
-                export_control_vector_gguf(ds, vec_dir / f"{dim.name}.gguf", getattr(lm.model.config, "model_type", "llama"))
+            ds, _, _ = extract_stage(lm, dim, feats, config.extract, out=vec_dir / f"{dim.name}.safetensors",
+                                     gguf=vec_dir / f"{dim.name}.gguf" if config.export_gguf else None,
+                                     progress=progress, stats=stats)
             directions[dim.name] = ds
             summary["stages"][f"extract:{dim.name}"] = stats.as_dict()
             log(f"extracted {dim.name}: {ds.n_pairs} pairs, vectors in {vec_dir}")
@@ -309,27 +284,23 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     if "synthesize" in config.stages:
         section = config.synthesize
         stats = StageStats(stage="synthesize")
-        result = synthesize(lm, section.n_target, section.config, section.rules, progress=progress, stats=stats)
+        result = synthesize_stage(lm, section.n_target, section.config, section.rules, out=out / "instructions.jsonl",
+                                  report=out / "synthesis_report.json", progress=progress, stats=stats)
         instructions = result.instructions
-        write_atomic(out / "synthesis_report.json", json.dumps(result.report.as_dict(), indent=2, ensure_ascii=False))
-        write_atomic(out / "instructions.jsonl", _jsonl([{"instruction": t} for t in instructions]))
         summary["stages"]["synthesize"] = dict(stats.as_dict(), **{k: result.report.as_dict()[k] for k in ("attempts", "kept", "acceptance_rate")})
         log(f"synthesised {len(instructions)} instructions: {result.report.summary()}")
     if "filter" in config.stages:
         stats = StageStats(stage="filter")
-        scores = score_instructions(lm, directions, instructions, config.filter, progress=progress, stats=stats)
-        selection = select_top(scores, keep_fraction=config.filter.keep_fraction, threshold=config.filter.threshold)
-        write_atomic(out / "scores.jsonl", _jsonl(scores.rows()))
-        write_atomic(out / "kept.jsonl", _jsonl(selection.as_rows()))
+        scores, selection = filter_stage(lm, directions, instructions, config.filter, out=out / "kept.jsonl",
+                                         scores_out=out / "scores.jsonl", progress=progress, stats=stats)
         instructions, per_instruction_dims = selection.instructions, selection.dimensions
         summary["stages"]["filter"] = dict(stats.as_dict(), kept=len(instructions), threshold=selection.threshold)
         log(f"kept {len(instructions)} of {len(scores.instructions)} instructions (score ≥ {selection.threshold:.3f})")
     steering = config.steering
     if "calibrate" in config.stages:
         stats = StageStats(stage="calibrate")
-        result = calibrate(lm, directions, instructions, judge, config.calibrate, dimensions=per_instruction_dims,
-                           progress=progress, stats=stats)
-        write_atomic(out / "calibration.json", json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        result = calibrate_stage(lm, directions, instructions, judge, config.calibrate, out=out / "calibration.json",
+                                 dimensions=per_instruction_dims, require_pick=False, progress=progress, stats=stats)
         summary["stages"]["calibrate"] = dict(stats.as_dict(), pick=result.pick)
         log(result.format_table())
         if result.pick is None:
@@ -342,25 +313,14 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     pairs_path = out / "pairs.jsonl"
     if "generate" in config.stages:
         stats = StageStats(stage="generate")
-        results = []
-        if per_instruction_dims is not None:
-            results.append(generate_gated_pairs(lm, directions, instructions, dimensions=per_instruction_dims,
-                                                steering=steering, config=config.generate, gate=config.gate, progress=progress, stats=stats))
-        else:
-            for dim in config.dimensions:
-                results.append(generate_gated_pairs(lm, directions[dim.name], instructions, steering=steering,
-                                                    config=config.generate, gate=config.gate, progress=progress,
-                                                    stats=stats))
-        pairs = [p for r in results for p in r.pairs]
-        dropped = {k: v for r in results for k, v in r.dropped_counts.items()}
-        if not pairs:
-            raise InputError(f"no pair passed the quality gate ({drop_summary(0, dropped)}); try a smaller |γ| "
-                             "in [steering], or a larger one if the sides came out identical")
-        rows = [dict(p.as_dict(), model=lm.name, model_revision=lm.revision) for p in pairs]
-        write_atomic(pairs_path, _jsonl(rows))
-        summary["stages"]["generate"] = {**stats.as_dict(), "gate": {"kept": len(pairs), "dropped": dropped,
-                                                                    "retries": sum(r.retries for r in results)}}
-        log(f"generated {drop_summary(len(pairs), dropped, sum(r.retries for r in results))} → {pairs_path}")
+        if per_instruction_dims is None:  # no filter: every instruction along every dimension, one dimension after another
+            per_instruction_dims = [dim.name for dim in config.dimensions for _ in instructions]
+            instructions = instructions * len(config.dimensions)
+        result = generate_stage(lm, directions, instructions, dimensions=per_instruction_dims, steering=steering,
+                                config=config.generate, gate=config.gate, out=pairs_path, progress=progress, stats=stats)
+        summary["stages"]["generate"] = {**stats.as_dict(), "gate": {"kept": len(result.pairs), "dropped": result.dropped_counts,
+                                                                    "retries": result.retries}}
+        log(f"generated {drop_summary(len(result.pairs), result.dropped_counts, result.retries)} → {pairs_path}")
     if "export" in config.stages:
         rows = read_pairs_jsonl(pairs_path)
         paths = export_dataset(
@@ -384,14 +344,13 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
         trained = res.lm
         log(f"trained {res.steps} steps → {res.model_dir}")
     if "evaluate" in config.stages:
-        from .evaluation import evaluate
+        from .stages import evaluate_stage
         from .training import load_trained
 
         trained = trained or load_trained(lm, out / "train")
         stats = StageStats(stage="evaluate")
-        rep = evaluate(lm, trained, config.held_out, judge, config.evaluate,
-                       direction=directions[config.dimensions[0].name], progress=progress, stats=stats)
-        write_atomic(out / "evaluation.json", json.dumps({**rep.summary(), "rows": rep.rows}, indent=2, ensure_ascii=False))
+        rep = evaluate_stage(lm, trained, config.held_out, judge, config.evaluate, out=out / "evaluation.json",
+                             direction=directions[config.dimensions[0].name], progress=progress, stats=stats)
         summary["stages"]["evaluate"] = dict(stats.as_dict(), win_rate=rep.win_rate, ci=[rep.ci_low, rep.ci_high],
                                              wins=rep.wins, ties=rep.ties, losses=rep.losses)
         log(f"trained vs base: win rate {rep.win_rate:.2f} [{rep.ci_low:.2f}, {rep.ci_high:.2f}] ({rep.judge})")

@@ -25,14 +25,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 
 from .chat import format_chat
-from .config import _finite
-from .errors import ConfigError
+from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
 from .metrics import distinct_n
 
 __all__ = [
@@ -73,58 +72,6 @@ def quality_columns(quality: dict | None) -> dict:
     if not quality:
         return {}
     return {f"{side}_{key}": quality.get(side, {}).get(key) for side in ("chosen", "rejected") for key in QUALITY_FIELDS}
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    """When a response counts as degenerate. Each threshold says why it sits where it does.
-
-    Set a threshold to None to turn that check off.
-    """
-
-    repetition_n: int = field(default=3, metadata={"help": "word n-gram size for the repetition measure"})
-    max_repetition: float | None = field(
-        default=0.35,
-        metadata={"help": "share of repeated word 3-grams; healthy answers score < 0.15, a loop ≥ 0.5 "
-                  "(the issue's looping rejected sides were all > 0.4)"},
-    )
-    min_distinct2: float | None = field(
-        default=0.6,
-        metadata={"help": "unique bigram share; fluent text stays ≥ 0.7, loops fall under 0.6 — and a loop that "
-                  "no-repeat-n-gram decoding forbids to repeat exactly still repeats its bigrams"},
-    )
-    min_length_ratio: float | None = field(
-        default=0.2, metadata={"help": "words against the unsteered answer; shorter than a fifth is a stub, not an answer"}
-    )
-    max_length_ratio: float | None = field(
-        default=5.0, metadata={"help": "words against the unsteered answer; five times longer means it ran on"}
-    )
-    min_words: int = field(default=3, metadata={"help": "a response with fewer words is no answer (counted as empty)"})
-    max_foreign: float | None = field(
-        default=0.2, metadata={"help": "share of words in another script or language than the instruction's"}
-    )
-    max_loglik_drop: float | None = field(
-        default=2.0,
-        metadata={"help": "nats per token below the unsteered answer; SmolLM2 prose at γ=±0.1 drops ≈ 1, "
-                  "garbled text ≥ 3"},
-    )
-
-    def __post_init__(self) -> None:
-        if int(self.repetition_n) < 2:
-            raise ConfigError(f"repetition_n must be at least 2, got {self.repetition_n}")
-        for name in ("max_repetition", "min_distinct2", "max_foreign"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= _finite(name, value) <= 1.0:
-                raise ConfigError(f"{name} is a share, so in [0, 1] (or None to turn it off); got {value}")
-        for name in ("min_length_ratio", "max_length_ratio", "max_loglik_drop"):
-            value = getattr(self, name)
-            if value is not None and _finite(name, value) <= 0:
-                raise ConfigError(f"{name} must be above 0 (or None to turn it off); got {value}")
-        if (self.min_length_ratio is not None and self.max_length_ratio is not None
-                and self.min_length_ratio >= self.max_length_ratio):
-            raise ConfigError("min_length_ratio must be below max_length_ratio")
-        if int(self.min_words) < 0:
-            raise ConfigError(f"min_words must be 0 or more, got {self.min_words}")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .cleaning import CleaningReport, CleaningRules, Deduplicator, clean_instructions
-from .config import _finite
+from .config import SynthesisConfig  # the config lives in the torch-free icon2engine.config
 from .errors import ConfigError, InputError, SynthesisShortfall
 from .generation import _eos_ids
 from .models import LoadedModel
@@ -28,32 +28,6 @@ from .progress import NullProgress, Progress
 from .stats import StageStats
 
 __all__ = ["SynthesisConfig", "SynthesisReport", "SynthesisResult", "RawSample", "sample_user_turns", "synthesize"]
-
-
-@dataclass(frozen=True)
-class SynthesisConfig:
-    """Sampling settings for Magpie synthesis (paper: temperature 1.0, top_p 1.0)."""
-
-    max_attempts: int | None = field(default=None, metadata={"help": "samples to draw at most; None = 4 × n_target"})
-    batch_size: int = field(default=64, metadata={"help": "samples drawn together (64 measured fastest on 2 CPU cores)"})
-    max_new_tokens: int = field(default=96, metadata={"help": "a sample that has not closed its turn by then is truncated"})
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    system_prompt: str | None = field(default=None, metadata={"help": "put this system prompt in the pre-query (default: the template's own)"})
-
-    def __post_init__(self) -> None:
-        if self.max_attempts is not None and int(self.max_attempts) < 1:
-            raise ConfigError(f"max_attempts must be at least 1 (or unset for 4 × n_target), got {self.max_attempts}")
-        if int(self.batch_size) < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not 1 <= int(self.max_new_tokens) <= 4096:
-            raise ConfigError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}")
-        t, p = _finite("temperature", self.temperature), _finite("top_p", self.top_p)
-        if not 0.0 < t <= 5.0:
-            raise ConfigError(f"temperature must be in (0, 5], got {t} (the paper samples at 1.0)")
-        if not 0.0 < p <= 1.0:
-            raise ConfigError(f"top_p must be in (0, 1], got {p} (the paper samples at 1.0)")
 
 
 @dataclass(frozen=True)

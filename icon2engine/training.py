@@ -14,15 +14,15 @@ import datetime as _dt
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from .config import _finite
+from .config import TrainConfig  # the config lives in the torch-free icon2engine.config
 from .formats import trl_row
-from .errors import ConfigError, Icon2Error, InputError, StopRequested
+from .errors import Icon2Error, InputError, StopRequested
 from .generation import SteeredPair
 from .layers import find_decoder_layers
 from .models import LoadedModel
@@ -46,63 +46,6 @@ class TrainingError(Icon2Error):
     def __init__(self, message: str, checkpoint: str | None = None) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """DPO settings. Defaults work on SmolLM2-135M on 2 CPU cores (LoRA r 8: ~1–3 s a step at length 128).
-
-    Example:
-        >>> TrainConfig(max_steps=32, max_length=128)
-        >>> TrainConfig.paper()   # β 0.1, lr 5e-7, 1 epoch, full fine-tune (7–8B on GPUs)
-    """
-
-    method: str = field(default="lora", metadata={"help": "lora (PEFT adapter) or full (every weight)"})
-    beta: float = field(default=0.1, metadata={"help": "DPO β: how far from the reference model (paper: 0.1)"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "LoRA on CPU: 1e-4; paper, full fine-tune: 5e-7"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs (paper: 1)"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimiser steps; -1 = run the epochs"})
-    batch_size: int = field(default=4, metadata={"help": "pairs per device step"})
-    grad_accum: int = field(default=1, metadata={"help": "device steps per optimiser step"})
-    max_length: int = field(default=256, metadata={"help": "prompt + response tokens; longer responses are cut"})
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: str = field(default="all-linear", metadata={"help": "PEFT target_modules, comma list or all-linear"})
-    warmup_steps: int = 0
-    lr_scheduler: str = field(default="constant", metadata={"help": "transformers scheduler name (constant, linear, cosine)"})
-    save_steps: int = field(default=20, metadata={"help": "checkpoint every N optimiser steps (and on stop)"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "saves memory on GPUs, slows CPUs"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPUs); fp32 is faster on CPUs"})
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in ("lora", "full"):
-            raise ConfigError(f"method must be 'lora' or 'full', got {self.method!r}")
-        if not 0.0 < _finite("beta", self.beta) <= 10.0:
-            raise ConfigError(f"beta must be in (0, 10], got {self.beta} (the paper uses 0.1)")
-        if not 0.0 < _finite("learning_rate", self.learning_rate) <= 1e-2:
-            raise ConfigError(f"learning_rate must be in (0, 0.01], got {self.learning_rate} (LoRA: 1e-4; full: 5e-7)")
-        if _finite("epochs", self.epochs) <= 0 and int(self.max_steps) <= 0:
-            raise ConfigError("epochs must be positive (or set max_steps)")
-        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "save_steps", "save_total_limit"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if int(self.max_steps) == 0 or int(self.max_steps) < -1:
-            raise ConfigError(f"max_steps must be -1 (use epochs) or a positive number, got {self.max_steps}")
-        if not 16 <= int(self.max_length) <= 65536:
-            raise ConfigError(f"max_length must be between 16 and 65536 tokens, got {self.max_length}")
-        if not 0.0 <= _finite("lora_dropout", self.lora_dropout) < 1.0:
-            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-
-    @classmethod
-    def paper(cls, **overrides: Any) -> "TrainConfig":
-        """The paper's settings: full fine-tuning, β 0.1, lr 5e-7, 1 epoch (for 7–8B models on GPUs)."""
-        base = dict(method="full", beta=0.1, learning_rate=5e-7, epochs=1.0, bf16=True, gradient_checkpointing=True,
-                    lr_scheduler="cosine", max_length=1024)
-        base.update(overrides)
-        return cls(**base)
 
 
 @dataclass

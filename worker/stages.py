@@ -22,11 +22,9 @@ from icon2engine import (
     SteeringConfig,
     default_feature_instructions,
     direction_cosines,
-    export_control_vector_gguf,
-    extract_directions,
     load_directions,
-    save_directions,
 )
+from icon2engine.stages import extract_stage, generate_stage, save_direction_files
 from icon2engine import Icon2Error
 from webapp.jobs import services, stores
 from webapp.jobs.selectors import direction_paths, kept_rows, score_chunk_rows
@@ -82,9 +80,7 @@ def direction_files_save(run, lm, ds, stem: str) -> tuple[Path, Path]:
     """Write a direction set under the run's folder: safetensors (what the worker loads) and a
     llama.cpp control vector (for the export)."""
     out = _run_dir(run) / "vectors"
-    path = save_directions(ds, out / f"{stem}.safetensors")
-    gguf = export_control_vector_gguf(ds, out / f"{stem}.gguf", getattr(lm.model.config, "model_type", "llama"))
-    return path, gguf
+    return save_direction_files(lm, ds, out / f"{stem}.safetensors", out / f"{stem}.gguf")
 
 
 def steering_dimensions(rows, directions: dict) -> list[str]:
@@ -104,8 +100,9 @@ def extract(chunk, beat) -> Result:
     for dim in dims:
         spec = engine_dimension(dim)
         feats = list(spec.feature_instructions) or default_feature_instructions()
-        ds = extract_directions(lm, spec, feats, ExtractConfig(seed=run.seed), progress=progress, stats=stats)
-        path, gguf = direction_files_save(run, lm, ds, f"dimension-{dim.pk}")
+        out = _run_dir(run) / "vectors" / f"dimension-{dim.pk}"
+        ds, path, gguf = extract_stage(lm, spec, feats, ExtractConfig(seed=run.seed), out=out.with_suffix(".safetensors"),
+                                       gguf=out.with_suffix(".gguf"), progress=progress, stats=stats)
         results.append((dim, path, gguf, ds))
     # Are the dimensions distinct? Cosines between their directions, per layer, for the run page.
     cosines = {"dimensions": [dim.pk for dim, *_ in results], "layers": direction_cosines([r[3] for r in results])} if len(results) > 1 else None
@@ -122,7 +119,7 @@ def generate(chunk, beat) -> Result:
     """Steered pairs through the quality gate: a degenerate side is regenerated at a smaller |γ|,
     a pair that still fails is dropped and counted by reason (never stored, so review and
     training never see it)."""
-    from icon2engine.gate import GateConfig, drop_summary, generate_gated_pairs
+    from icon2engine.gate import GateConfig, drop_summary
     from icon2engine.quality import quality_columns
 
     run = chunk.stage.run
@@ -134,9 +131,9 @@ def generate(chunk, beat) -> Result:
     steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers), mode=run.steering_mode)
     config = run_generate_config(run)
     stats = StageStats(stage="generate")
-    result = generate_gated_pairs(
+    result = generate_stage(
         lm, directions, [r.text for r in rows], dimensions=dims, steering=steering, config=config, gate=GateConfig(enabled=run.quality_gate),
-        progress=ChunkProgress(chunk, scale=1 / 3, heartbeat=beat), stats=stats,
+        out=None, progress=ChunkProgress(chunk, scale=1 / 3, heartbeat=beat), stats=stats,
     )
     pairs = result.pairs
     compute = stats.as_dict()

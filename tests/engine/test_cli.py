@@ -78,12 +78,16 @@ def test_the_pipeline_runs_extract_generate_export_on_the_embedded_model(tmp_pat
 
 
 def test_calibrate_and_evaluate_take_the_judges_direction_or_target():
+    from icon2engine.arguments import config_from_args
     from icon2engine.cli import build_parser
+    from icon2engine.judges import JudgeConfig
 
     parser = build_parser()
     args = parser.parse_args(["calibrate", "--vectors", "v.safetensors", "--instructions", "i.txt", "--judge", "length",
                               "--judge-better", "lower", "--out", "c.json"])
-    assert (args.judge, args.judge_better, args.judge_target) == ("length", "lower", None)
+    judge = config_from_args(args, JudgeConfig, prefix="judge")
+    assert (judge.kind, judge.better, judge.target) == ("length", "lower", None)
     args = parser.parse_args(["evaluate", "--trained", "t", "--instructions", "i.txt", "--judge", "formality",
                               "--judge-target", "0.5", "--out", "e.json"])
-    assert (args.judge, args.judge_better, args.judge_target) == ("formality", "higher", 0.5)
+    judge = config_from_args(args, JudgeConfig, prefix="judge")
+    assert (judge.kind, judge.better, judge.target) == ("formality", "higher", 0.5)
