@@ -33,6 +33,7 @@ __all__ = [
 
 STEERING_MODES = ("add", "add_renorm", "clamp")  # icon2engine.hooks.steer_hidden implements each
 TRAIN_METHODS = ("lora", "full")
+BACKENDS = ("hf", "vllm")  # generation engines: icon2engine.generation (hf), icon2engine.vllm_backend
 MAX_ABS_GAMMA = 1.0  # γ is a fraction of the layer's mean hidden-state norm; ≥ 0.2 already degrades text
 
 
@@ -215,7 +216,15 @@ class GenerateConfig:
                   "the loops a steered small model falls into (bench/pair_quality.py)"},
     )
 
+    backend: str | None = field(
+        default=None,
+        metadata={"help": "hf (transformers generate with hooks) or vllm (icon2engine.vllm_backend); "
+                  "None: $ICON2_BACKEND, else hf", "cli": {"choices": BACKENDS}},
+    )
+
     def __post_init__(self) -> None:
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 1.0 <= _finite("repetition_penalty", self.repetition_penalty) <= 2.0:
             raise ConfigError(f"repetition_penalty must be in [1, 2] (1 = off), got {self.repetition_penalty}")
         if not 0 <= int(self.no_repeat_ngram_size) <= 16:
@@ -230,6 +239,16 @@ class GenerateConfig:
             raise ConfigError(f"temperature must be in (0, 5], got {t}")
         if not 0.0 < p <= 1.0:
             raise ConfigError(f"top_p must be in (0, 1], got {p}")
+
+
+def generation_backend(config: "GenerateConfig") -> str:
+    """The backend a generate call uses: the config's, else ``$ICON2_BACKEND``, else hf."""
+    import os
+
+    name = config.backend or os.environ.get("ICON2_BACKEND", "").strip().lower() or "hf"
+    if name not in BACKENDS:
+        raise ConfigError(f"ICON2_BACKEND must be one of {', '.join(BACKENDS)}, got {name!r}")
+    return name
 
 
 def config_from_dict(cls: type, data: dict[str, Any] | None, *, where: str = "") -> Any:

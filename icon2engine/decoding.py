@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["NoRepeatNGram"]
+__all__ = ["NoRepeatNGram", "ngram_bans"]
 
 
 class NoRepeatNGram:
@@ -46,3 +46,13 @@ class NoRepeatNGram:
         mask = torch.zeros((ids.shape[0], vocab + 1), dtype=torch.bool, device=ids.device)
         mask.scatter_(1, banned, True)
         return scores.masked_fill(mask[:, :vocab], float("-inf"))
+
+
+def ngram_bans(ids, n: int) -> set[int]:
+    """The tokens :class:`NoRepeatNGram` bans after the response ``ids``, for one row in plain Python
+    (the vLLM backend's logits processor applies it per request)."""
+    k = n - 1
+    if len(ids) < n:
+        return set()
+    tail = tuple(ids[-k:])
+    return {ids[j + k] for j in range(len(ids) - k) if tuple(ids[j : j + k]) == tail}

@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from .chat import format_chat
-from .config import GenerateConfig, SteeringConfig
+from .config import GenerateConfig, SteeringConfig, generation_backend
 from .directions import DirectionSet, cache_of
 from .formats import default_layers
 from .errors import ConfigError, InputError
@@ -152,11 +152,19 @@ def generate_rows(
                     f"instruction #{i + 1} takes {length} tokens; with max_new_tokens={config.max_new_tokens} that "
                     f"exceeds the model's context of {limit}; shorten it or lower max_new_tokens"
                 )
+    eos = _eos_ids(lm)
+    if generation_backend(config) == "vllm" and on_step is None and lm.path is not None:
+        from . import vllm_backend  # continuous batching; the same rows, steering and safeguards
+
+        return vllm_backend.generate_rows(
+            lm, instructions, config, coefficients=coefficients, directions=directions, direction_index=direction_index,
+            band=band, steer_prompt=steer_prompt, mode=mode, system=system, eos=eos, lengths=lengths,
+            progress=progress, stats=stats,
+        )
     # Longest first so that memory trouble shows on the first batch; stable keeps pair rows adjacent.
     order = sorted(range(n), key=lambda i: -lengths[i])
     texts: list[str] = [""] * n
     new_tokens = [0] * n
-    eos = _eos_ids(lm)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
     from transformers import GenerationConfig, LogitsProcessorList
 

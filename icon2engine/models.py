@@ -39,6 +39,7 @@ class LoadedModel:
     revision: str
     layers_attr: str
     layers: nn.ModuleList
+    path: Path | None = None  # the folder of weights, when there is one (the vLLM backend loads it)
 
     @property
     def n_layers(self) -> int:
@@ -279,4 +280,6 @@ def load_model(spec: ModelSpec | str = "embedded") -> LoadedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     layers_attr, layers = find_decoder_layers(model, spec.layers_attr)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, revision=str(revision), layers_attr=layers_attr, layers=layers)
+    folder = path if path is not None and path.is_dir() else None
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, revision=str(revision), layers_attr=layers_attr,
+                       layers=layers, path=folder)

