@@ -1,6 +1,7 @@
 """Steered generation: chosen (+γ⁺) and rejected (γ⁻) responses of one instruction in one batch."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
@@ -17,6 +18,8 @@ from .hooks import add_to_block_outputs
 from .models import LoadedModel
 from .progress import NullProgress, Progress
 from .stats import StageStats
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Generation", "SteeredPair", "default_layers", "resolve_layers", "generate_rows", "generate_pairs"]
 
@@ -153,7 +156,11 @@ def generate_rows(
                     f"exceeds the model's context of {limit}; shorten it or lower max_new_tokens"
                 )
     eos = _eos_ids(lm)
-    if generation_backend(config) == "vllm" and on_step is None and lm.path is not None:
+    backend = generation_backend(config)
+    if backend == "vllm" and (on_step is not None or lm.path is None):
+        log.info("generating on hf, not vllm: %s", "tokens stream to the caller" if on_step is not None
+                 else f"{lm.name} is not a folder of weights")
+    elif backend == "vllm":
         from . import vllm_backend  # continuous batching; the same rows, steering and safeguards
 
         return vllm_backend.generate_rows(

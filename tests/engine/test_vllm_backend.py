@@ -109,3 +109,20 @@ def test_vllm_matches_hf_on_the_embedded_model():
     assert vllm["kept"] >= hf["kept"] - 1 and vllm["separation"] >= hf["separation"] - 0.15, (hf, vllm)
     for chosen, rejected in vllm["pairs"]:
         assert chosen.strip() and rejected.strip() and chosen != rejected
+
+
+def test_a_model_without_a_weights_folder_generates_on_hf(monkeypatch, caplog):
+    """ICON2_BACKEND=vllm on a worker still serves a model vLLM cannot load (here an in-memory
+    model; a GGUF file or a merged adapter alike) on the HF path, and says so."""
+    import logging
+
+    from conftest import make_tiny_lm
+    from icon2engine.generation import generate_rows
+
+    monkeypatch.setenv("ICON2_BACKEND", "vllm")
+    lm = make_tiny_lm()
+    assert lm.path is None
+    with caplog.at_level(logging.INFO, logger="icon2engine.generation"):
+        out = generate_rows(lm, ["Tell me a story."], GenerateConfig(max_new_tokens=4))
+    assert len(out.texts) == 1 and out.new_tokens[0] >= 1
+    assert "generating on hf, not vllm" in caplog.text and "not a folder of weights" in caplog.text
