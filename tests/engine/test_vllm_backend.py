@@ -62,8 +62,8 @@ def compare_backends() -> dict:
     from icon2engine.judges import make_judge
 
     lm = load_model("embedded")
-    ds = extract_directions(lm, get_preset("optimism"), default_feature_instructions()[:32])
-    held_out = default_feature_instructions()[32:48]  # not used to extract the direction
+    ds = extract_directions(lm, get_preset("optimism"), default_feature_instructions()[:16])
+    held_out = default_feature_instructions()[32:48]  # not used to extract the direction (the first 16)
     hf = GenerateConfig(max_new_tokens=40, backend="hf")
     vl = dataclasses.replace(hf, backend="vllm")
     out: dict = {}
