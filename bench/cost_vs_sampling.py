@@ -77,6 +77,7 @@ def main() -> None:
     pairs, ranked = [], []
     gen_only = {"wall_s": 0.0, "tokens_out": 0}  # the gate's generation alone, as the worker prices the estimate
     rows_generated = 0
+    measure_s = 0.0  # the gate's scoring of every response (one prompt run per instruction)
     # This machine is shared: the two routes' generation runs interleaved, chunk by chunk, so
     # that other load slows both alike.
     for start in range(0, len(items), args.batch):
@@ -86,6 +87,7 @@ def main() -> None:
         pairs += gated.pairs
         rows_generated += gated.rows_generated
         gen_only = {k: gen_only[k] + gated.generation[k] for k in gen_only}
+        measure_s += gated.measure_s
         rows = [t for t in chunk for _ in range(args.samples)]
         out = generate_rows(lm, rows, replace(sample_cfg, seed=start), stats=sampling[0])
         t0 = time.perf_counter()
@@ -110,6 +112,8 @@ def main() -> None:
     b = sum(s.wall_s for s in sampling)
     sep_a = sum(judge.score(p.instruction, p.chosen) > judge.score(p.instruction, p.rejected) for p in pairs) / len(pairs)
     sep_b = sum(judge.score("", hi) > judge.score("", lo) for hi, lo in ranked) / len(ranked)
+    print(f"icon2 generate stage: generation {gen_only['wall_s']:.1f} s for {rows_generated} rows, "
+          f"measuring {measure_s:.1f} s; sampling: {len(items) * args.samples} rows")
     print(f"pairs whose chosen VADER-scores above its rejected: icon2 {sep_a:.2f} sampling {sep_b:.2f} "
           f"(samples ranked by {args.judge})")
     # What the run page's cost panel shows: the engine's estimate of route (b), priced from

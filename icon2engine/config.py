@@ -131,7 +131,7 @@ class ModelSpec:
 class ExtractConfig:
     """Direction extraction (paper: 1,024 feature instructions, every layer)."""
 
-    batch_size: int = field(default=16, metadata={"help": "prompts per forward pass"})
+    batch_size: int = field(default=64, metadata={"help": "prompts per forward pass"})
     holdout_fraction: float = field(default=0.25, metadata={"help": "share of pairs kept out to measure separation"})
     seed: int = 0
     share_prefix: bool = field(default=True, metadata={"help": "run the tokens a batch's prompts share (the system "

@@ -32,6 +32,7 @@ import torch
 
 from .chat import format_chat
 from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
+from .directions import cache_of
 from .metrics import distinct_n
 
 __all__ = [
@@ -165,44 +166,88 @@ def measure_text(instruction: str, text: str, *, reference: str | None = None, n
 def response_loglik(lm, instructions: Sequence[str], responses: Sequence[str], *, batch_size: int = 16) -> list[float]:
     """Mean per-token log-likelihood of each response after its chat-formatted instruction, unsteered.
 
-    An empty response gets ``-inf`` (it says nothing; no floor should let it through).
+    An empty response gets ``-inf`` (it says nothing; no floor should let it through). Responses
+    to the same instruction are scored in one batch, which runs their prompt once (the gate's
+    unsteered, chosen and rejected answers; calibration's grid of settings).
 
     Example:
         >>> response_loglik(lm, ["Say hi."], ["Hi!"])
         [-1.7...]
     """
     tok = lm.tokenizer
-    rows = []
+    prompts: dict[str, list[int]] = {}
+    answers: list[list[int]] = []
     for instr, resp in zip(instructions, responses):
-        prompt = tok(format_chat(tok, instr), add_special_tokens=False)["input_ids"]
-        answer = tok(resp, add_special_tokens=False)["input_ids"] if resp.strip() else []
-        rows.append((prompt, answer))
-    out = [float("-inf")] * len(rows)
+        if instr not in prompts:
+            prompts[instr] = tok(format_chat(tok, instr), add_special_tokens=False)["input_ids"]
+        answers.append(tok(resp, add_special_tokens=False)["input_ids"] if resp.strip() else [])
+    out = [float("-inf")] * len(answers)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = [i for i in range(len(rows)) if rows[i][1]]
+    groups: dict[str, list[int]] = {}  # the rows of each instruction side by side, so a batch holds them together
+    for i, instr in enumerate(instructions):
+        if answers[i]:
+            groups.setdefault(instr, []).append(i)
+    order = [i for rows in groups.values() for i in rows]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        seqs = [rows[i][0] + rows[i][1] for i in idx]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (batch, seq), left-padded
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, width - len(s) :] = torch.tensor(s)
-            mask[r, width - len(s) :] = 1
-        # Left padding puts every response at the end, so only the last `keep` positions need logits:
-        # the vocabulary projection over the prompts would cost as much as the generation itself.
-        keep = min(width, max(len(rows[i][1]) for i in idx) + 1)
-        inputs = dict(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
-        try:
-            logits = lm.model(**inputs, logits_to_keep=keep).logits[:, -keep:]  # (batch, keep, vocab)
-        except TypeError:  # a model class without logits_to_keep
-            logits = lm.model(**inputs).logits[:, -keep:]
-        logp = logits[:, :-1].float().log_softmax(dim=-1)  # (batch, keep-1, vocab): position t predicts t+1
-        target = logp.gather(-1, ids[:, width - keep + 1 :, None].to(lm.device)).squeeze(-1).cpu()  # (batch, keep-1)
-        for r, i in enumerate(idx):
-            n_ans = len(rows[i][1])
-            out[i] = float(target[r, -n_ans:].mean())
+        keys = [instructions[i] for i in idx]
+        batch = (lm, [prompts[k] for k in keys], [answers[i] for i in idx], pad)
+        shared = len(set(keys)) < len(keys) and all(len(prompts[k]) > 1 for k in keys)
+        for i, value in zip(idx, _loglik_shared(*batch, keys) if shared else _loglik_full(*batch)):
+            out[i] = value
     return out
+
+
+def _loglik_full(lm, prompts: list[list[int]], answers: list[list[int]], pad: int) -> list[float]:
+    """One forward of each left-padded prompt + response; the mean log-probability of each response."""
+    seqs = [p + a for p, a in zip(prompts, answers)]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (batch, seq), left-padded
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s) :] = torch.tensor(s)
+        mask[r, width - len(s) :] = 1
+    # Left padding puts every response at the end, so only the last `keep` positions need logits:
+    # the vocabulary projection over the prompts would cost as much as the generation itself.
+    keep = min(width, max(len(a) for a in answers) + 1)
+    inputs = dict(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
+    try:
+        logits = lm.model(**inputs, logits_to_keep=keep).logits[:, -keep:]  # (batch, keep, vocab)
+    except TypeError:  # a model class without logits_to_keep
+        logits = lm.model(**inputs).logits[:, -keep:]
+    logp = logits[:, :-1].float().log_softmax(dim=-1)  # (batch, keep-1, vocab): position t predicts t+1
+    target = logp.gather(-1, ids[:, width - keep + 1 :, None].to(lm.device)).squeeze(-1).cpu()  # (batch, keep-1)
+    return [float(target[r, -len(a) :].mean()) for r, a in enumerate(answers)]
+
+
+def _loglik_shared(lm, prompts: list[list[int]], answers: list[list[int]], pad: int, keys: list[str]) -> list[float]:
+    """As :func:`_loglik_full`, running each distinct prompt once.
+
+    Each distinct prompt but its last token goes through the decoder blocks once (no LM head);
+    its KV cache is copied to that prompt's rows, which then run their last prompt token and
+    their response, right-padded. Positions follow each row's real tokens, as in one forward.
+    """
+    distinct = list(dict.fromkeys(keys))
+    heads = [prompts[keys.index(k)][:-1] for k in distinct]
+    width = max(len(h) for h in heads)
+    ids = torch.tensor([[pad] * (width - len(h)) + h for h in heads], device=lm.device)  # (distinct, width)
+    mask = torch.tensor([[0] * (width - len(h)) + [1] * len(h) for h in heads], device=lm.device)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    keyword, cache = cache_of(lm.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True))
+    row_of = torch.tensor([distinct.index(k) for k in keys], device=lm.device)
+    cache.reorder_cache(row_of)
+    tails = [p[-1:] + a for p, a in zip(prompts, answers)]  # last prompt token, then the response
+    tw = max(len(t) for t in tails)
+    tail_ids = torch.tensor([t + [pad] * (tw - len(t)) for t in tails], device=lm.device)  # (batch, tw), right-padded
+    tail_mask = torch.tensor([[1] * len(t) + [0] * (tw - len(t)) for t in tails], device=lm.device)
+    tail_pos = torch.tensor([[len(p) - 1 + j for j in range(tw)] for p in prompts], device=lm.device)
+    logits = lm.model(
+        input_ids=tail_ids, attention_mask=torch.cat([mask[row_of], tail_mask], dim=1), position_ids=tail_pos,
+        use_cache=True, **{keyword: cache},
+    ).logits  # (batch, tw, vocab)
+    logp = logits[:, :-1].float().log_softmax(dim=-1)  # position t predicts t+1
+    target = logp.gather(-1, tail_ids[:, 1:, None]).squeeze(-1).cpu()  # (batch, tw-1)
+    return [float(target[r, : len(a)].mean()) for r, a in enumerate(answers)]
 
 
 def measure_responses(
@@ -212,6 +257,7 @@ def measure_responses(
     references: Sequence[str | None],
     *,
     reference_loglik: Sequence[float | None] | None = None,
+    loglik: Sequence[float] | None = None,
     config: QualityConfig | None = None,
     batch_size: int = 16,
 ) -> list[ResponseQuality]:
@@ -221,14 +267,21 @@ def measure_responses(
         references: per response, the unsteered response to its instruction (None for the
             unsteered response itself: its length ratio and log-likelihood drop are then
             unset).
-        reference_loglik: the references' log-likelihoods when already known (else computed).
+        reference_loglik: the references' log-likelihoods when already known (else computed
+            in the same pass as the responses', so each instruction's prompt runs once).
+        loglik: the responses' log-likelihoods when already known (else computed).
     """
     config = config or QualityConfig()
     out = [measure_text(i, r, reference=ref, n=config.repetition_n) for i, r, ref in zip(instructions, responses, references)]
-    ll = response_loglik(lm, instructions, responses, batch_size=batch_size)
+    todo = [k for k, ref in enumerate(references) if ref is not None] if reference_loglik is None else []
+    # One list of (instruction, text) to score: the responses not yet scored, then each distinct reference.
+    wanted = [] if loglik is not None else [(instructions[k], responses[k]) for k in range(len(responses))]
+    refs = list(dict.fromkeys((instructions[k], references[k]) for k in todo))
+    scored = response_loglik(lm, [i for i, _ in wanted + refs], [t for _, t in wanted + refs], batch_size=batch_size)
+    ll = list(loglik) if loglik is not None else scored[: len(wanted)]
     if reference_loglik is None:
-        todo = [k for k, ref in enumerate(references) if ref is not None]
-        ref_ll = dict(zip(todo, response_loglik(lm, [instructions[k] for k in todo], [references[k] for k in todo], batch_size=batch_size)))
+        by_ref = dict(zip(refs, scored[len(wanted) :]))
+        ref_ll = {k: by_ref[(instructions[k], references[k])] for k in todo}
     else:
         ref_ll = dict(enumerate(reference_loglik))
     for k, q in enumerate(out):

@@ -47,6 +47,22 @@ def test_the_loglik_of_an_empty_response_is_minus_infinity_and_batching_does_not
     assert one[0] < 0
 
 
+def test_answers_to_one_instruction_share_its_prompt_and_score_as_if_each_ran_alone(tiny_lm, monkeypatch):
+    import icon2engine.quality as quality
+
+    rows = [PROMPTS[0]] * 3 + [PROMPTS[4]] * 3  # two prompts of different lengths, three answers each
+    texts = ["The sea is wide.", "", "Waves, waves and more waves all day.", "What.", "A question.", "Fox fox."]
+    alone = response_loglik(tiny_lm, rows, texts, batch_size=1)  # one row per forward: no prompt is shared
+    calls = []
+    real = quality._loglik_shared
+    monkeypatch.setattr(quality, "_loglik_shared", lambda *a: calls.append(len(a[2])) or real(*a))
+    shared = response_loglik(tiny_lm, rows, texts, batch_size=8)
+    assert calls == [5]  # the five non-empty answers in one batch, over two prompt runs
+    assert shared[1] == alone[1] == -math.inf
+    assert shared == pytest.approx(alone, abs=1e-4)
+    assert len(set(round(x, 3) for x in shared if x > -math.inf)) == 5  # five different answers, five scores
+
+
 def test_calibration_returns_every_setting_of_the_grid(tiny_lm):
     ds = extract_directions(tiny_lm, DIM, PROMPTS[:4])
     cfg = CalibrationConfig(gamma_plus_grid=(0.1, 0.5), gamma_minus_grid=(-0.1, -0.5, 0.0), n_instructions=4,

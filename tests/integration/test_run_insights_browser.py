@@ -52,8 +52,10 @@ def _shot(page, name: str) -> None:
 
 
 def test_each_view_of_a_finished_run_opens_in_a_browser_and_the_playground_streams(stack, demo, chromium):
-    stack.env.update(ICON2_CALIBRATION_SAMPLE="4", ICON2_TORCH_THREADS="1", ICON2_EVAL_MAX="6")
+    # The run worker takes both cores; the playground's worker, started after, one (each reads its env at start).
+    stack.env.update(ICON2_CALIBRATION_SAMPLE="4", ICON2_TORCH_THREADS="2", ICON2_EVAL_MAX="6")
     stack.start_worker("w1")
+    stack.env.update(ICON2_TORCH_THREADS="1")
     stack.start_worker("playground", queues="interactive")
     # Run A: two dimensions, fixed γ, trained and evaluated. Run B: other settings, γ calibrated; it runs first.
     run_a = create_run(demo, name="Two dimensions", instructions=INSTRUCTIONS, extra_dimensions=("Honesty",),
