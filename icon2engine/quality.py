@@ -32,7 +32,6 @@ import torch
 
 from .chat import format_chat
 from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
-from .directions import cache_of
 from .metrics import distinct_n
 
 __all__ = [
@@ -223,27 +222,24 @@ def _loglik_full(lm, prompts: list[list[int]], answers: list[list[int]], pad: in
 def _loglik_shared(lm, prompts: list[list[int]], answers: list[list[int]], pad: int, keys: list[str]) -> list[float]:
     """As :func:`_loglik_full`, running each distinct prompt once.
 
-    Each distinct prompt but its last token goes through the decoder blocks once (no LM head);
-    its KV cache is copied to that prompt's rows, which then run their last prompt token and
-    their response, right-padded. Positions follow each row's real tokens, as in one forward.
+    The prompts but their last token go through the decoder blocks once per distinct prompt
+    (generation's shared prefill, :func:`~icon2engine.generation._shared_prefix_cache`); each row
+    then runs its last prompt token and its response, right-padded, on that cache.
     """
-    distinct = list(dict.fromkeys(keys))
-    heads = [prompts[keys.index(k)][:-1] for k in distinct]
-    width = max(len(h) for h in heads)
-    ids = torch.tensor([[pad] * (width - len(h)) + h for h in heads], device=lm.device)  # (distinct, width)
-    mask = torch.tensor([[0] * (width - len(h)) + [1] * len(h) for h in heads], device=lm.device)
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    keyword, cache = cache_of(lm.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True))
-    row_of = torch.tensor([distinct.index(k) for k in keys], device=lm.device)
-    cache.reorder_cache(row_of)
+    from .generation import _shared_prefix_cache
+
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)  # (batch, width), left-padded
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
+    cached = _shared_prefix_cache(lm, {"input_ids": ids, "attention_mask": mask}, keys)  # over width - 1 positions
     tails = [p[-1:] + a for p, a in zip(prompts, answers)]  # last prompt token, then the response
     tw = max(len(t) for t in tails)
     tail_ids = torch.tensor([t + [pad] * (tw - len(t)) for t in tails], device=lm.device)  # (batch, tw), right-padded
     tail_mask = torch.tensor([[1] * len(t) + [0] * (tw - len(t)) for t in tails], device=lm.device)
     tail_pos = torch.tensor([[len(p) - 1 + j for j in range(tw)] for p in prompts], device=lm.device)
     logits = lm.model(
-        input_ids=tail_ids, attention_mask=torch.cat([mask[row_of], tail_mask], dim=1), position_ids=tail_pos,
-        use_cache=True, **{keyword: cache},
+        input_ids=tail_ids, attention_mask=torch.cat([mask[:, :-1], tail_mask], dim=1), position_ids=tail_pos,
+        use_cache=True, **cached,
     ).logits  # (batch, tw, vocab)
     logp = logits[:, :-1].float().log_softmax(dim=-1)  # position t predicts t+1
     target = logp.gather(-1, tail_ids[:, 1:, None]).squeeze(-1).cpu()  # (batch, tw-1)
