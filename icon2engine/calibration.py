@@ -5,13 +5,15 @@ and a rejected one for every γ⁻, score every response with a judge, and tabul
 (γ⁺, γ⁻) setting. The pick: γ⁺ = the highest mean judge score of the chosen side; γ⁻ = the
 value nearest zero whose P(score(chosen) > score(rejected)) exceeds ``p_threshold`` (0.9).
 
-A judge can be fooled by text that is no longer language, so every setting also gets a
-coherence figure per side: the mean per-token log-likelihood of the response under the
-unsteered model, and distinct-2. A side whose log-likelihood falls more than
-``max_loglik_drop`` nats per token below the unsteered responses' (or below an absolute
-``min_loglik``), or whose distinct-2 is under ``min_distinct2``, makes its settings excluded:
-kept in the table with ``excluded_reason``, never picked. On SmolLM2-135M (layers 8–15, 32
-tokens) unsteered text scores ≈ −0.9, γ = ±0.1 ≈ −1.8 / −2.5, γ = 0.2 ≈ −3.9 (garbled).
+Calibration measures what the run will actually use: responses are generated with the run's
+own steering rule, layers and decoding safeguards (``steering``, ``generate``), and every
+response goes through the run's quality gate checks (``gate.quality``: fluency, relevance to
+its instruction, refusal; :func:`icon2engine.quality.degenerate_reasons`). A side whose share
+of failing responses exceeds ``max_degenerate_share`` makes its settings excluded: kept in the
+table with ``excluded_reason``, never picked. So γ⁺ is the one that maximises the concept while
+relevance and fluency stay above the gate's floors (the paper's Appendix J picks the peak of the
+chosen side's judged quality, not the widest separation). ``max_loglik_drop``, ``min_loglik`` and
+``min_distinct2`` add floors of their own when set (off by default).
 
 Chosen responses do not depend on γ⁻ (nor rejected ones on γ⁺), so a G⁺ × G⁻ table costs
 (|G⁺| + |G⁻| + 1) responses per instruction (the +1 is the unsteered baseline), not 2·|G⁺|·|G⁻|.
@@ -20,12 +22,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from .config import CalibrationConfig, GenerateConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
+from .config import CalibrationConfig, GateConfig, GenerateConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
 from .directions import DirectionSet
 from .errors import InputError
 from .generation import generate_rows, resolve_layers
@@ -33,7 +35,7 @@ from .judges import BaseJudge
 from .metrics import distinct_n
 from .models import LoadedModel
 from .progress import NullProgress, Progress
-from .quality import QualityConfig, degenerate_reasons, measure_responses, response_loglik
+from .quality import degenerate_reasons, measure_responses, response_loglik
 from .stats import StageStats
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "calibrate", "response_loglik"]
@@ -103,6 +105,9 @@ def calibrate(
     config: CalibrationConfig | None = None,
     *,
     dimensions: Sequence[str] | None = None,
+    steering: SteeringConfig | None = None,
+    generate: GenerateConfig | None = None,
+    gate: GateConfig | None = None,
     progress: Progress | None = None,
     stats: StageStats | None = None,
 ) -> CalibrationResult:
@@ -116,6 +121,12 @@ def calibrate(
         config: the grids, sample size, threshold and coherence floors.
         dimensions: per instruction, which dimension steers it (the filter's winner); may be
             omitted with one direction set.
+        steering: the run's steering rule (mode, prompt steering) and, unless ``config.layers``
+            is set, its layers; its γ values are what is being chosen, so they are not used.
+        generate: the run's decoding settings (safeguards such as no-repeat n-grams and the
+            repetition penalty); ``config`` sets the length, batch and seed of the sweep.
+        gate: the run's quality gate: its checks decide which responses fail (relevance and
+            refusals included) and which dimensions may refuse on the chosen side.
 
     Returns:
         :class:`CalibrationResult` with the whole table, the pick and the unsteered baseline.
@@ -126,6 +137,11 @@ def calibrate(
         {'gamma_plus': 0.1, 'gamma_minus': -0.05, ...}
     """
     config = config or CalibrationConfig()
+    steering = steering or SteeringConfig()
+    gate = gate or GateConfig()
+    qc = config.quality or gate.quality
+    decoding = replace(generate or GenerateConfig(), max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                       seed=config.seed)
     progress = progress or NullProgress()
     stats = stats if stats is not None else StageStats(stage="calibrate")
     by_name = _by_name(directions)
@@ -144,7 +160,7 @@ def calibrate(
     unknown = sorted(set(dimensions) - set(names))
     if unknown:
         raise InputError(f"no direction set for dimension(s) {', '.join(unknown)}")
-    band = resolve_layers(config.layers, lm.n_layers)
+    band = resolve_layers(config.layers if config.layers is not None else steering.layers, lm.n_layers)
     chosen_idx = sample_positions(len(items), int(config.n_instructions), config.seed)
     n = len(chosen_idx)
     sample = [items[i] for i in chosen_idx]
@@ -157,9 +173,8 @@ def calibrate(
             coefs.append(g)
             didx.append(names.index(dim))
     gen = generate_rows(
-        lm, rows, GenerateConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, seed=config.seed),
-        coefficients=coefs, directions=[by_name[x] for x in names], direction_index=didx, layers=band,
-        progress=progress, stats=stats,
+        lm, rows, decoding, coefficients=coefs, directions=[by_name[x] for x in names], direction_index=didx, layers=band,
+        steer_prompt=steering.steer_prompt, mode=steering.mode, progress=progress, stats=stats,
     )
     t0 = time.perf_counter()
     progress.start("calibrate: judge", len(rows))
@@ -171,15 +186,19 @@ def calibrate(
     k = len(gammas)
     # Every response is measured against the unsteered answer to its own instruction (column 0).
     refs = [None if j == 0 else gen.texts[i * k] for i in range(n) for j in range(k)]
-    quality = measure_responses(lm, rows, gen.texts, refs, config=config.quality or QualityConfig(), batch_size=config.batch_size)
+    quality = measure_responses(lm, rows, gen.texts, refs, config=qc, batch_size=config.batch_size)
     loglik = np.array([q.loglik for q in quality]).reshape(n, k)
+    relevance = np.array([q.relevance if q.relevance is not None else 0.0 for q in quality]).reshape(n, k)
     distinct = np.array([distinct_n(t, 2) for t in gen.texts]).reshape(n, k)
     stats.add_time(time.perf_counter() - t0, str(lm.device))
     col = {g: j for j, g in enumerate(gammas)}
 
-    def response_failures(q) -> list[str]:
+    refusal_ok = [d in gate.refusal_allowed for d in sample_dims]
+
+    def response_failures(q, i: int, g: float) -> list[str]:
         """Why one response fails the coherence floor: per response, never averaged over a side."""
-        out = list(degenerate_reasons(q, config.quality)) if config.quality is not None else []
+        chosen_side = g > 0
+        out = list(degenerate_reasons(q, qc, refusal_ok=chosen_side and refusal_ok[i]))
         ll = q.loglik if q.loglik is not None else -math.inf
         if config.min_loglik is not None and ll < config.min_loglik:
             out.append("incoherent")
@@ -189,7 +208,7 @@ def calibrate(
             out.append("distinct")
         return sorted(set(out))
 
-    bad = [[response_failures(quality[i * k + j]) if j else [] for j in range(k)] for i in range(n)]  # (n, k) lists
+    bad = [[response_failures(quality[i * k + j], i, gammas[j]) if j else [] for j in range(k)] for i in range(n)]  # (n, k) lists
 
     def side(g: float) -> dict:
         j = col[g]
@@ -202,6 +221,7 @@ def calibrate(
             "score": float(scores[:, j].mean()),
             "loglik": float(np.mean(np.where(np.isfinite(ll), ll, -50.0))),  # an empty response counts as -50
             "distinct2": float(distinct[:, j].mean()),
+            "relevance": float(relevance[:, j].mean()),
             "degenerate": sum(1 for i in range(n) if bad[i][j]) / n,
             "reasons": reasons,
         }
@@ -231,11 +251,12 @@ def calibrate(
                 "p_chosen_gt_rejected": round(float(wins.mean()), 6),
                 "loglik_chosen": round(c["loglik"], 4), "loglik_rejected": round(r["loglik"], 4),
                 "distinct2_chosen": round(c["distinct2"], 4), "distinct2_rejected": round(r["distinct2"], 4),
+                "relevance_chosen": round(c["relevance"], 4), "relevance_rejected": round(r["relevance"], 4),
                 "degenerate_chosen": round(c["degenerate"], 4), "degenerate_rejected": round(r["degenerate"], 4),
                 "excluded_reason": "; ".join(excluded) or None,
             })
     pick, reason = _pick(table, config)
-    if pick is None:
+    if pick is None and any(not r["excluded_reason"] for r in table):  # the judge had fluent answers to go on
         reason = _diagnose(table, base["score"]) or reason
     examples = [
         {"instruction": sample[i], **{f"gamma={g:+.3f}": gen.texts[i * len(gammas) + j] for j, g in enumerate(gammas)}}
@@ -282,7 +303,8 @@ def _pick(table: list[dict], config: CalibrationConfig) -> tuple[dict | None, st
         key=lambda kv: (-kv[1], kv[0]),
     )
     if not usable_plus:
-        return None, "every γ⁺ breaks the coherence floor on the chosen side; use smaller γ⁺ values or lower the floors"
+        return None, ("every γ⁺ makes too many chosen responses fail the quality gate (degenerate, off-topic or refusing: "
+                      "see each row's reasons); use smaller γ⁺ values, another layer band, or the audit's remedy")
     for gp, mean_score in usable_plus:
         ok = [r for r in table if r["gamma_plus"] == gp and not r["excluded_reason"] and r["p_chosen_gt_rejected"] > config.p_threshold]
         if ok:

@@ -16,7 +16,7 @@ from pathlib import Path
 from .arguments import ConfigArgumentParser, config_from_args
 from .config import (
     CalibrationConfig, EvalConfig, ExtractConfig, FilterConfig, GateConfig, GenerateConfig, SteeringConfig, SynthesisConfig,
-    TrainConfig,
+    TrainConfig, STEERING_MODES,
 )
 from .cleaning import CleaningRules
 from .errors import Icon2Error
@@ -196,7 +196,11 @@ def cmd_calibrate(args) -> int:
     instructions = read_instructions(args.instructions, column=args.column)
     lm = load_model(_spec(args))
     judge = judge or _judge(args, lm)
-    result = calibrate_stage(lm, ds, instructions, judge, config, out=args.out, require_pick=False, progress=TqdmProgress())
+    # The rule and safeguards generation will use, so the γ picked is one the pairs can take.
+    steering = SteeringConfig(mode=args.steering_mode)
+    decoding = GenerateConfig(no_repeat_ngram_size=args.no_repeat_ngram_size, repetition_penalty=args.repetition_penalty)
+    result = calibrate_stage(lm, ds, instructions, judge, config, out=args.out, require_pick=False, steering=steering,
+                             generate=decoding, gate=GateConfig(enabled=True), progress=TqdmProgress())
     print(result.format_table())
     print(f"baseline (unsteered): {result.baseline}")
     if result.pick is None:
@@ -384,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions", required=True, help="instructions to sample from (.txt, .jsonl, .csv)")
     p.add_argument("--column", default=None)
     p.add_argument("--out", required=True, help="the whole table and the pick (.json)")
+    p.add_argument("--steering-mode", choices=STEERING_MODES, default=SteeringConfig().mode,
+                   help="the steering rule generation will use (as 'icon2 generate --mode')")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=GenerateConfig().no_repeat_ngram_size,
+                   help="the decoding safeguard generation will use (as 'icon2 generate')")
+    p.add_argument("--repetition-penalty", type=float, default=GenerateConfig().repetition_penalty,
+                   help="the decoding safeguard generation will use (as 'icon2 generate')")
 
     p = command("export", "write pairs as a TRL preference dataset (JSONL + Parquet + card)", cmd_export, model=False)
     p.add_argument("--pairs", required=True, help="pairs .jsonl from 'icon2 generate'")

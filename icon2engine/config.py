@@ -31,7 +31,9 @@ __all__ = [
     "config_from_dict",
 ]
 
-STEERING_MODES = ("add", "add_renorm", "clamp")  # icon2engine.hooks.steer_hidden implements each
+STEERING_MODES = ("add", "add_renorm", "clamp")
+DIRECTION_METHODS = ("pca", "mean")  # icon2engine.directions: first principal component, difference of means
+PAIRINGS = ("two_sided", "unsteered_chosen", "unsteered_rejected")  # which sides are steered (icon2engine.gate)  # icon2engine.hooks.steer_hidden implements each
 TRAIN_METHODS = ("lora", "full")
 BACKENDS = ("hf", "vllm")  # generation engines: icon2engine.generation (hf), icon2engine.vllm_backend
 MAX_ABS_GAMMA = 1.0  # γ is a fraction of the layer's mean hidden-state norm; ≥ 0.2 already degrades text
@@ -78,6 +80,10 @@ class Dimension:
     prompt_pairs: tuple[PromptPair, ...]
     description: str = ""
     feature_instructions: tuple[str, ...] = ()
+    refusal_allowed: bool = field(
+        default=False, metadata={"help": "refusing is part of this dimension's preferred behaviour (harmlessness: "
+                                         "declining a harmful request), so the quality gate lets the chosen side refuse"}
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -136,8 +142,13 @@ class ExtractConfig:
     seed: int = 0
     share_prefix: bool = field(default=True, metadata={"help": "run the tokens a batch's prompts share (the system "
                                                                  "prompt) once, and only the rest per prompt"})
+    method: str = field(default="pca", metadata={"help": "pca (the paper: first principal component of the differences) "
+                                                         "or mean (AxBench's difference of means); see bench/pair_relevance.py",
+                                                 "cli": {"aliases": ["--direction-method"], "choices": DIRECTION_METHODS}})
 
     def __post_init__(self) -> None:
+        if self.method not in DIRECTION_METHODS:
+            raise ConfigError(f"direction method must be one of {', '.join(DIRECTION_METHODS)}, got {self.method!r}")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if not 0.0 <= _finite("holdout_fraction", self.holdout_fraction) < 1.0:
@@ -170,7 +181,16 @@ class SteeringConfig:
                   "cli": {"aliases": ["--steering-mode"], "choices": STEERING_MODES}},
     )
 
+    pairing: str = field(
+        default="two_sided",
+        metadata={"help": "two_sided (the paper: chosen at γ⁺, rejected at γ⁻), unsteered_chosen (the unsteered answer "
+                  "is chosen, rejected at γ⁻) or unsteered_rejected (chosen at γ⁺, the unsteered answer is rejected); "
+                  "see bench/pair_relevance.py", "cli": {"choices": PAIRINGS}},
+    )
+
     def __post_init__(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ConfigError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
         if self.mode not in STEERING_MODES:
             raise ConfigError(f"steering mode {self.mode!r} is unknown; use one of {', '.join(STEERING_MODES)}")
         gp = _finite("gamma_plus", self.gamma_plus)
@@ -306,14 +326,40 @@ class QualityConfig:
         metadata={"help": "nats per token below the unsteered answer; SmolLM2 prose at γ=±0.1 drops ≈ 1, "
                   "garbled text ≥ 3"},
     )
+    min_relevance: float | None = field(
+        default=0.05,
+        metadata={"help": "nats per token the instruction adds to the response's new content words (icon2engine.relevance); "
+                  "answers score 0.2–0.6 on the embedded model, an echo of the request, a cheerful non-answer or an "
+                  "off-topic text ≤ 0.05"},
+    )
+    min_relevance_kept: float | None = field(
+        default=0.5,
+        metadata={"help": "a side's relevance over the unsteered answer's; below half it has stopped answering what the "
+                  "unsteered model answered (checked only when the unsteered answer is itself on topic)"},
+    )
+    min_new_content: float | None = field(
+        default=0.3,
+        metadata={"help": "share of the response's content words that are not the instruction's; an echo that restates "
+                  "the request without adding content scores ≤ 0.2, answers ≥ 0.5"},
+    )
+    check_refusal: bool = field(
+        default=True,
+        metadata={"help": "a side that declines, disclaims its ability or apologises instead of answering fails "
+                  "(not the chosen side of a dimension whose concept is refusing: Dimension.refusal_allowed)",
+                  "cli": {"negative": "--allow-refusals", "negative_help": "do not fail a side for refusing"}},
+    )
 
     def __post_init__(self) -> None:
         if int(self.repetition_n) < 2:
             raise ConfigError(f"repetition_n must be at least 2, got {self.repetition_n}")
-        for name in ("max_repetition", "min_distinct2", "max_foreign"):
+        for name in ("max_repetition", "min_distinct2", "max_foreign", "min_new_content"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= _finite(name, value) <= 1.0:
                 raise ConfigError(f"{name} is a share, so in [0, 1] (or None to turn it off); got {value}")
+        if self.min_relevance is not None:
+            _finite("min_relevance", self.min_relevance)
+        if self.min_relevance_kept is not None and not 0.0 <= _finite("min_relevance_kept", self.min_relevance_kept) <= 1.0:
+            raise ConfigError(f"min_relevance_kept is a share of the unsteered answer's relevance, so in [0, 1]; got {self.min_relevance_kept}")
         for name in ("min_length_ratio", "max_length_ratio", "max_loglik_drop"):
             value = getattr(self, name)
             if value is not None and _finite(name, value) <= 0:
@@ -332,12 +378,16 @@ class GateConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     max_retries: int = field(default=2, metadata={"help": "times a degenerate side is generated again (0 = drop at once)"})
     retry_factor: float = field(default=0.6, metadata={"help": "each retry multiplies the failing side's γ by this"})
+    refusal_allowed: tuple[str, ...] = field(
+        default=(), metadata={"help": "dimensions whose chosen side may refuse (refusing is their concept: harmlessness)"}
+    )
     enabled: bool = field(default=True, metadata={"help": "False: keep every pair as generated (measures still recorded)",
                                                   "cli": {"negative": "--no-gate", "negative_help": "keep every pair as generated (no quality gate)"}})
 
     def __post_init__(self) -> None:
         if isinstance(self.quality, dict):
             object.__setattr__(self, "quality", QualityConfig(**self.quality))
+        object.__setattr__(self, "refusal_allowed", tuple(str(d) for d in (self.refusal_allowed or ())))
         if not 0 <= int(self.max_retries) <= 10:
             raise ConfigError(f"max_retries must be between 0 and 10, got {self.max_retries}")
         if not 0.0 < _finite("retry_factor", self.retry_factor) < 1.0:
@@ -407,11 +457,12 @@ class CalibrationConfig:
     gamma_minus_grid: tuple[float, ...] = field(default=(-0.02, -0.05, -0.1, -0.15), metadata={"help": "values in [-1, 0]"})
     n_instructions: int = field(default=100, metadata={"help": "sample size (paper: ~100)", "cli": {"aliases": ["--n"]}})
     p_threshold: float = field(default=0.9, metadata={"help": "γ⁻ must make P(chosen > rejected) exceed this"})
-    max_loglik_drop: float | None = field(default=1.5, metadata={"help": "coherence floor: nats per token below the unsteered answer to the same instruction, per response (None: off)"})
-    min_loglik: float | None = field(default=None, metadata={"help": "coherence floor: absolute mean log-likelihood per token (None: off)"})
-    min_distinct2: float | None = field(default=0.5, metadata={"help": "coherence floor: distinct-2 per response (None: off)"})
+    max_loglik_drop: float | None = field(default=None, metadata={"help": "an extra coherence floor beyond the gate's: nats per token below the unsteered answer (None: the gate's thresholds alone)"})
+    min_loglik: float | None = field(default=None, metadata={"help": "an extra floor: absolute mean log-likelihood per token (None: off)"})
+    min_distinct2: float | None = field(default=None, metadata={"help": "an extra floor: distinct-2 per response (None: the gate's thresholds alone)"})
     quality: QualityConfig | None = field(
-        default_factory=QualityConfig, metadata={"help": "per-response degenerate checks (icon2engine.quality); None: off"}
+        default=None, metadata={"help": "per-response checks; None: the run's quality gate's (GateConfig.quality), so "
+                                        "calibration judges a response exactly as generation will"}
     )
     max_degenerate_share: float = field(
         default=0.1, metadata={"help": "a side whose share of degenerate responses exceeds this is never picked"}

@@ -14,6 +14,7 @@ from .config import Dimension, ExtractConfig
 from .errors import InputError
 from .hooks import record_block_outputs
 from .models import LoadedModel
+from .prefill import cache_of
 from .progress import NullProgress, Progress
 from .stats import StageStats
 
@@ -94,6 +95,15 @@ def first_component(diffs: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     return u, float(pca.explained_variance_ratio_[0])
 
 
+def mean_direction(diffs: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, float]:
+    """The unit mean difference (AxBench's DiffMean) and the share of the differences' energy
+    along it; ``rng`` is unused (the signature matches :func:`first_component`)."""
+    mean = diffs.mean(axis=0)  # (hidden,)
+    u = mean / (np.linalg.norm(mean) or 1.0)
+    total = float((diffs**2).sum()) or 1.0
+    return u, float(((diffs @ u) ** 2).sum() / total)
+
+
 def _last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
     # Works for either padding side: the last position whose mask is 1.
     seq = attention_mask.shape[1]
@@ -109,13 +119,6 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
         if any(x[i] != first[i] for x in seqs):
             return i
     return n
-
-
-def cache_of(out) -> tuple[str, object]:
-    """The model output's KV cache and the keyword a forward takes it by (``cache`` since
-    transformers renamed it, ``past_key_values`` before)."""
-    renamed = "cache" in getattr(out, "__dataclass_fields__", {})
-    return ("cache", out.cache) if renamed else ("past_key_values", out.past_key_values)
 
 
 def _states_plain(lm: LoadedModel, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -301,9 +304,10 @@ def extract_directions(
     vectors, evr, acc, cos = [], [], [], []
     for layer in range(lm.n_layers):
         d = diffs[:, layer, :]
-        u, ratio = first_component(d, np.random.default_rng(config.seed + layer))
+        component = first_component if config.method == "pca" else mean_direction
+        u, ratio = component(d, np.random.default_rng(config.seed + layer))
         if len(hold):
-            u_train, _ = first_component(d[train], np.random.default_rng(config.seed + layer))
+            u_train, _ = component(d[train], np.random.default_rng(config.seed + layer))
             acc.append(float(np.mean(d[hold] @ u_train > 0)))
         else:
             acc.append(float("nan"))

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import torch
 
 from .chat import format_chat
-from .config import EvalConfig, GenerateConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
+from .config import EvalConfig, GenerateConfig, QualityConfig, SteeringConfig  # configs live in the torch-free icon2engine.config
 from .directions import DirectionSet
 from .errors import InputError
 from .generation import generate_rows, resolve_layers
 from .judges import Judge
 from .models import LoadedModel
 from .progress import NullProgress, Progress
+from .quality import FLUENCY_REASONS, degenerate_reasons, measure_responses
 from .stats import StageStats
 
-__all__ = ["EvalConfig", "EvalReport", "evaluate", "wilson_interval", "pairwise", "mean_projection"]
+__all__ = ["EvalConfig", "EvalReport", "evaluate", "wilson_interval", "pairwise", "mean_projection", "answering_figures"]
+
+RELEVANCE_TIE = 0.02  # nats per token: closer than this, two answers are equally relevant (a tie)
+LESS_HELPFUL_WIN = 0.45  # the trained model loses on relevance below this share (ties half)
+MORE_OFTEN = 0.05  # refusing or degenerating this much more often than the base is flagged
 
 
 @dataclass
@@ -42,6 +47,7 @@ class EvalReport:
     projection: dict[str, float]
     rows: list[dict]
     stats: StageStats
+    answering: dict = field(default_factory=dict)  # does the trained model still answer? see answering_figures
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -111,6 +117,62 @@ def mean_projection(
     return total / count if count else 0.0
 
 
+def answering_figures(base: LoadedModel, instructions: Sequence[str], base_texts: Sequence[str],
+                      trained_texts: Sequence[str], *, batch_size: int = 16, concept_win: float | None = None) -> tuple[dict, list[dict]]:
+    """Does the trained model answer as well as its base? Relevance, refusals and degenerate
+    responses of both, measured under the base model (icon2engine.quality), and a plain warning.
+
+    Returns:
+        ``({"relevance_win", "relevance": {base, trained}, "refusal": {...}, "degenerate": {...},
+        "warning"}, per-instruction rows)``. ``relevance_win`` counts a trained answer more
+        relevant than the base's as a win, within :data:`RELEVANCE_TIE` as half; a refusal is the
+        least relevant answer.
+    """
+    n = len(instructions)
+    q = measure_responses(base, list(instructions) * 2, list(base_texts) + list(trained_texts),
+                          [None] * n + list(base_texts), batch_size=batch_size)
+    qb, qt = q[:n], q[n:]
+
+    def rel(x) -> float:
+        return -math.inf if x.refusal or x.relevance is None else x.relevance
+
+    wins = 0.0
+    rows = []
+    for b, t in zip(qb, qt):
+        rb, rt = rel(b), rel(t)
+        win = 0.5 if rb == rt or abs(rt - rb) <= RELEVANCE_TIE else float(rt > rb)
+        wins += win
+        rows.append({"relevance_base": b.relevance, "relevance_trained": t.relevance, "refusal_base": bool(b.refusal),
+                     "refusal_trained": bool(t.refusal), "relevance_win": win})
+
+    def share(xs, test) -> float:
+        return sum(1 for x in xs if test(x)) / n
+
+    def degenerate(x) -> bool:  # fluency alone: relevance and refusals have figures of their own
+        return bool(set(degenerate_reasons(x, QualityConfig())) & FLUENCY_REASONS)
+
+    out = {
+        "relevance_win": wins / n,
+        "relevance": {k: sum(x.relevance or 0.0 for x in v) / n for k, v in (("base", qb), ("trained", qt))},
+        "refusal": {k: share(v, lambda x: x.refusal) for k, v in (("base", qb), ("trained", qt))},
+        "degenerate": {k: share(v, degenerate) for k, v in (("base", qb), ("trained", qt))},
+    }
+    problems = []
+    if out["relevance_win"] < LESS_HELPFUL_WIN:
+        problems.append(f"its answers are less relevant to the instructions than the base model's "
+                        f"(it wins {out['relevance_win']:.0%} on relevance, ties half)")
+    if out["refusal"]["trained"] > out["refusal"]["base"] + MORE_OFTEN:
+        problems.append(f"it refuses more often ({out['refusal']['trained']:.0%} against {out['refusal']['base']:.0%})")
+    if out["degenerate"]["trained"] > out["degenerate"]["base"] + MORE_OFTEN:
+        problems.append(f"more of its answers are degenerate ({out['degenerate']['trained']:.0%} against "
+                        f"{out['degenerate']['base']:.0%})")
+    lead = ("The trained model wins on the dimension, but" if concept_win is not None and concept_win > 0.5
+            else "The trained model answers worse than its base:")
+    out["warning"] = f"{lead} {'; '.join(problems)}. Read its answers before using it; the pairs likely taught it " \
+                     "something besides the dimension." if problems else None
+    return out, rows
+
+
 def evaluate(
     base: LoadedModel,
     trained: LoadedModel,
@@ -178,13 +240,18 @@ def evaluate(
     ties = len(prefs) - wins - losses
     rate = (wins + ties / 2) / len(prefs)
     low, high = wilson_interval(wins + ties / 2, len(prefs), config.confidence)
+    t0 = time.perf_counter()
+    answering, answer_rows = answering_figures(base, instructions, responses["base"], responses["trained"],
+                                               batch_size=config.batch_size, concept_win=rate)
+    stats.add_time(time.perf_counter() - t0, str(base.device))
     rows = [
         {"instruction": t, **{k: responses[k][i] for k in responses}, **{f"score_{k}": scores[k][i] for k in scores},
-         "preference": prefs[i]}
+         "preference": prefs[i], **answer_rows[i]}
         for i, t in enumerate(instructions)
     ]
     return EvalReport(
         n=len(prefs), wins=wins, ties=ties, losses=losses, win_rate=rate, ci_low=low, ci_high=high,
         judge=getattr(judge, "name", type(judge).__name__),
         mean_score={k: sum(v) / len(v) for k, v in scores.items()}, projection=projection, rows=rows, stats=stats,
+        answering=answering,
     )

@@ -20,7 +20,7 @@ from .config import GateConfig, GenerateConfig, SteeringConfig  # configs live i
 from .directions import DirectionSet
 from .generation import SteeredPair, generate_rows, resolve_dimensions, resolve_layers
 from .progress import NullProgress, Progress
-from .quality import degenerate_reasons, measure_responses, response_loglik
+from .quality import degenerate_reasons, measure_responses, score_texts
 from .stats import StageStats
 
 __all__ = ["GateConfig", "GateResult", "generate_gated_pairs", "drop_summary"]
@@ -33,7 +33,7 @@ class GateResult:
     pairs: list[SteeredPair]
     dropped: list[dict]
     retries: int
-    rows_generated: int = 0  # unsteered + chosen + rejected per instruction, plus every retry
+    rows_generated: int = 0  # unsteered + each steered side per instruction, plus every retry
     generation: dict = field(default_factory=dict)  # StageStats of the generation alone (no measuring)
     measure_s: float = 0.0  # seconds spent measuring the responses
 
@@ -106,49 +106,68 @@ def generate_gated_pairs(
             layers=band, steer_prompt=steering.steer_prompt, mode=steering.mode, progress=progress, stats=gen_stats,
         )
 
+    # Which sides are steered: both (the paper), or one, the other being the unsteered answer itself.
+    side_gamma = (
+        0.0 if steering.pairing == "unsteered_chosen" else steering.gamma_plus,
+        0.0 if steering.pairing == "unsteered_rejected" else steering.gamma_minus,
+    )
+    per = 1 + sum(g != 0.0 for g in side_gamma)  # decoded rows per instruction
     rows, coefs, didx = [], [], []
     for text, dim in zip(instructions, dimensions):
-        rows += [text] * 3
-        coefs += [0.0, steering.gamma_plus, steering.gamma_minus]
-        didx += [names.index(dim)] * 3
+        rows += [text] * per
+        coefs += [0.0] + [g for g in side_gamma if g != 0.0]
+        didx += [names.index(dim)] * per
     gen = run(rows, coefs, didx)
-    unsteered = [gen.texts[3 * i] for i in range(n)]
-    # side texts and state: side 0 = chosen, 1 = rejected
-    texts = [[gen.texts[3 * i + 1], gen.texts[3 * i + 2]] for i in range(n)]
-    tokens = [[gen.new_tokens[3 * i + 1], gen.new_tokens[3 * i + 2]] for i in range(n)]
-    gammas = [[steering.gamma_plus, steering.gamma_minus] for _ in range(n)]
+    unsteered = [gen.texts[per * i] for i in range(n)]
+    # side texts and state: side 0 = chosen, 1 = rejected; an unsteered side is the unsteered row
+    texts, tokens = [], []
+    for i in range(n):
+        k = per * i + 1
+        t, c = [], []
+        for g in side_gamma:
+            j = per * i if g == 0.0 else k
+            k += g != 0.0
+            t.append(gen.texts[j])
+            c.append(gen.new_tokens[j])
+        texts.append(t)
+        tokens.append(c)
+    gammas = [list(side_gamma) for _ in range(n)]
+    scores: dict = {}  # (instruction, text) -> prefill scores: each text is scored once, retries included
     t0 = time.perf_counter()
-    first_ll = response_loglik(lm, rows, gen.texts, batch_size=config.batch_size)
-    ref_q = measure_responses(lm, list(instructions), unsteered, [None] * n, loglik=first_ll[0::3], config=qc)
+    score_texts(lm, rows, gen.texts, batch_size=config.batch_size, cache=scores)  # an instruction's three rows share its prompt
+    ref_q = measure_responses(lm, list(instructions), unsteered, [None] * n, config=qc, cache=scores)
     measure_s += time.perf_counter() - t0
-    ref_ll = [q.loglik for q in ref_q]
+    refusal_ok = [dim in gate.refusal_allowed for dim in dimensions]  # the chosen side may refuse
 
-    def measure(items: list[tuple[int, int]], loglik: list[float] | None = None):
+    def reasons(i: int, s: int) -> list[str]:
+        return degenerate_reasons(quality[(i, s)], qc, refusal_ok=refusal_ok[i] and s == 0)
+
+    def measure(items: list[tuple[int, int]]):
         nonlocal measure_s
         t0 = time.perf_counter()
         try:
             return measure_responses(
                 lm, [instructions[i] for i, _ in items], [texts[i][s] for i, s in items], [unsteered[i] for i, _ in items],
-                reference_loglik=[ref_ll[i] for i, _ in items], loglik=loglik, config=qc, batch_size=config.batch_size,
+                config=qc, batch_size=config.batch_size, cache=scores,
             )
         finally:
             measure_s += time.perf_counter() - t0
 
     quality: dict[tuple[int, int], object] = {}
     items = [(i, s) for i in range(n) for s in (0, 1)]
-    for item, q in zip(items, measure(items, loglik=[first_ll[3 * i + 1 + s] for i, s in items])):
+    for item, q in zip(items, measure(items)):
         quality[item] = q
     history: list[list[dict]] = [[] for _ in range(n)]
     retries = 0
     if gate.enabled:
         for _attempt in range(int(gate.max_retries)):
-            failing = [(i, s) for (i, s) in items if degenerate_reasons(quality[(i, s)], qc)]
+            failing = [(i, s) for (i, s) in items if gammas[i][s] != 0.0 and reasons(i, s)]  # an unsteered side cannot retry
             if not failing:
                 break
             for i, s in failing:
                 history[i].append({
                     "side": ("chosen", "rejected")[s], "gamma": gammas[i][s],
-                    "reasons": degenerate_reasons(quality[(i, s)], qc),
+                    "reasons": reasons(i, s),
                 })
                 gammas[i][s] = round(gammas[i][s] * gate.retry_factor, 6)
             regen = run(
@@ -168,7 +187,7 @@ def generate_gated_pairs(
         reason = None
         if gate.enabled:
             for s, side in enumerate(("chosen", "rejected")):
-                why = degenerate_reasons(quality[(i, s)], qc)
+                why = reasons(i, s)
                 if why:
                     reason = f"{side}: {why[0]}"
                     break
@@ -188,6 +207,7 @@ def generate_gated_pairs(
             gamma_plus=gammas[i][0], gamma_minus=gammas[i][1], layers=band, seed=config.seed,
             chosen_tokens=tokens[i][0], rejected_tokens=tokens[i][1],
             quality=q, retries=tuple(history[i]), unsteered=unsteered[i], index=i, steering_mode=steering.mode,
+            pairing=steering.pairing,
             no_repeat_ngram_size=config.no_repeat_ngram_size, repetition_penalty=config.repetition_penalty,
         ))
     if stats is not None:  # the stage's cost: generating and measuring
@@ -195,6 +215,6 @@ def generate_gated_pairs(
         stats.tokens_out += gen_stats.tokens_out
         stats.add_time(gen_stats.wall_s + measure_s, gen_stats.device or str(lm.device))
     return GateResult(
-        pairs=pairs, dropped=dropped, retries=retries, rows_generated=3 * n + retries,
+        pairs=pairs, dropped=dropped, retries=retries, rows_generated=per * n + retries,
         generation=gen_stats.as_dict(), measure_s=round(measure_s, 3),
     )

@@ -10,12 +10,13 @@ import torch
 
 from .chat import format_chat
 from .config import GenerateConfig, SteeringConfig, generation_backend
-from .directions import DirectionSet, cache_of
+from .directions import DirectionSet
 from .formats import default_layers
 from .errors import ConfigError, InputError
 from .decoding import NoRepeatNGram
 from .hooks import add_to_block_outputs
 from .models import LoadedModel
+from .prefill import shared_prefix_cache
 from .progress import NullProgress, Progress
 from .stats import StageStats
 
@@ -52,6 +53,7 @@ class SteeredPair:
     unsteered: str | None = None  # the unsteered answer the sides were measured against
     index: int | None = None  # position among the instructions given (gated pairs skip dropped ones)
     steering_mode: str = "add"
+    pairing: str = "two_sided"  # which sides were steered (SteeringConfig.pairing), provenance
     no_repeat_ngram_size: int = 0  # decoding safeguards, the same on both sides (provenance)
     repetition_penalty: float = 1.0
 
@@ -211,7 +213,7 @@ def generate_rows(
             if config.no_repeat_ngram_size:  # over each response only, the same rule on every row
                 stream["logits_processor"] = LogitsProcessorList([NoRepeatNGram(config.no_repeat_ngram_size, enc["input_ids"].shape[1])])
             if shared_prefill and not steer_prompt:
-                stream.update(_shared_prefix_cache(lm, enc, [prompts[r] for r in rows]))
+                stream.update(shared_prefix_cache(lm, enc, [prompts[r] for r in rows]))
             with add_to_block_outputs(lm.layers, deltas, prompt_too=steer_prompt, mode=mode):
                 out = lm.model.generate(**enc, generation_config=generation_config, **stream)
             gen = out[:, enc["input_ids"].shape[1] :].cpu()  # (batch, new)
@@ -231,28 +233,6 @@ def generate_rows(
         progress.finish()
         stats.add_time(time.perf_counter() - t0, str(lm.device))
     return Generation(texts=texts, prompt_tokens=lengths, new_tokens=new_tokens)
-
-
-@torch.inference_mode()
-def _shared_prefix_cache(lm: LoadedModel, enc: dict, prompts: Sequence[str]):
-    """The KV cache of each row's prompt but its last token, computed once per distinct prompt.
-
-    Returns ``generate``'s keyword for it (``cache``; ``past_key_values`` before transformers
-    renamed it), or ``{}`` when no two rows share a prompt. Positions follow the left padding as
-    ``generate`` computes them, so the cached keys are the ones it would have made.
-    """
-    distinct = list(dict.fromkeys(prompts))
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    if len(distinct) == len(prompts) or ids.shape[1] < 2:
-        return {}
-    first = torch.tensor([prompts.index(p) for p in distinct], device=ids.device)
-    prefix_mask = mask[first, :-1]
-    positions = prefix_mask.long().cumsum(-1) - 1
-    positions.masked_fill_(prefix_mask == 0, 1)
-    out = lm.base_model(input_ids=ids[first, :-1], attention_mask=prefix_mask, position_ids=positions, use_cache=True)
-    keyword, cache = cache_of(out)
-    cache.reorder_cache(torch.tensor([distinct.index(p) for p in prompts], device=ids.device))
-    return {keyword: cache}
 
 
 def resolve_dimensions(

@@ -300,7 +300,8 @@ def run_pipeline(config: PipelineConfig, progress: Progress | None = None, log=p
     if "calibrate" in config.stages:
         stats = StageStats(stage="calibrate")
         result = calibrate_stage(lm, directions, instructions, judge, config.calibrate, out=out / "calibration.json",
-                                 dimensions=per_instruction_dims, require_pick=False, progress=progress, stats=stats)
+                                 dimensions=per_instruction_dims, require_pick=False, steering=steering,
+                                 generate=config.generate, gate=config.gate, progress=progress, stats=stats)
         summary["stages"]["calibrate"] = dict(stats.as_dict(), pick=result.pick)
         log(result.format_table())
         if result.pick is None:

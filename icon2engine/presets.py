@@ -40,6 +40,7 @@ def get_preset(key: str) -> Dimension:
         name=d["key"],
         description=d.get("description", ""),
         prompt_pairs=tuple(PromptPair(p["positive"], p["negative"]) for p in d["prompt_pairs"]),
+        refusal_allowed=bool(d.get("refusal_allowed", False)),
     )
 
 

@@ -33,10 +33,12 @@ import torch
 from .chat import format_chat
 from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
 from .metrics import distinct_n
+from .prefill import token_logprobs, tokenize_responses
+from .relevance import is_refusal, new_content, relevance_scores
 
 __all__ = [
     "QualityConfig", "ResponseQuality", "REASONS", "measure_text", "measure_responses", "degenerate_reasons",
-    "repetition", "foreign_share", "response_loglik", "QUALITY_FIELDS", "quality_columns",
+    "repetition", "foreign_share", "response_loglik", "score_texts", "FLUENCY_REASONS", "QUALITY_FIELDS", "quality_columns",
 ]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -44,7 +46,9 @@ DIGIT_SHARE = 0.6  # more of a response's words than this without a letter: it i
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 # The reasons a response is degenerate, in the order they are checked (and counted).
-REASONS = ("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent")
+# The reasons that say a text is not fluent (the rest say it does not answer: refusal, off_topic).
+FLUENCY_REASONS = frozenset(("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent"))
+REASONS = ("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo")
 
 # Common words that mark a language. Small on purpose: a few are enough to tell a French or a
 # German sentence from an English one, and none of them is an ordinary English word.
@@ -60,7 +64,9 @@ _STOPWORDS = {
 
 
 # The per-side measures exported as dataset columns (``chosen_repetition``, ``rejected_loglik``…).
-QUALITY_FIELDS = ("words", "repetition", "distinct2", "length_ratio", "foreign", "loglik", "loglik_drop")
+QUALITY_FIELDS = (
+    "words", "repetition", "distinct2", "length_ratio", "foreign", "loglik", "loglik_drop", "relevance", "relevance_kept", "refusal", "new_content",
+)
 
 
 def quality_columns(quality: dict | None) -> dict:
@@ -85,6 +91,10 @@ class ResponseQuality:
     foreign: float
     loglik: float | None = None
     loglik_drop: float | None = None
+    relevance: float | None = None  # nats per token the instruction adds to its new content (icon2engine.relevance)
+    relevance_kept: float | None = None  # relevance over the unsteered answer's (when that one is on topic)
+    refusal: float = 0.0  # 1.0: declines, disclaims or apologises instead of answering
+    new_content: float | None = None  # share of its content words that are not the instruction's (an echo: low)
 
     def as_dict(self) -> dict:
         def r(x):
@@ -161,89 +171,47 @@ def measure_text(instruction: str, text: str, *, reference: str | None = None, n
     )
 
 
-@torch.inference_mode()
 def response_loglik(lm, instructions: Sequence[str], responses: Sequence[str], *, batch_size: int = 16) -> list[float]:
     """Mean per-token log-likelihood of each response after its chat-formatted instruction, unsteered.
 
     An empty response gets ``-inf`` (it says nothing; no floor should let it through). Responses
     to the same instruction are scored in one batch, which runs their prompt once (the gate's
-    unsteered, chosen and rejected answers; calibration's grid of settings).
+    sides; calibration's grid of settings): :func:`icon2engine.prefill.token_logprobs`.
 
     Example:
         >>> response_loglik(lm, ["Say hi."], ["Hi!"])
         [-1.7...]
     """
-    tok = lm.tokenizer
-    prompts: dict[str, list[int]] = {}
-    answers: list[list[int]] = []
-    for instr, resp in zip(instructions, responses):
-        if instr not in prompts:
-            prompts[instr] = tok(format_chat(tok, instr), add_special_tokens=False)["input_ids"]
-        answers.append(tok(resp, add_special_tokens=False)["input_ids"] if resp.strip() else [])
-    out = [float("-inf")] * len(answers)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    groups: dict[str, list[int]] = {}  # the rows of each instruction side by side, so a batch holds them together
-    for i, instr in enumerate(instructions):
-        if answers[i]:
-            groups.setdefault(instr, []).append(i)
-    order = [i for rows in groups.values() for i in rows]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        keys = [instructions[i] for i in idx]
-        batch = (lm, [prompts[k] for k in keys], [answers[i] for i in idx], pad)
-        shared = len(set(keys)) < len(keys) and all(len(prompts[k]) > 1 for k in keys)
-        for i, value in zip(idx, _loglik_shared(*batch, keys) if shared else _loglik_full(*batch)):
-            out[i] = value
-    return out
+    prompts = {i: format_chat(lm.tokenizer, i) for i in dict.fromkeys(instructions)}
+    values = token_logprobs(lm, [prompts[i] for i in instructions], responses, batch_size=batch_size)
+    return [float(v.mean()) if v.numel() else float("-inf") for v in values]
 
 
-def _loglik_full(lm, prompts: list[list[int]], answers: list[list[int]], pad: int) -> list[float]:
-    """One forward of each left-padded prompt + response; the mean log-probability of each response."""
-    seqs = [p + a for p, a in zip(prompts, answers)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)  # (batch, seq), left-padded
-    mask = torch.zeros_like(ids)
-    for r, s in enumerate(seqs):
-        ids[r, width - len(s) :] = torch.tensor(s)
-        mask[r, width - len(s) :] = 1
-    # Left padding puts every response at the end, so only the last `keep` positions need logits:
-    # the vocabulary projection over the prompts would cost as much as the generation itself.
-    keep = min(width, max(len(a) for a in answers) + 1)
-    inputs = dict(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), use_cache=False)
-    try:
-        logits = lm.model(**inputs, logits_to_keep=keep).logits[:, -keep:]  # (batch, keep, vocab)
-    except TypeError:  # a model class without logits_to_keep
-        logits = lm.model(**inputs).logits[:, -keep:]
-    logp = logits[:, :-1].float().log_softmax(dim=-1)  # (batch, keep-1, vocab): position t predicts t+1
-    target = logp.gather(-1, ids[:, width - keep + 1 :, None].to(lm.device)).squeeze(-1).cpu()  # (batch, keep-1)
-    return [float(target[r, -len(a) :].mean()) for r, a in enumerate(answers)]
+Scores = dict  # (instruction, text) -> (loglik, relevance): what the unsteered model says of a text, computed once
 
 
-def _loglik_shared(lm, prompts: list[list[int]], answers: list[list[int]], pad: int, keys: list[str]) -> list[float]:
-    """As :func:`_loglik_full`, running each distinct prompt once.
+def score_texts(
+    lm, instructions: Sequence[str], texts: Sequence[str], *, batch_size: int = 16, cache: Scores | None = None,
+) -> list[tuple[float, float | None]]:
+    """Per text: mean log-likelihood after its instruction and relevance to it, both under the
+    unsteered model, by prefill alone (no decoding).
 
-    The prompts but their last token go through the decoder blocks once per distinct prompt
-    (generation's shared prefill, :func:`~icon2engine.generation._shared_prefix_cache`); each row
-    then runs its last prompt token and its response, right-padded, on that cache.
+    Every distinct (instruction, text) is scored once, and once only across calls that share a
+    ``cache`` (the gate's retries do not score the other side or the reference again). Each
+    costs two forwards over the response: after its instruction (its prompt shared with the
+    instruction's other answers) and after the neutral request (one prompt for every text).
     """
-    from .generation import _shared_prefix_cache
-
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)  # (batch, width), left-padded
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
-    cached = _shared_prefix_cache(lm, {"input_ids": ids, "attention_mask": mask}, keys)  # over width - 1 positions
-    tails = [p[-1:] + a for p, a in zip(prompts, answers)]  # last prompt token, then the response
-    tw = max(len(t) for t in tails)
-    tail_ids = torch.tensor([t + [pad] * (tw - len(t)) for t in tails], device=lm.device)  # (batch, tw), right-padded
-    tail_mask = torch.tensor([[1] * len(t) + [0] * (tw - len(t)) for t in tails], device=lm.device)
-    tail_pos = torch.tensor([[len(p) - 1 + j for j in range(tw)] for p in prompts], device=lm.device)
-    logits = lm.model(
-        input_ids=tail_ids, attention_mask=torch.cat([mask[:, :-1], tail_mask], dim=1), position_ids=tail_pos,
-        use_cache=True, **cached,
-    ).logits  # (batch, tw, vocab)
-    logp = logits[:, :-1].float().log_softmax(dim=-1)  # position t predicts t+1
-    target = logp.gather(-1, tail_ids[:, 1:, None]).squeeze(-1).cpu()  # (batch, tw-1)
-    return [float(target[r, : len(a)].mean()) for r, a in enumerate(answers)]
+    cache = {} if cache is None else cache
+    todo = [k for k in dict.fromkeys(zip(instructions, texts)) if k not in cache]
+    if todo:
+        tok = lm.tokenizer
+        prompts = {i: format_chat(tok, i) for i in dict.fromkeys(i for i, _ in todo)}
+        answers = tokenize_responses(tok, [t for _, t in todo])
+        own = token_logprobs(lm, [prompts[i] for i, _ in todo], [t for _, t in todo], batch_size=batch_size, answers=answers)
+        rel = relevance_scores(lm, [i for i, _ in todo], [t for _, t in todo], own=own, batch_size=batch_size)
+        for key, o, r in zip(todo, own, rel):
+            cache[key] = (float(o.mean()) if o.numel() else float("-inf"), r)
+    return [cache[k] for k in zip(instructions, texts)]
 
 
 def measure_responses(
@@ -252,44 +220,42 @@ def measure_responses(
     responses: Sequence[str],
     references: Sequence[str | None],
     *,
-    reference_loglik: Sequence[float | None] | None = None,
-    loglik: Sequence[float] | None = None,
     config: QualityConfig | None = None,
     batch_size: int = 16,
+    cache: Scores | None = None,
 ) -> list[ResponseQuality]:
-    """Every measure of each response, coherence included (``lm`` is the unsteered model).
+    """Every measure of each response, coherence and relevance included (``lm`` is the unsteered model).
 
     Args:
         references: per response, the unsteered response to its instruction (None for the
-            unsteered response itself: its length ratio and log-likelihood drop are then
-            unset).
-        reference_loglik: the references' log-likelihoods when already known (else computed
-            in the same pass as the responses', so each instruction's prompt runs once).
-        loglik: the responses' log-likelihoods when already known (else computed).
+            unsteered response itself: its length ratio, log-likelihood drop and relevance kept
+            are then unset).
+        cache: scores already computed (:func:`score_texts`), filled in as texts are scored, so
+            responses and references, and later calls sharing it, run each text once.
     """
     config = config or QualityConfig()
     out = [measure_text(i, r, reference=ref, n=config.repetition_n) for i, r, ref in zip(instructions, responses, references)]
-    todo = [k for k, ref in enumerate(references) if ref is not None] if reference_loglik is None else []
-    # One list of (instruction, text) to score: the responses not yet scored, then each distinct reference.
-    wanted = [] if loglik is not None else [(instructions[k], responses[k]) for k in range(len(responses))]
-    refs = list(dict.fromkeys((instructions[k], references[k]) for k in todo))
-    scored = response_loglik(lm, [i for i, _ in wanted + refs], [t for _, t in wanted + refs], batch_size=batch_size)
-    ll = list(loglik) if loglik is not None else scored[: len(wanted)]
-    if reference_loglik is None:
-        by_ref = dict(zip(refs, scored[len(wanted) :]))
-        ref_ll = {k: by_ref[(instructions[k], references[k])] for k in todo}
-    else:
-        ref_ll = dict(enumerate(reference_loglik))
+    refs = [(i, ref) for i, ref in zip(instructions, references) if ref is not None]
+    scored = score_texts(lm, list(instructions) + [i for i, _ in refs], list(responses) + [t for _, t in refs],
+                         batch_size=batch_size, cache=cache)
+    by_ref = dict(zip(refs, scored[len(responses):]))
     for k, q in enumerate(out):
-        q.loglik = ll[k]
-        base = ref_ll.get(k)
-        if base is not None and math.isfinite(base) and math.isfinite(ll[k]):
-            q.loglik_drop = base - ll[k]
+        q.loglik, q.relevance = scored[k]
+        q.refusal = 1.0 if is_refusal(responses[k]) else 0.0
+        q.new_content = new_content(instructions[k], responses[k])
+        if references[k] is None:
+            continue
+        base_ll, base_rel = by_ref[(instructions[k], references[k])]
+        if math.isfinite(base_ll) and math.isfinite(q.loglik):
+            q.loglik_drop = base_ll - q.loglik
+        if q.relevance is not None and base_rel is not None and base_rel >= (config.min_relevance or 0.0) and base_rel > 0:
+            q.relevance_kept = q.relevance / base_rel
     return out
 
 
-def degenerate_reasons(q: ResponseQuality, config: QualityConfig) -> list[str]:
-    """Why a response is degenerate (empty list: it is fine), each a key of :data:`REASONS`."""
+def degenerate_reasons(q: ResponseQuality, config: QualityConfig, *, refusal_ok: bool = False) -> list[str]:
+    """Why a response is no fluent answer to its instruction (empty list: it is fine), each a key of
+    :data:`REASONS`. ``refusal_ok``: refusing is this side's concept (the chosen side of harmlessness)."""
     if q.words < max(1, config.min_words):
         return ["empty"]
     out = []
@@ -307,4 +273,13 @@ def degenerate_reasons(q: ResponseQuality, config: QualityConfig) -> list[str]:
     if config.max_loglik_drop is not None and q.loglik is not None:
         if not math.isfinite(q.loglik) or (q.loglik_drop is not None and q.loglik_drop > config.max_loglik_drop):
             out.append("incoherent")
+    if config.check_refusal and q.refusal and not refusal_ok:
+        out.append("refusal")
+    elif q.relevance is not None and not (refusal_ok and q.refusal):
+        if config.min_relevance is not None and q.relevance < config.min_relevance:
+            out.append("off_topic")
+        elif config.min_relevance_kept is not None and q.relevance_kept is not None and q.relevance_kept < config.min_relevance_kept:
+            out.append("off_topic")
+        elif config.min_new_content is not None and q.new_content is not None and q.new_content < config.min_new_content:
+            out.append("echo")
     return out

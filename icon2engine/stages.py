@@ -82,14 +82,15 @@ def filter_stage(lm, directions, instructions: Sequence[str], config, *, out: st
 
 
 def calibrate_stage(lm, directions, instructions: Sequence[str], judge, config, *, out: str | Path | None,
-                    dimensions: Sequence[str] | None = None, require_pick: bool = True, progress: Progress | None = None,
-                    stats=None):
-    """Sweep γ⁺ × γ⁻ and pick. The whole table is written to ``out`` even when nothing is picked;
-    then, with ``require_pick``, an :class:`InputError` says why."""
+                    dimensions: Sequence[str] | None = None, require_pick: bool = True, steering=None, generate=None,
+                    gate=None, progress: Progress | None = None, stats=None):
+    """Sweep γ⁺ × γ⁻ with the run's own steering rule, safeguards and gate, and pick. The whole
+    table is written to ``out`` even when nothing is picked; then, with ``require_pick``, an
+    :class:`InputError` says why."""
     from .calibration import calibrate
 
-    result = calibrate(lm, directions, instructions, judge, config, dimensions=dimensions,
-                       progress=progress or NullProgress(), stats=stats)
+    result = calibrate(lm, directions, instructions, judge, config, dimensions=dimensions, steering=steering,
+                       generate=generate, gate=gate, progress=progress or NullProgress(), stats=stats)
     if out is not None:
         write_json(out, result.as_dict())
     if require_pick and result.pick is None:
@@ -101,8 +102,14 @@ def no_pairs_message(dropped: Mapping[str, int], steering) -> str:
     """Why no pair came through the gate, and what to change."""
     from .gate import drop_summary
 
+    answering = sum(c for r, c in dropped.items() if r.endswith(("off_topic", "refusal")))
     if "identical sides" in dropped:
         hint = "the sides came out the same: use a larger |γ|"
+    elif answering * 2 >= sum(dropped.values()):
+        hint = (f"the steered sides stopped answering their instructions (off-topic or refusing), even at a smaller |γ|: "
+                f"try a smaller γ (e.g. gamma_plus {steering.gamma_plus / 2:g}, gamma_minus {steering.gamma_minus / 2:g}), "
+                "another layer band, or the audit's remedy (a direction that carries sentiment or refusal is "
+                "orthogonalised against it)")
     else:
         hint = (f"use a smaller |γ| (e.g. gamma_plus {steering.gamma_plus / 2:g}, gamma_minus {steering.gamma_minus / 2:g}) "
                 "or the clamp steering mode")

@@ -57,7 +57,17 @@ def engine_dimension(dim) -> EngineDimension:
         description=dim.description,
         prompt_pairs=tuple(EnginePromptPair(p.positive, p.negative) for p in dim.pairs.all()),
         feature_instructions=tuple(dim.feature_instruction_list),
+        refusal_allowed=dim.refusal_allowed,
     )
+
+
+def run_gate_config(run):
+    """The run's quality gate (one place for generate and calibrate): on or off, and which of its
+    dimensions, keyed by id as the direction sets are, may refuse on the chosen side."""
+    from icon2engine.gate import GateConfig
+
+    refusing = tuple(str(pk) for pk in run.dimensions.filter(refusal_allowed=True).values_list("pk", flat=True))
+    return GateConfig(enabled=run.quality_gate, refusal_allowed=refusing)
 
 
 def run_layers(run, n_layers: int) -> tuple[int, ...] | None:
@@ -119,7 +129,7 @@ def generate(chunk, beat) -> Result:
     """Steered pairs through the quality gate: a degenerate side is regenerated at a smaller |γ|,
     a pair that still fails is dropped and counted by reason (never stored, so review and
     training never see it)."""
-    from icon2engine.gate import GateConfig, drop_summary
+    from icon2engine.gate import drop_summary
     from icon2engine.quality import quality_columns
 
     run = chunk.stage.run
@@ -132,7 +142,7 @@ def generate(chunk, beat) -> Result:
     config = run_generate_config(run)
     stats = StageStats(stage="generate")
     result = generate_stage(
-        lm, directions, [r.text for r in rows], dimensions=dims, steering=steering, config=config, gate=GateConfig(enabled=run.quality_gate),
+        lm, directions, [r.text for r in rows], dimensions=dims, steering=steering, config=config, gate=run_gate_config(run),
         out=None, progress=ChunkProgress(chunk, scale=1 / 3, heartbeat=beat), stats=stats,
     )
     pairs = result.pairs
@@ -282,7 +292,9 @@ def calibrate(chunk, beat) -> Result:
             n_instructions=min(settings.ICON2_CALIBRATION_SAMPLE, len(rows)), layers=run_layers(run, lm.n_layers),
             max_new_tokens=min(run.max_new_tokens, 64), seed=run.seed,
         ),
-        dimensions=dims, progress=ChunkProgress(chunk, heartbeat=beat), stats=stats,
+        dimensions=dims, steering=SteeringConfig(mode=run.steering_mode),  # the rule; γ is what is being chosen
+        generate=run_generate_config(run), gate=run_gate_config(run),
+        progress=ChunkProgress(chunk, heartbeat=beat), stats=stats,
     )
     summary = result.as_dict()
     summary.pop("examples", None)

@@ -5,18 +5,24 @@ import math
 
 import pytest
 
-from icon2engine import Dimension, PromptPair, extract_directions
+from icon2engine import Dimension, GenerateConfig, PromptPair, SteeringConfig, extract_directions
 from icon2engine.calibration import CalibrationConfig, calibrate, response_loglik
 from icon2engine.errors import ConfigError, InputError
+from icon2engine.gate import GateConfig
 from icon2engine.judges import LengthJudge, VaderJudge
+from icon2engine.quality import QualityConfig
 
 DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a gloomy assistant."),))
 PROMPTS = ["Describe the sea.", "Tell me about a fox.", "What is a dog?", "Numbers 1 2 3.", "What?"]
 KEYS = {
     "gamma_plus", "gamma_minus", "mean_score_chosen", "mean_score_rejected", "p_chosen_gt_rejected", "loglik_chosen",
     "loglik_rejected", "distinct2_chosen", "distinct2_rejected", "degenerate_chosen", "degenerate_rejected",
-    "excluded_reason",
+    "relevance_chosen", "relevance_rejected", "excluded_reason",
 }
+# A random model writes no language: with every check off, only the structure is under test.
+NO_CHECKS = QualityConfig(max_repetition=None, min_distinct2=None, min_length_ratio=None, max_length_ratio=None, min_words=0,
+                          max_foreign=None, max_loglik_drop=None, min_relevance=None, min_relevance_kept=None,
+                          min_new_content=None, check_refusal=False)
 
 
 @pytest.mark.parametrize(
@@ -48,14 +54,14 @@ def test_the_loglik_of_an_empty_response_is_minus_infinity_and_batching_does_not
 
 
 def test_answers_to_one_instruction_share_its_prompt_and_score_as_if_each_ran_alone(tiny_lm, monkeypatch):
-    import icon2engine.quality as quality
+    import icon2engine.prefill as prefill
 
     rows = [PROMPTS[0]] * 3 + [PROMPTS[4]] * 3  # two prompts of different lengths, three answers each
     texts = ["The sea is wide.", "", "Waves, waves and more waves all day.", "What.", "A question.", "Fox fox."]
     alone = response_loglik(tiny_lm, rows, texts, batch_size=1)  # one row per forward: no prompt is shared
     calls = []
-    real = quality._loglik_shared
-    monkeypatch.setattr(quality, "_loglik_shared", lambda *a: calls.append(len(a[2])) or real(*a))
+    real = prefill._logprobs_shared
+    monkeypatch.setattr(prefill, "_logprobs_shared", lambda *a: calls.append(len(a[2])) or real(*a))
     shared = response_loglik(tiny_lm, rows, texts, batch_size=8)
     assert calls == [5]  # the five non-empty answers in one batch, over two prompt runs
     assert shared[1] == alone[1] == -math.inf
@@ -66,8 +72,7 @@ def test_answers_to_one_instruction_share_its_prompt_and_score_as_if_each_ran_al
 def test_calibration_returns_every_setting_of_the_grid(tiny_lm):
     ds = extract_directions(tiny_lm, DIM, PROMPTS[:4])
     cfg = CalibrationConfig(gamma_plus_grid=(0.1, 0.5), gamma_minus_grid=(-0.1, -0.5, 0.0), n_instructions=4,
-                            max_new_tokens=6, layers=(1, 2), max_loglik_drop=None, min_distinct2=None,
-                            quality=None)  # a random model writes no language: only the structure is under test
+                            max_new_tokens=6, layers=(1, 2), quality=NO_CHECKS)
     res = calibrate(tiny_lm, ds, PROMPTS, LengthJudge(), cfg)
     assert res.n_instructions == 4 and res.layers == (1, 2)
     assert [(r["gamma_plus"], r["gamma_minus"]) for r in res.table] == [
@@ -80,6 +85,30 @@ def test_calibration_returns_every_setting_of_the_grid(tiny_lm):
         assert "p_threshold" in res.reason or "moved the wrong way" in res.reason
         with pytest.raises(InputError, match="picked no γ"):
             res.steering()
+
+
+def test_calibration_runs_the_runs_own_steering_rule_safeguards_and_quality_gate(tiny_lm, monkeypatch):
+    """What calibration measures is what generation will use: the run's rule, decoding safeguards
+    and gate thresholds, not its own."""
+    import icon2engine.calibration as calibration
+
+    seen = []
+    real = calibration.generate_rows
+    monkeypatch.setattr(calibration, "generate_rows", lambda lm, rows, cfg, **kw: seen.append((cfg, kw)) or real(lm, rows, cfg, **kw))
+    ds = extract_directions(tiny_lm, DIM, PROMPTS[:4])
+    strict = GateConfig(quality=QualityConfig(min_words=500))  # no 6-token response has 500 words: every one fails
+    res = calibrate(
+        tiny_lm, ds, PROMPTS, LengthJudge(),
+        CalibrationConfig(gamma_plus_grid=(0.1,), gamma_minus_grid=(-0.1,), n_instructions=3, max_new_tokens=6, seed=4),
+        steering=SteeringConfig(mode="clamp", layers=(1, 2), steer_prompt=True),
+        generate=GenerateConfig(no_repeat_ngram_size=4, repetition_penalty=1.3, max_new_tokens=300), gate=strict,
+    )
+    cfg, kw = seen[0]
+    assert kw["mode"] == "clamp" and kw["steer_prompt"] is True and tuple(kw["layers"]) == (1, 2) == res.layers
+    assert (cfg.no_repeat_ngram_size, cfg.repetition_penalty) == (4, 1.3)  # the run's safeguards
+    assert (cfg.max_new_tokens, cfg.seed) == (6, 4)  # the sweep's own length and seed
+    assert res.pick is None and "fail the quality gate" in res.reason
+    assert all("empty" in r["excluded_reason"] for r in res.table)  # judged by the gate's thresholds
 
 
 def test_calibration_needs_to_know_each_instructions_dimension_when_there_are_several(tiny_lm):

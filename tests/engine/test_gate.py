@@ -11,7 +11,8 @@ from icon2engine.quality import QualityConfig, degenerate_reasons, measure_respo
 DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a gloomy assistant."),))
 PROMPTS = ["Describe the sea.", "Tell me about a quick brown fox and a lazy dog.", "What?", "Numbers 1 2 3 4 5 6 7."]
 # A random model writes no language: only the checks a forced failure trips are on.
-STRUCTURE = QualityConfig(max_foreign=None, max_loglik_drop=None, min_length_ratio=None, max_length_ratio=None)
+NO_RELEVANCE = dict(min_relevance=None, min_relevance_kept=None, min_new_content=None)
+STRUCTURE = QualityConfig(max_foreign=None, max_loglik_drop=None, min_length_ratio=None, max_length_ratio=None, **NO_RELEVANCE)
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_a_gamma_too_small_to_change_anything_drops_the_pairs_as_identical(tiny_
         tiny_lm, directions, PROMPTS[:2], steering=SteeringConfig(1e-9, -1e-9, layers=(1,)),
         config=GenerateConfig(max_new_tokens=8), gate=GateConfig(quality=QualityConfig(
             max_repetition=None, min_distinct2=None, max_foreign=None, max_loglik_drop=None, min_length_ratio=None,
-            max_length_ratio=None, min_words=0)),
+            max_length_ratio=None, min_words=0, **NO_RELEVANCE)),
     )
     assert res.pairs == [] and res.dropped_counts == {"identical sides": 2}
     assert drop_summary(0, res.dropped_counts) == "0 pairs kept, 2 dropped (identical sides 2)"
@@ -95,3 +96,75 @@ def test_the_default_settings_make_pairs_whose_rejected_side_is_rarely_degenerat
     refs = [p.unsteered for p in res.pairs for _ in range(2)]
     assert not any(degenerate_reasons(q, QualityConfig()) for q in measure_responses(embedded_lm, prompts, texts, refs))
     assert all(p.chosen != p.rejected for p in res.pairs)
+
+
+REFUSAL = "I'm sorry, but as a chatbot I don't have the ability to help with that."
+
+
+def _rejected_side_refuses(monkeypatch, text=REFUSAL):
+    """Every row steered at a negative γ comes back as ``text`` (the tiny model writes no language)."""
+    import icon2engine.gate as gate_module
+
+    real = gate_module.generate_rows
+
+    def fake(lm, rows, cfg, *, coefficients, **kw):
+        out = real(lm, rows, cfg, coefficients=coefficients, **kw)
+        out.texts = [text if c < 0 else t for t, c in zip(out.texts, coefficients)]
+        return out
+
+    monkeypatch.setattr(gate_module, "generate_rows", fake)
+
+
+def test_a_side_that_refuses_is_retried_then_dropped_with_refusal_as_its_reason(tiny_lm, directions, monkeypatch):
+    _rejected_side_refuses(monkeypatch)
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS[:2], steering=SteeringConfig(0.05, -0.05, layers=(1, 2)),
+        config=GenerateConfig(max_new_tokens=12), gate=GateConfig(quality=STRUCTURE, max_retries=2),
+    )
+    assert res.pairs == [] and res.dropped_counts == {"rejected: refusal": 2}
+    tries = [r for r in res.dropped[0]["retries"] if r["side"] == "rejected"]
+    assert [r["gamma"] for r in tries] == [-0.05, -0.03] and all(r["reasons"] == ["refusal"] for r in tries)
+    assert res.dropped[0]["quality"]["rejected"]["refusal"] == 1.0
+
+
+def test_where_refusing_is_the_dimension_the_chosen_side_may_refuse_but_the_rejected_side_may_not(tiny_lm, directions, monkeypatch):
+    import icon2engine.gate as gate_module
+
+    real = gate_module.generate_rows
+
+    def chosen_refuses(lm, rows, cfg, *, coefficients, **kw):
+        out = real(lm, rows, cfg, coefficients=coefficients, **kw)
+        out.texts = [REFUSAL if c > 0 else t for t, c in zip(out.texts, coefficients)]
+        return out
+
+    monkeypatch.setattr(gate_module, "generate_rows", chosen_refuses)
+    kwargs = dict(steering=SteeringConfig(0.05, -0.05, layers=(1, 2)), config=GenerateConfig(max_new_tokens=12, min_new_tokens=12))
+    allowed = generate_gated_pairs(tiny_lm, directions, PROMPTS[:2], gate=GateConfig(quality=STRUCTURE, refusal_allowed=("cheer",)), **kwargs)
+    assert len(allowed.pairs) == 2 and all(p.quality["chosen"]["refusal"] == 1.0 for p in allowed.pairs)
+    other = generate_gated_pairs(tiny_lm, directions, PROMPTS[:2], gate=GateConfig(quality=STRUCTURE, refusal_allowed=("other",)), **kwargs)
+    assert other.dropped_counts == {"chosen: refusal": 2}
+
+
+def test_an_off_topic_side_is_retried_then_dropped_with_off_topic_as_its_reason(tiny_lm, directions):
+    # The relevance floor set above anything a text can score: every side is off topic, measured by the model.
+    off = QualityConfig(max_foreign=None, max_loglik_drop=None, min_length_ratio=None, max_length_ratio=None,
+                        max_repetition=None, min_distinct2=None, min_words=0, min_relevance=100.0, min_relevance_kept=None,
+                        min_new_content=None)
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS[:2], steering=SteeringConfig(0.05, -0.05, layers=(1, 2)),
+        config=GenerateConfig(max_new_tokens=12, min_new_tokens=12), gate=GateConfig(quality=off, max_retries=1),
+    )
+    assert res.pairs == [] and res.dropped_counts == {"chosen: off_topic": 2}
+    assert res.retries == 4  # both sides of both pairs, once
+    assert all(r["reasons"] == ["off_topic"] for d in res.dropped for r in d["retries"])
+    assert all(isinstance(d["quality"][s]["relevance"], float) for d in res.dropped for s in ("chosen", "rejected", "unsteered"))
+
+
+def test_an_unsteered_chosen_pair_steers_only_its_rejected_side(tiny_lm, directions):
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS, steering=SteeringConfig(0.05, -0.3, layers=(1, 2), pairing="unsteered_chosen"),
+        config=GenerateConfig(max_new_tokens=8), gate=GateConfig(enabled=False),
+    )
+    assert res.rows_generated == 2 * len(PROMPTS)  # unsteered + rejected: no chosen row decoded
+    assert all(p.chosen == p.unsteered and p.gamma_plus == 0.0 and p.pairing == "unsteered_chosen" for p in res.pairs)
+    assert any(p.rejected != p.unsteered for p in res.pairs)

@@ -122,8 +122,8 @@ def test_one_shared_prefill_per_pair_gives_the_same_greedy_text(tiny_lm, directi
     from icon2engine import generation
 
     calls = []
-    real = generation._shared_prefix_cache
-    monkeypatch.setattr(generation, "_shared_prefix_cache", lambda *a: calls.append(real(*a)) or calls[-1])
+    real = generation.shared_prefix_cache
+    monkeypatch.setattr(generation, "shared_prefix_cache", lambda *a: calls.append(real(*a)) or calls[-1])
     steering = SteeringConfig(0.3, -0.3, layers=(1, 2), mode=mode)
     cfg = GenerateConfig(max_new_tokens=12, batch_size=4, **safeguards)
     rows = [t for t in PROMPTS for _ in (0, 1)]
@@ -138,7 +138,7 @@ def test_one_shared_prefill_per_pair_gives_the_same_greedy_text(tiny_lm, directi
 
 
 def test_rows_with_distinct_prompts_build_no_shared_cache(tiny_lm):
-    from icon2engine.generation import _shared_prefix_cache
+    from icon2engine.prefill import shared_prefix_cache
 
     enc = tiny_lm.tokenizer(PROMPTS[:2], return_tensors="pt", padding=True, add_special_tokens=False)
-    assert _shared_prefix_cache(tiny_lm, dict(enc), PROMPTS[:2]) == {}
+    assert shared_prefix_cache(tiny_lm, dict(enc), PROMPTS[:2]) == {}

@@ -101,5 +101,7 @@ def test_quality_columns_flatten_both_sides_with_one_name_per_measure():
     cols = quality_columns(q)
     assert cols["chosen_repetition"] < 0.1 < cols["rejected_repetition"]
     assert set(cols) == {f"{s}_{k}" for s in ("chosen", "rejected")
-                         for k in ("words", "repetition", "distinct2", "length_ratio", "foreign", "loglik", "loglik_drop")}
+                         for k in ("words", "repetition", "distinct2", "length_ratio", "foreign", "loglik", "loglik_drop",
+                                   "relevance", "relevance_kept", "refusal", "new_content")}
+    assert {"chosen_relevance", "rejected_relevance", "chosen_refusal", "rejected_refusal"} <= set(cols)
     assert quality_columns(None) == {}

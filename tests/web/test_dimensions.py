@@ -130,6 +130,26 @@ def test_copying_a_preset_brings_its_pairs(client_for, engineer, ours):
     assert dimension.pairs.count() == 2
 
 
+def test_a_copied_harmlessness_preset_may_refuse_and_optimism_may_not(engineer, ours):
+    harmlessness = dimension_create_from_preset(project=ours.project, key="harmlessness", created_by=engineer)
+    optimism = dimension_create_from_preset(project=ours.project, key="optimism", created_by=engineer)
+    assert harmlessness.refusal_allowed is True and optimism.refusal_allowed is False
+
+
+def test_eddie_lets_a_dimensions_chosen_side_refuse_and_takes_it_back(client_for, engineer, ours):
+    url = reverse("studio:dimension", args=[ours.dimension.pk])
+    form = {"name": "Helpfulness", "positive": ["You are helpful."], "negative": ["You are unhelpful."], "row": ["r1"]}
+    client = client_for(engineer)
+    assert "The chosen side may refuse" in client.get(url).content.decode()
+    client.post(url, {**form, "refusal_allowed": "on"})
+    ours.dimension.refresh_from_db()
+    assert ours.dimension.refusal_allowed is True
+    assert 'id="id_refusal_allowed" checked' in client.get(url).content.decode()
+    client.post(url, form)
+    ours.dimension.refresh_from_db()
+    assert ours.dimension.refusal_allowed is False
+
+
 def test_the_paper_criteria_are_offered_as_presets():
     keys = {preset.key for preset in preset_list() if preset.paper}
     assert keys == {"helpfulness", "honesty", "harmlessness", "general"}

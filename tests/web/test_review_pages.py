@@ -24,6 +24,10 @@ COLUMNS = {
     "repetition_penalty", "retries",
 }
 
+# What the engine writes per side since it measures whether a response answers its instruction.
+ANSWERING = {"chosen_relevance": 0.42, "chosen_relevance_kept": 0.9, "chosen_refusal": 0.0,
+             "rejected_relevance": 0.01, "rejected_relevance_kept": None, "rejected_refusal": 1.0}
+
 
 def _body(response) -> bytes:
     """A response's bytes; exports stream (JSONL) or come from a file (Parquet)."""
@@ -36,6 +40,34 @@ def test_anna_sees_one_pair_with_unlabelled_sides_and_the_shortcuts(ours, annota
     assert "Instruction 0" in content and 'data-text="left"' in content and 'data-text="right"' in content
     assert "γ⁺" not in content and "chosen" not in content.lower().replace("choice", "")
     assert "Keyboard shortcuts" in content and "<kbd>u</kbd>" in content
+
+
+def _left_and_right(content: str) -> tuple[str, str]:
+    left = content.split('id="side-left"', 1)[1].split('id="side-right"', 1)[0]
+    right = content.split('id="side-right"', 1)[1].split('id="verdict-form"', 1)[0]
+    return left, right
+
+
+@pytest.mark.parametrize("left_is_chosen", [True, False], ids=["chosen-left", "chosen-right"])
+def test_anna_sees_under_each_side_how_relevant_it_is_and_whether_it_refuses(ours, annotator, client_for, left_is_chosen):
+    pair = make_pairs(ours.run, 1)[0]
+    Pair.objects.filter(pk=pair.pk).update(quality=ANSWERING)
+    client = client_for(annotator)
+    client.get(reverse("review:queue", args=[ours.run.pk]))
+    ReviewAssignment.objects.filter(annotator=annotator).update(left_is_chosen=left_is_chosen)
+    content = client.get(reverse("review:queue", args=[ours.run.pk])).content.decode()
+    left, right = _left_and_right(content)
+    steered_up, steered_down = (left, right) if "kind and helpful" in left else (right, left)
+    assert ("kind and helpful" in left) == left_is_chosen and "curt and unhelpful" in steered_down
+    assert "Relevance to the request 0.42" in steered_up and "data-refuses" not in steered_up
+    assert "Relevance to the request 0.01" in steered_down and "data-refuses>refuses</span>" in steered_down
+    assert "chosen" not in content.lower().replace("choice", ""), "still blind"
+
+
+def test_a_pair_stored_before_answering_was_measured_shows_no_figures(ours, annotator, client_for):
+    make_pairs(ours.run, 1)
+    content = client_for(annotator).get(reverse("review:queue", args=[ours.run.pk])).content.decode()
+    assert "data-answering" not in content and "Relevance to the request" not in content
 
 
 def test_a_verdict_over_htmx_returns_the_next_pair_without_the_layout(ours, annotator, client_for):
@@ -122,6 +154,34 @@ def test_the_quality_measures_and_the_gate_counts_travel_with_the_dataset(ours, 
     assert "## Quality gate" in card and "rejected: repetition: 3" in card and "Pairs dropped: 4" in card
     page = client_for(viewer).get(reverse("studio:run", args=[ours.run.pk])).content.decode()
     assert 'id="quality-gate"' in page and "rejected: repetition" in page and "4 dropped" in page
+    assert "against its instruction (relevance to it, refusals)" in page
+
+
+def test_the_dataset_card_defines_the_columns_that_say_whether_a_response_answers(ours, owner, client_for):
+    ours.run.require_review = False
+    ours.run.save()
+    pair = make_pairs(ours.run, 1)[0]
+    Pair.objects.filter(pk=pair.pk).update(quality=ANSWERING)
+    client = client_for(owner)
+    card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()
+    for column in ("chosen_relevance", "rejected_relevance", "chosen_relevance_kept", "rejected_relevance_kept",
+                   "chosen_refusal", "rejected_refusal"):
+        assert f"`{column}`" in card, column
+    table = pq.read_table(io.BytesIO(_body(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])))))
+    row = table.to_pylist()[0]
+    assert row["chosen_relevance"] == 0.42 and row["rejected_refusal"] == 1.0 and row["rejected_relevance_kept"] is None
+
+
+def test_a_swapped_pairs_measures_follow_their_text_to_the_other_side(ours, owner):
+    from webapp.review import selectors, services
+
+    pair = make_pairs(ours.run, 1)[0]
+    Pair.objects.filter(pk=pair.pk).update(quality=ANSWERING)
+    services.pair_resolve(run=ours.run, pair=pair, outcome="swap", based_on_version=0, user=owner)
+    (row,), _ = selectors.dataset_rows(run=Run.objects.get(pk=ours.run.pk))
+    assert "curt and unhelpful" in row["chosen"][0]["content"]
+    assert row["chosen_relevance"] == 0.01 and row["chosen_refusal"] == 1.0 and row["chosen_relevance_kept"] is None
+    assert row["rejected_relevance"] == 0.42 and row["rejected_refusal"] == 0.0
 
 
 def test_anna_is_not_shown_which_response_was_steered_up_on_the_run_page(ours, annotator, viewer, client_for):

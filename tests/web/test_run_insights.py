@@ -181,6 +181,31 @@ def test_training_curves_and_the_win_rate_with_its_interval(client_for, viewer, 
     assert "75%</strong> win rate" in html and "50–90%" in html and "11 / 2 / 3" in html
 
 
+LESS_RELEVANT = ("The trained model wins on the dimension, but its answers are less relevant to the instructions than the "
+                 "base model's (it wins 30% on relevance, ties half). Read its answers before using it; the pairs likely "
+                 "taught it something besides the dimension.")
+
+
+def test_a_trained_model_that_answers_worse_than_its_base_is_flagged_beside_the_win_rate(client_for, viewer, finished):
+    evaluate = finished.stages.get(kind="evaluate")
+    evaluate.metrics["evaluation"]["answering"] = {
+        "relevance_win": 0.3, "relevance": {"base": 0.31, "trained": 0.12},
+        "refusal": {"base": 0.0, "trained": 0.25}, "degenerate": {"base": 0.0625, "trained": 0.125}, "warning": LESS_RELEVANT}
+    evaluate.save(update_fields=["metrics"])
+    client = client_for(viewer)
+    for html in (_get(client, "jobs:run_training", finished), _get(client, "studio:run", finished)):
+        assert "Relevance vs base" in html and "30% (ties half)" in html
+        assert "base 0% · trained 25%" in html and "base 6% · trained 12%" in html
+        assert 'data-warning="answering"' in html and "it wins 30% on relevance, ties half" in html
+
+
+def test_a_run_evaluated_before_answering_was_measured_shows_only_the_judges_figures(client_for, viewer, finished):
+    client = client_for(viewer)
+    for html in (_get(client, "jobs:run_training", finished), _get(client, "studio:run", finished)):
+        assert "75%</strong> win rate" in html
+        assert "Relevance vs base" not in html and 'data-warning="answering"' not in html
+
+
 def test_the_live_partial_carries_the_training_curve_while_dpo_runs(client_for, viewer, ours):
     """What the run page fetches when its socket says the run changed (or while it polls): only
     #run-live, with the head, the tabs and the open tab's live block; no site chrome, no settings."""

@@ -83,7 +83,9 @@ def _gate_section(run: Run) -> str:
     dropped = gate.get("dropped") or {}
     lines = [
         f"Every response was measured against the unsteered answer (repetition, distinct-2, length, script and "
-        f"language, likelihood); a degenerate side was regenerated at a smaller |γ| "
+        f"language, likelihood) and against its instruction (relevance to it, refusals: a refusing side passes only "
+        f"where the dimension allows refusing, on the chosen side); a degenerate, off-topic or refusing side was "
+        f"regenerated at a smaller |γ| "
         f"({gate.get('retries', 0)} regenerations), and a pair that still failed was dropped.",
         "",
         f"- Pairs kept: {gate.get('kept', 0)}",
@@ -165,6 +167,15 @@ or not_reviewed), `annotators`, `agreement` (share of verdicts agreeing with the
 (a reviewer edited a response; the original is kept in the studio's audit log).
 Quality columns: `chosen_*` and `rejected_*` for `words`, `repetition` (share of repeated word 3-grams),
 `distinct2`, `length_ratio` (against the unsteered answer), `foreign` (share of words in another script or
-language), `loglik` and `loglik_drop` (per token under the unsteered model); `retries`. Decoding provenance:
-`steering_mode`, `no_repeat_ngram_size`, `repetition_penalty`.
+language), `loglik` and `loglik_drop` (per token under the unsteered model); `retries`.
+Whether each response answers its instruction (pairs generated before this was measured lack these columns):
+- `chosen_relevance`, `rejected_relevance`: nats per token the instruction adds to the response's new content
+  words under the unsteered model; on-topic answers score about 0.1–0.6, an echo of the request, a cheerful
+  non-answer or off-topic text 0.05 or less (empty when it could not be measured).
+- `chosen_relevance_kept`, `rejected_relevance_kept`: that relevance over the unsteered answer's (1 keeps it
+  all; empty when the unsteered answer's is unknown or off topic).
+- `chosen_refusal`, `rejected_refusal`: 1.0 when the response declines, disclaims its ability or apologises
+  instead of answering, else 0.0.
+
+Decoding provenance: `steering_mode`, `no_repeat_ngram_size`, `repetition_penalty`.
 """

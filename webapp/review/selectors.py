@@ -114,6 +114,32 @@ class PairReview:
         return max(orders.count(o) for o in set(orders)) / len(orders)
 
 
+@dataclass(frozen=True)
+class Answering:
+    """Whether one response answers its instruction, as the engine measured it when generating
+    (``<side>_relevance`` and ``<side>_refusal`` in ``Pair.quality``; icon2engine.quality)."""
+
+    relevance: float | None  # nats per token the instruction adds to its content: on topic ≈ 0.1–0.6
+    refuses: bool
+
+
+def pair_answering(*, pair: Pair, side: str) -> Answering | None:
+    """The ``side`` ("chosen" or "rejected") of ``pair``; None for pairs stored before it was measured."""
+    quality = pair.quality or {}
+    relevance, refusal = quality.get(f"{side}_relevance"), quality.get(f"{side}_refusal")
+    relevance = float(relevance) if isinstance(relevance, (int, float)) and not isinstance(relevance, bool) else None
+    refuses = bool(refusal)
+    if relevance is None and not refuses:
+        return None
+    return Answering(relevance=relevance, refuses=refuses)
+
+
+def quality_swapped(quality: dict) -> dict:
+    """A pair's quality columns after a reviewer's swap: ``chosen_*`` now describes what was rejected."""
+    swap = {"chosen_": "rejected_", "rejected_": "chosen_"}
+    return {next((swap[p] + k[len(p):] for p in swap if k.startswith(p)), k): v for k, v in quality.items()}
+
+
 def pair_review_list(*, run: Run, pairs: QuerySet[Pair] | list[Pair] | None = None) -> list[PairReview]:
     if not isinstance(pairs, list):
         pairs = list((pairs if pairs is not None else Pair.objects.filter(run=run)).select_related("instruction", "dimension"))
@@ -236,7 +262,8 @@ def dataset_row_batches(*, run: Run, counts: dict | None = None, size: int | Non
                 counts[outcome] = counts.get(outcome, 0) + 1
             if run.require_review and outcome not in (Resolution.Outcome.CONFIRM, Resolution.Outcome.SWAP):
                 continue
-            chosen, rejected = (r.rejected, r.chosen) if outcome == Resolution.Outcome.SWAP else (r.chosen, r.rejected)
+            swapped = outcome == Resolution.Outcome.SWAP
+            chosen, rejected = (r.rejected, r.chosen) if swapped else (r.chosen, r.rejected)
             prompt = r.pair.instruction.text
             rows.append(trl_row(
                 prompt, chosen, rejected,
@@ -255,8 +282,9 @@ def dataset_row_batches(*, run: Run, counts: dict | None = None, size: int | Non
                 annotators=r.annotators,
                 agreement=r.agreement,
                 edited=r.edited,
-                # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as written
-                **(r.pair.quality or {}),
+                # the engine's quality columns (icon2engine.quality.quality_columns), stored per pair as
+                # written; after a swap they follow their text to the other side
+                **(quality_swapped(r.pair.quality or {}) if swapped else (r.pair.quality or {})),
                 retries=len(r.pair.retries or []),
             ))
         yield rows

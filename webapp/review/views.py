@@ -60,8 +60,11 @@ def _queue_context(request: HttpRequest, run: Run) -> dict:
     }
     if assignment is not None:
         review = selectors.pair_review_get(pair=assignment.pair)
-        left, right = (review.chosen, review.rejected) if assignment.left_is_chosen else (review.rejected, review.chosen)
-        context.update(left=left, right=right, diff=word_diff(left, right), review=review)
+        sides = ("chosen", "rejected") if assignment.left_is_chosen else ("rejected", "chosen")
+        left, right = (getattr(review, side) for side in sides)
+        left_answering, right_answering = (selectors.pair_answering(pair=assignment.pair, side=side) for side in sides)
+        context.update(left=left, right=right, diff=word_diff(left, right), review=review,
+                       left_answering=left_answering, right_answering=right_answering)
     if context["is_lead"]:
         context["progress_all"] = selectors.progress_list(run=run)
     return context

@@ -17,7 +17,7 @@ class PromptPairInline(admin.StackedInline):
 
 @admin.register(Dimension)
 class DimensionAdmin(admin.ModelAdmin):
-    list_display = ["name", "project", "preset_key", "updated_at"]
+    list_display = ["name", "project", "preset_key", "refusal_allowed", "updated_at"]
     list_filter = ["project__team"]
     search_fields = ["name"]
     inlines = [PromptPairInline]

@@ -44,6 +44,9 @@ class DimensionForm(forms.Form):
         help_text="How this dimension is measured: its runs calibrate and evaluate with this judge unless they pick "
         "another. Add LLM endpoints and reward models under Judges.",
     )
+    refusal_allowed = forms.BooleanField(
+        required=False, label="The chosen side may refuse", help_text=Dimension._meta.get_field("refusal_allowed").help_text,
+    )
 
 
 def _row_key(key: str = "") -> str:
@@ -92,6 +95,7 @@ class DimensionEditor:
                     "description": dimension.description,
                     "feature_instructions": dimension.feature_instructions,
                     "judge": dimension.judge_id,
+                    "refusal_allowed": dimension.refusal_allowed,
                 }
             )
             self.rows = [PairRow(pair.positive, pair.negative, key=f"p{pair.pk}") for pair in dimension.pairs.all()]
@@ -134,6 +138,7 @@ class DimensionEditor:
             "description": fields["description"],
             "feature_instructions": fields["feature_instructions"],
             "judge": fields.get("judge"),
+            "refusal_allowed": fields["refusal_allowed"],
             "pairs": self.pairs,
         }
 

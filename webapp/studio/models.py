@@ -45,6 +45,11 @@ class Dimension(models.Model):
         "Leave empty to use instructions the run synthesises.",
     )
     preset_key = models.CharField(max_length=40, blank=True, help_text="The preset this was copied from, if any.")
+    refusal_allowed = models.BooleanField(
+        default=False,
+        help_text="Refusing is part of this dimension (harmlessness: declining a harmful request). The quality gate then "
+        "lets the chosen side refuse; otherwise a refusing side is regenerated or dropped.",
+    )
     judge = models.ForeignKey(
         "Judge", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         help_text="How this dimension is measured: its runs calibrate and evaluate with this judge unless they pick another.",

@@ -19,6 +19,7 @@ class PresetDimension:
     paper: bool
     prompt_pairs: tuple[tuple[str, str], ...]
     judge: dict  # how it is measured: {"kind": "lexicon"} or {"kind": "llm", "fallback": "self", "criterion": …}
+    refusal_allowed: bool = False  # declining is the preferred behaviour (harmlessness)
 
 
 @lru_cache(maxsize=4)
@@ -32,6 +33,7 @@ def _load(path: Path) -> tuple[PresetDimension, ...]:
             paper=bool(item.get("paper", False)),
             prompt_pairs=tuple((pair["positive"], pair["negative"]) for pair in item["prompt_pairs"]),
             judge=dict(item.get("judge") or {"kind": "lexicon"}),
+            refusal_allowed=bool(item.get("refusal_allowed", False)),
         )
         for item in data["dimensions"]
     )

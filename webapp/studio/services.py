@@ -156,6 +156,7 @@ def dimension_create(
     feature_instructions: str = "",
     preset_key: str = "",
     judge: Judge | None = None,
+    refusal_allowed: bool = False,
 ) -> Dimension:
     role_require(user=created_by, team=project.team_id, perm=Perm.EDIT)
     name = _clean_name(name, what="dimension", max_length=DIMENSION_NAME_MAX)
@@ -169,6 +170,7 @@ def dimension_create(
         description=_description(description),
         feature_instructions=_feature_instructions(feature_instructions),
         preset_key=preset_key,
+        refusal_allowed=refusal_allowed,
     )
     _pairs_replace(dimension=dimension, pairs=pairs)
     return dimension
@@ -184,6 +186,7 @@ def dimension_update(
     description: str = "",
     feature_instructions: str = "",
     judge: Judge | None = None,
+    refusal_allowed: bool = False,
 ) -> Dimension:
     role_require(user=actor, team=dimension.project.team_id, perm=Perm.EDIT)
     _judge_of_team(judge, team_id=dimension.project.team_id)
@@ -194,6 +197,7 @@ def dimension_update(
     dimension.name = name
     dimension.description = _description(description)
     dimension.feature_instructions = _feature_instructions(feature_instructions)
+    dimension.refusal_allowed = refusal_allowed
     dimension.save()
     _pairs_replace(dimension=dimension, pairs=pairs)
     return dimension
@@ -235,6 +239,7 @@ def dimension_create_from_preset(*, project: Project, key: str, created_by: Abst
         description=preset.description,
         pairs=list(preset.prompt_pairs),
         preset_key=preset.key,
+        refusal_allowed=preset.refusal_allowed,
         created_by=created_by,
     )
 

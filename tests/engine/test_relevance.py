@@ -1,0 +1,100 @@
+"""Relevance and refusal: hand-written answers on the embedded model, refusals as text."""
+from __future__ import annotations
+
+import pytest
+
+from icon2engine.chat import format_chat
+from icon2engine.prefill import token_logprobs
+from icon2engine.quality import QualityConfig, degenerate_reasons, measure_responses
+from icon2engine.relevance import NEUTRAL_INSTRUCTION, is_refusal, new_content
+
+# Per instruction: an on-topic answer, then texts that are not answers to it.
+CASES = {
+    "How do I change a flat tire on a car?": {
+        "answer": "Loosen the lug nuts, jack up the car, remove the nuts and the flat tire, mount the spare, tighten the "
+                  "nuts in a star pattern and lower the car.",
+        "echo": "To change a flat tire on a car, you change the flat tire of the car. A flat tire on a car is a tire that is flat.",
+        "hollow_cheer": "Absolutely! Life is a wonderful journey and every day is a chance to smile and enjoy the ride!",
+        "off_topic": "Bananas are rich in potassium and make a great snack before a workout.",
+        "refusal": "As a server, I'm not equipped to provide recommendations on car repairs.",
+    },
+    "Explain what compound interest is.": {
+        "answer": "Compound interest is interest earned on both the original deposit and the interest already added. "
+                  "For example, $100 at 10% becomes $110 after one year and $121 after two.",
+        "echo": "Compound interest is interest that is compound. It is what compound interest is, the interest that compounds.",
+        "hollow_cheer": "What a fantastic question! Learning new things is always so exciting and rewarding!",
+        "off_topic": "My favourite colour is blue because it reminds me of the ocean.",
+        "refusal": "I apologize, but I'm not able to explain financial topics.",
+    },
+}
+EXPECTED = {"answer": [], "echo": "off_topic|echo", "hollow_cheer": "off_topic", "off_topic": "off_topic", "refusal": "refusal"}
+
+
+@pytest.mark.parametrize("text", [
+    "I'm sorry for your loss, but as a chatbot designed to provide information, I don't have the ability to help.",
+    "As a server, I'm not equipped to provide recommendations.",
+    "I cannot help with that request.",
+    "I apologize, but I'm not able to explain that.",
+    "I'm just an AI language model, so I can't give medical advice.",
+])
+def test_a_response_that_declines_disclaims_or_apologises_instead_of_answering_is_a_refusal(text):
+    assert is_refusal(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Loosen the lug nuts, then jack up the car.",
+    "I'm sorry to hear that. Drink water and rest; see a doctor if the fever lasts.",
+    "As a helpful assistant, here are three tips: plan, save, review.",
+    "Boil it for six minutes. I can't promise every stove is the same, so watch the first one.",
+])
+def test_an_answer_is_not_a_refusal_even_when_it_apologises_or_hedges_later(text):
+    assert not is_refusal(text)
+
+
+def test_an_echo_of_the_request_brings_no_new_content_while_an_answer_does():
+    instruction = "How do plants get water?"
+    echo = "Plants can get their water from water from their soil. Plants get water, and water is what plants get."
+    answer = "Plants take up water from the soil through their roots; root hairs absorb it and the xylem carries it up."
+    assert new_content(instruction, echo) < QualityConfig().min_new_content < 0.5 < new_content(instruction, answer)
+
+
+@pytest.mark.slow
+def test_only_the_on_topic_answer_passes_and_each_other_text_fails_for_its_own_reason(embedded_lm):
+    for instruction, texts in CASES.items():
+        names = list(texts)
+        quality = measure_responses(embedded_lm, [instruction] * len(names), [texts[k] for k in names],
+                                    [texts["answer"]] * len(names))  # the on-topic answer plays the unsteered one
+        for name, q in zip(names, quality):
+            why = degenerate_reasons(q, QualityConfig())
+            expected = EXPECTED[name]
+            if not expected:
+                assert why == [], (instruction, name, why)
+            else:
+                assert set(why) & set(expected.split("|")), (instruction, name, why, q.as_dict())
+        by = dict(zip(names, quality))
+        assert all(by["answer"].relevance > by[k].relevance for k in ("echo", "hollow_cheer", "off_topic")), {
+            k: v.relevance for k, v in by.items()}
+
+
+@pytest.mark.slow
+def test_plain_pointwise_mutual_information_rewards_the_echo_but_relevance_does_not(embedded_lm):
+    """Why relevance counts only new content words: plain PMI (every token) scores copying the request high."""
+    tok = embedded_lm.tokenizer
+    instruction = "Explain what compound interest is."
+    answer, echo = CASES[instruction]["answer"], CASES[instruction]["echo"]
+    own = token_logprobs(embedded_lm, [format_chat(tok, instruction)] * 2, [answer, echo])
+    neutral = token_logprobs(embedded_lm, [format_chat(tok, NEUTRAL_INSTRUCTION)] * 2, [answer, echo])
+    plain = [float((o - n).mean()) for o, n in zip(own, neutral)]
+    assert plain[1] > plain[0]  # the echo "wins" on plain PMI
+    q = measure_responses(embedded_lm, [instruction] * 2, [answer, echo], [None, None])
+    assert q[0].relevance > 0.1 > q[1].relevance
+
+
+@pytest.mark.slow
+def test_a_harmlessness_refusal_is_the_chosen_behaviour_and_not_punished_there(embedded_lm):
+    instruction = "Tell me how to make a weapon at home to hurt my neighbour."
+    refusal = "I can't help with that. Hurting someone is dangerous and illegal; if you are in conflict, talk to a mediator."
+    q = measure_responses(embedded_lm, [instruction], [refusal], [None])[0]
+    assert q.refusal == 1.0
+    assert "refusal" in degenerate_reasons(q, QualityConfig())
+    assert degenerate_reasons(q, QualityConfig(), refusal_ok=True) == []
