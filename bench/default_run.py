@@ -6,8 +6,11 @@ Then it executes the run's chunks in this process with ``worker.runner.run_chunk
 Celery task calls) until the run ends: extract → synthesise → filter → generate (with the
 quality gate) → train (DPO, LoRA) → evaluate (trained against base on held-out instructions).
 
-Last line: win_rate=… ci_low=… degenerate_rejected=… reward_acc_step_of_first_098=…
-(target: ci_low > 0.5; the step is 0 when reward accuracy never reached 0.98).
+Last line: win_rate=… ci_low=… relevance_win=… refusal_trained=… refusal_base=… degenerate_rejected=…
+reward_acc_step_of_first_098=… (targets: ci_low > 0.5 on the concept; relevance_win ≥ 0.45, the trained
+model against the base on relevance to the instruction, ties half; refusal_trained ≤ refusal_base;
+the step is 0 when reward accuracy never reached 0.98). The first three pairs are printed in full,
+exactly as generated, for reading.
 
     python bench/default_run.py [--keep DIR]
 """
@@ -92,8 +95,12 @@ def main() -> None:
         n for reason, n in gate.get("dropped", {}).items() if reason.startswith("rejected"))
     generated = len(pairs) + sum(gate.get("dropped", {}).values())
     degenerate_rejected = first_pass_bad / generated if generated else float("nan")
-    for p in pairs[:5]:
-        print(f"  prompt:   {p.instruction.text[:120]!r}\n  chosen:   {p.chosen[:160]!r}\n  rejected: {p.rejected[:160]!r}")
+    print("the first three pairs, exactly as generated:")
+    for p in pairs[:3]:
+        q = p.quality or {}
+        print(f"  prompt:   {p.instruction.text!r}\n  chosen:   {p.chosen!r}\n  rejected: {p.rejected!r}\n"
+              f"  relevance {q.get('chosen_relevance')} / {q.get('rejected_relevance')}, "
+              f"refusal {q.get('chosen_refusal')} / {q.get('rejected_refusal')}")
     train = stages["train"].metrics
     curve = train.get("curve") or []
     first_098 = next((int(e.get("step", i + 1)) for i, e in enumerate(curve)
@@ -104,10 +111,18 @@ def main() -> None:
           f"mean score {ev.get('mean_score')}")
     for e in (ev.get("examples") or [])[:3]:
         print("  ", json.dumps(e, ensure_ascii=False)[:400])
+    answering = ev.get("answering") or {}
+    print(f"answering: {json.dumps({k: v for k, v in answering.items() if k != 'warning'})}")
+    if answering.get("warning"):
+        print(f"  warning: {answering['warning']}")
+    nan = float("nan")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
-        f"win_rate={ev.get('win_rate', float('nan')):.3f} ci_low={ev.get('ci_low', float('nan')):.3f} "
+        f"win_rate={ev.get('win_rate', nan):.3f} ci_low={ev.get('ci_low', nan):.3f} "
+        f"relevance_win={answering.get('relevance_win', nan):.3f} "
+        f"refusal_trained={answering.get('refusal', {}).get('trained', nan):.3f} "
+        f"refusal_base={answering.get('refusal', {}).get('base', nan):.3f} "
         f"degenerate_rejected={degenerate_rejected:.3f} reward_acc_step_of_first_098={first_098} wall_s={wall:.0f}"
     )
 

@@ -55,11 +55,11 @@ from icon2engine.formats import default_layers
 from icon2engine.gate import GateConfig, generate_gated_pairs
 from icon2engine.generation import generate_rows
 from icon2engine.judges import FormalityJudge, LengthJudge, VaderJudge
-from icon2engine.quality import QualityConfig, degenerate_reasons, measure_responses
+from icon2engine.quality import FLUENCY_REASONS, QualityConfig, degenerate_reasons, measure_responses
 
 DATA = Path(__file__).resolve().parent / "data" / "pair_relevance_instructions.txt"
 KEPT = 0.8  # a side keeps its relevance when it is at least this share of the unsteered answer's
-FLUENCY_REASONS = {"empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent"}
+
 
 
 class RelevanceJudge:
@@ -154,7 +154,13 @@ def main() -> None:
                     help="comma-separated, from: two_sided, unsteered_chosen, unsteered_rejected, diffmean, "
                          "small_gamma, narrow_band, clamp, renorm, prompt")
     ap.add_argument("--out", default="test-output/pair_relevance.json", help="every pair and figure, for reading")
+    ap.add_argument("--headline", help="print the last line again from a saved --out file (no model run)")
     args = ap.parse_args()
+    if args.headline:
+        report = json.loads(Path(args.headline).read_text())
+        names = [k for k in DIMENSIONS if k in report]
+        print(headline(report, names))
+        return
     instructions = [line.strip() for line in DATA.read_text().splitlines() if line.strip()][: args.n]
     lm = load_model("embedded")
     qc = QualityConfig()
@@ -167,7 +173,7 @@ def main() -> None:
           f"γ⁻ {d.gamma_minus}, {ExtractConfig().method} directions", flush=True)
     print(f"{'dimension':12} {'variant':18} {'concept':>7} {'relev':>6} {'fluen':>6} {'hm':>5} | {'kept':>5} {'k.con':>5} "
           f"{'rel+':>5} {'rel-':>5} {'ref+':>5} {'ref-':>5} {'deg+':>5} {'deg-':>5} {'s':>5}", flush=True)
-    report: dict = {"instructions": len(instructions), "tokens": args.tokens}
+    report: dict = {"instructions": len(instructions), "tokens": args.tokens, "default": default}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     base_cache: dict = {}
@@ -220,20 +226,26 @@ def main() -> None:
                   f"{fig['kept_degenerate_chosen']:5.2f} {fig['kept_degenerate_rejected']:5.2f} {fig['seconds']:5.0f}", flush=True)
             out.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=float))
     print(f"every pair: {out}")
-    dims = [k for k in args.dimensions.split(",") if k != "harmlessness"]
+    print(headline(report, [k for k in args.dimensions.split(",")]))
+
+
+def headline(report: dict, dims: list[str]) -> str:
+    """The last line: the variant equal to the product's defaults, its worst dimension (harmlessness
+    has targets of its own), and the mean harmonic mean of steering and of prompting."""
+    dims = [k for k in dims if k != "harmlessness"]
+    default = report.get("default")
     if default is None:
-        print("no variant equals the defaults: no headline (add the default variant to --variants)")
-    else:
-        at = [report[k][default] for k in dims]
-        hm_prompt = sum(report[k]["prompt"]["hm"] for k in dims) / len(dims) if "prompt" in wanted else float("nan")
-        print(
-            f"concept_min={min(f['kept_concept'] for f in at):.3f} "
-            f"relevance_kept_min={min(min(f['kept_relevance_chosen'], f['kept_relevance_rejected']) for f in at):.3f} "
-            f"refusal_max={max(max(f['kept_refusal_chosen'], f['kept_refusal_rejected']) for f in at):.3f} "
-            f"degenerate_max={max(max(f['kept_degenerate_chosen'], f['kept_degenerate_rejected']) for f in at):.3f} "
-            f"pairs_kept={min(f['pairs_kept'] for f in at):.3f} hm_steer={sum(f['hm'] for f in at) / len(at):.3f} "
-            f"hm_prompt={hm_prompt:.3f}"
-        )
+        return "no variant equals the defaults: no headline (add the default variant to --variants)"
+    at = [report[k][default] for k in dims]
+    hm_prompt = sum(report[k]["prompt"]["hm"] for k in dims) / len(dims) if "prompt" in report[dims[0]] else float("nan")
+    return (
+        f"concept_min={min(f['kept_concept'] for f in at):.3f} "
+        f"relevance_kept_min={min(min(f['kept_relevance_chosen'], f['kept_relevance_rejected']) for f in at):.3f} "
+        f"refusal_max={max(max(f['kept_refusal_chosen'], f['kept_refusal_rejected']) for f in at):.3f} "
+        f"degenerate_max={max(max(f['kept_degenerate_chosen'], f['kept_degenerate_rejected']) for f in at):.3f} "
+        f"pairs_kept={min(f['pairs_kept'] for f in at):.3f} hm_steer={sum(f['hm'] for f in at) / len(at):.3f} "
+        f"hm_prompt={hm_prompt:.3f}"
+    )
 
 
 def _reasons(q: dict, qc: QualityConfig) -> list[str]:

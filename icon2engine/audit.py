@@ -315,4 +315,10 @@ def audit_verdict(name: str, overlap: Mapping | None, gaps: Mapping | None, name
     if not parts:
         return f"{name}: nothing to audit yet."
     sentence = ": ".join(parts) if len(parts) == 2 and "differ" in parts[1] else "; ".join(parts)
-    return sentence[0].upper() + sentence[1:] + "."
+    remedy = ""
+    if overlap and abs(overlap["cosines"][overlap["largest"]]) >= OVERLAP_FLAG:
+        key = overlap["largest"]
+        remedy = (f" Pairs along it teach {names.get(key, key).lower()} as much as {name.lower()}: orthogonalise the "
+                  f"direction against {names.get(key, key)} (the remedy, or icon2 audit --orthogonalise {key}) and "
+                  "generate again.")
+    return sentence[0].upper() + sentence[1:] + "." + remedy

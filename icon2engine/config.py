@@ -327,15 +327,16 @@ class QualityConfig:
                   "garbled text ≥ 3"},
     )
     min_relevance: float | None = field(
-        default=0.05,
-        metadata={"help": "nats per token the instruction adds to the response's new content words (icon2engine.relevance); "
-                  "answers score 0.2–0.6 on the embedded model, an echo of the request, a cheerful non-answer or an "
-                  "off-topic text ≤ 0.05"},
+        default=0.0,
+        metadata={"help": "nats per instruction token by which the response's own content (the instruction's words "
+                  "deleted) predicts the instruction better than a neutral text does (icon2engine.relevance); below 0 "
+                  "it points away from the request"},
     )
     min_relevance_kept: float | None = field(
-        default=0.5,
-        metadata={"help": "a side's relevance over the unsteered answer's; below half it has stopped answering what the "
-                  "unsteered model answered (checked only when the unsteered answer is itself on topic)"},
+        default=0.7,
+        metadata={"help": "a side's relevance over the unsteered answer's (when that one is above min_relevance); on the "
+                  "embedded model a cheerful non-answer keeps ≤ 0.5 of it and an on-topic gloomy answer ≥ 0.8 "
+                  "(bench/pair_relevance.py counts a side as keeping its relevance at 0.8)"},
     )
     min_new_content: float | None = field(
         default=0.3,

@@ -33,7 +33,7 @@ import torch
 from .chat import format_chat
 from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
 from .metrics import distinct_n
-from .prefill import token_logprobs, tokenize_responses
+from .prefill import token_logprobs
 from .relevance import is_refusal, new_content, relevance_scores
 
 __all__ = [
@@ -198,17 +198,17 @@ def score_texts(
 
     Every distinct (instruction, text) is scored once, and once only across calls that share a
     ``cache`` (the gate's retries do not score the other side or the reference again). Each
-    costs two forwards over the response: after its instruction (its prompt shared with the
-    instruction's other answers) and after the neutral request (one prompt for every text).
+    costs two prefills: the response after its instruction (the prompt shared with the
+    instruction's other answers), and the instruction after the response's own content
+    (:func:`icon2engine.relevance.relevance_scores`).
     """
     cache = {} if cache is None else cache
     todo = [k for k in dict.fromkeys(zip(instructions, texts)) if k not in cache]
     if todo:
         tok = lm.tokenizer
         prompts = {i: format_chat(tok, i) for i in dict.fromkeys(i for i, _ in todo)}
-        answers = tokenize_responses(tok, [t for _, t in todo])
-        own = token_logprobs(lm, [prompts[i] for i, _ in todo], [t for _, t in todo], batch_size=batch_size, answers=answers)
-        rel = relevance_scores(lm, [i for i, _ in todo], [t for _, t in todo], own=own, batch_size=batch_size)
+        own = token_logprobs(lm, [prompts[i] for i, _ in todo], [t for _, t in todo], batch_size=batch_size)
+        rel = relevance_scores(lm, [i for i, _ in todo], [t for _, t in todo], batch_size=batch_size)
         for key, o, r in zip(todo, own, rel):
             cache[key] = (float(o.mean()) if o.numel() else float("-inf"), r)
     return [cache[k] for k in zip(instructions, texts)]

@@ -5,24 +5,28 @@ a refusal ("as a chatbot I don't have the ability…") instead of a gloomy answe
 the request ("Plants can get their water from water from their soil"). DPO learns whatever the
 two sides differ in, so both must answer.
 
-**Relevance** is the information the instruction gives about the response's *new content*,
-under the unsteered model, in nats per response token::
+**Relevance** asks the unsteered model how well the response's *own content* points back to the
+instruction: the response with every word of the instruction deleted is read, then the
+instruction, and relevance is the mean log-probability per instruction token, less the same
+after a neutral text (:data:`NEUTRAL_TEXT`)::
 
-    relevance = 1/T · Σ_{t ∈ content} [log p(y_t | instruction, y<t) − log p(y_t | neutral, y<t)]
+    relevance = 1/|x| · [log p(x | strip(y) ⊕ CUE) − log p(x | NEUTRAL_TEXT ⊕ CUE)]
 
-where ``neutral`` is a request that asks for nothing in particular (:data:`NEUTRAL_INSTRUCTION`)
-and ``content`` are the tokens of words that are neither function words nor words of the
-instruction. Plain pointwise mutual information (every token counted) rewards echoing: copying
-the request's words is very likely *given the request*, so a tautology outscores a real answer
-(on the embedded model, 0.91 nats against 0.72 for "What is compound interest?"). Counting only
-new content words makes an echo score near zero: it adds no content that the instruction
-predicts. A cheerful non-answer and an off-topic answer score near zero or below, because the
-instruction does not make their words likelier than a neutral request does. Dividing by all T
-tokens, not the content tokens, keeps a response that is mostly filler low.
+The instruction's tokens are the same for every answer to it, so the figures of an
+instruction's unsteered, chosen and rejected answers compare directly. Deleting the
+instruction's words first means that restating the request earns nothing: what is left of an
+echo predicts the request no better than a neutral text, while "…root hairs absorb it by
+osmosis…" points to "How do plants get water?". A cheerful non-answer's "fantastic, magic,
+adventure" points nowhere.
 
-Relevance alone would still let through a short echo that adds one apt word ("…from their
-soil"), so **new content** (:func:`new_content`) is the share of the response's content words that
-are not the instruction's: an echo scores low, an answer high, whatever either's likelihood.
+Why not the forward direction, log p(y | x) − log p(y | neutral) (pointwise mutual information)?
+Measured on the embedded model it rewards echoing (copying the request is likely *given* the
+request: a tautology outscores a real answer), and once a response restates the question, the
+neutral-conditioned model knows the topic too, so every later token's PMI falls to zero: an
+on-topic answer that begins "To get rid of fruit flies in your kitchen, …" scored 0.006.
+
+**New content** (:func:`new_content`) is the share of the response's content words that are not
+the instruction's: an echo scores low, an answer high.
 
 **Refusal** is lexical: the response declines, disclaims its ability or apologises instead of
 answering, in its first sentences (:data:`REFUSAL_PATTERNS`). Whether refusing is *wrong* depends
@@ -32,26 +36,22 @@ on the dimension: for harmlessness, refusing a harmful request is the chosen beh
 Example:
     >>> is_refusal("I'm sorry, but as an AI I cannot help with that.")
     True
-    >>> relevance_scores(lm, ["How do plants get water?"], ["Through their roots, by osmosis."])
-    [0.4...]
+    >>> relevance_scores(lm, ["How do plants get water?"], ["Their roots absorb it by osmosis."])
+    [0.6...]
 """
 from __future__ import annotations
 
 import re
 from typing import Sequence
 
-import torch
+from .prefill import token_logprobs
 
-from .chat import format_chat
-from .prefill import token_logprobs, tokenize_responses
+__all__ = ["NEUTRAL_TEXT", "CUE", "REFUSAL_PATTERNS", "is_refusal", "new_content", "strip_instruction_words", "relevance_scores"]
 
-__all__ = [
-    "NEUTRAL_INSTRUCTION", "REFUSAL_PATTERNS", "is_refusal", "new_content", "content_mask", "relevance_from_logprobs",
-    "relevance_scores",
-]
-
-# A request that asks for nothing in particular: the baseline the instruction is measured against.
-NEUTRAL_INSTRUCTION = "Say anything you like."
+# What the stripped response is compared with: a text that points to no request.
+NEUTRAL_TEXT = "Some text."
+# Between the response and the instruction: asks the model which request the text answers.
+CUE = "\n\nThe question this answers: "
 
 # Declining, disclaiming an ability, or apologising instead of answering. Looked for in the first
 # REFUSAL_WINDOW characters only: a refusal comes first, while a full answer may end with "I can't
@@ -111,63 +111,28 @@ def new_content(instruction: str, text: str) -> float | None:
     return sum(1 for w in content if _stem(w) not in own) / len(content)
 
 
-def _offsets(tokenizer, text: str, ids: list[int]) -> list[tuple[int, int]]:
-    """Character span of each token of ``text`` (fast tokenizers give it; else decoded prefixes)."""
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        if enc["input_ids"] == ids:
-            return [tuple(o) for o in enc["offset_mapping"]]
-    spans, end = [], 0
-    for k in range(len(ids)):
-        new_end = len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True))
-        spans.append((end, max(end, new_end)))
-        end = max(end, new_end)
-    return spans
-
-
-def content_mask(tokenizer, instruction: str, text: str, ids: list[int]) -> torch.Tensor:
-    """``(n_tokens,)`` bool: the token is part of a content word that the instruction does not hold."""
+def strip_instruction_words(instruction: str, text: str) -> str:
+    """The response with every word of the instruction deleted (stems compared: "plants" goes
+    with "plant"), so that restating the request cannot count as pointing to it."""
     own = {_stem(w) for w in _WORD.findall(instruction)}
-    words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
-    keep = []
-    j = 0
-    for s, e in _offsets(tokenizer, text, ids):
-        while j < len(words) and words[j][1] <= s:
-            j += 1
-        hit = next((w for a, b, w in words[j : j + 3] if s < b and e > a), None)
-        keep.append(hit is not None and hit not in FUNCTION_WORDS and _stem(hit) not in own)
-    return torch.tensor(keep, dtype=torch.bool)
+    return _WORD.sub(lambda m: "" if _stem(m.group()) in own else m.group(), text)
 
 
-def relevance_from_logprobs(own: torch.Tensor, neutral: torch.Tensor, mask: torch.Tensor) -> float | None:
-    """The relevance of one response from its token log-probabilities under its instruction and
-    under the neutral request (None for an empty response)."""
-    if own.numel() == 0:
-        return None
-    pmi = own.float() - neutral.float()  # (n_tokens,)
-    return float(pmi[mask].sum()) / own.numel()
-
-
-def relevance_scores(
-    lm, instructions: Sequence[str], responses: Sequence[str], *, own: Sequence[torch.Tensor] | None = None,
-    batch_size: int = 16,
-) -> list[float | None]:
-    """The relevance of each response to its instruction (see the module's docstring).
-
-    Args:
-        own: the responses' token log-probabilities after their instructions, when already
-            computed (the quality measures compute them for the log-likelihood); else computed.
-
-    Returns:
-        Per response, nats per token (None for an empty response).
-    """
-    tok = lm.tokenizer
-    answers = tokenize_responses(tok, responses)
-    if own is None:
-        own = token_logprobs(lm, [format_chat(tok, i) for i in instructions], responses, batch_size=batch_size, answers=answers)
-    neutral_prompt = format_chat(tok, NEUTRAL_INSTRUCTION)
-    neutral = token_logprobs(lm, [neutral_prompt] * len(responses), responses, batch_size=batch_size, answers=answers)
-    return [
-        relevance_from_logprobs(o, n, content_mask(tok, i, r, a))
-        for i, r, a, o, n in zip(instructions, responses, answers, own, neutral)
-    ]
+def relevance_scores(lm, instructions: Sequence[str], responses: Sequence[str], *, batch_size: int = 16) -> list[float | None]:
+    """The relevance of each response to its instruction (see the module's docstring): nats per
+    instruction token, None for an empty response. One forward per response (prefill only) and
+    one per distinct instruction for the neutral baseline."""
+    stripped = [strip_instruction_words(i, r).strip() for i, r in zip(instructions, responses)]
+    prompts = [(s or NEUTRAL_TEXT) + CUE for s in stripped]
+    own = token_logprobs(lm, prompts, list(instructions), batch_size=batch_size)
+    distinct = list(dict.fromkeys(instructions))
+    base = dict(zip(distinct, token_logprobs(lm, [NEUTRAL_TEXT + CUE] * len(distinct), distinct, batch_size=batch_size)))
+    out: list[float | None] = []
+    for i, r, s, o in zip(instructions, responses, stripped, own):
+        if not r.strip() or o.numel() == 0:
+            out.append(None)
+        elif not s:
+            out.append(0.0)  # nothing but the instruction's own words: it points nowhere beyond them
+        else:
+            out.append(float(o.mean() - base[i].mean()))
+    return out

@@ -119,9 +119,12 @@ def test_too_few_pairs_give_no_prediction_and_no_pairs_is_an_error():
 
 def test_verdict_names_the_overlap():
     overlap = {"largest": "sentiment", "cosines": {"sentiment": 0.52, "length": 0.1}}
-    assert audit.audit_verdict("Helpfulness", overlap, None).startswith("Helpfulness overlaps Sentiment at 0.52")
+    verdict = audit.audit_verdict("Helpfulness", overlap, None)
+    assert verdict.startswith("Helpfulness overlaps Sentiment at 0.52")
+    assert "orthogonalise the direction against Sentiment" in verdict  # a flagged overlap names its remedy
     low = {"largest": "length", "cosines": {"sentiment": 0.05, "length": -0.2}}
     assert "overlaps no reference much" in audit.audit_verdict("Cooking", low, None)
+    assert "orthogonalise" not in audit.audit_verdict("Cooking", low, None)
 
 
 def test_reference_directions_are_cached_per_model(tiny_lm, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 from icon2engine.chat import format_chat
 from icon2engine.prefill import token_logprobs
 from icon2engine.quality import QualityConfig, degenerate_reasons, measure_responses
-from icon2engine.relevance import NEUTRAL_INSTRUCTION, is_refusal, new_content
+from icon2engine.relevance import is_refusal, new_content
 
 # Per instruction: an on-topic answer, then texts that are not answers to it.
 CASES = {
@@ -78,16 +78,17 @@ def test_only_the_on_topic_answer_passes_and_each_other_text_fails_for_its_own_r
 
 @pytest.mark.slow
 def test_plain_pointwise_mutual_information_rewards_the_echo_but_relevance_does_not(embedded_lm):
-    """Why relevance counts only new content words: plain PMI (every token) scores copying the request high."""
+    """Why relevance reads the response's own content backwards to the instruction: the forward PMI
+    log p(response | instruction) − log p(response | a neutral request) scores copying the request high."""
     tok = embedded_lm.tokenizer
     instruction = "Explain what compound interest is."
     answer, echo = CASES[instruction]["answer"], CASES[instruction]["echo"]
     own = token_logprobs(embedded_lm, [format_chat(tok, instruction)] * 2, [answer, echo])
-    neutral = token_logprobs(embedded_lm, [format_chat(tok, NEUTRAL_INSTRUCTION)] * 2, [answer, echo])
+    neutral = token_logprobs(embedded_lm, [format_chat(tok, "Say anything you like.")] * 2, [answer, echo])
     plain = [float((o - n).mean()) for o, n in zip(own, neutral)]
     assert plain[1] > plain[0]  # the echo "wins" on plain PMI
     q = measure_responses(embedded_lm, [instruction] * 2, [answer, echo], [None, None])
-    assert q[0].relevance > 0.1 > q[1].relevance
+    assert q[0].relevance > q[1].relevance
 
 
 @pytest.mark.slow
