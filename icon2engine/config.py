@@ -343,6 +343,11 @@ class QualityConfig:
         metadata={"help": "share of the response's content words that are not the instruction's; an echo that restates "
                   "the request without adding content scores ≤ 0.2, answers ≥ 0.5"},
     )
+    min_words_relevance: int = field(
+        default=12,
+        metadata={"help": "relevance is acted on only for responses of at least this many words: a snippet (a run with "
+                  "max_new_tokens = 8) is too short to say whether it answers; it is still measured and stored"},
+    )
     check_refusal: bool = field(
         default=True,
         metadata={"help": "a side that declines, disclaims its ability or apologises instead of answering fails "
@@ -370,6 +375,8 @@ class QualityConfig:
             raise ConfigError("min_length_ratio must be below max_length_ratio")
         if int(self.min_words) < 0:
             raise ConfigError(f"min_words must be 0 or more, got {self.min_words}")
+        if int(self.min_words_relevance) < 0:
+            raise ConfigError(f"min_words_relevance must be 0 or more, got {self.min_words_relevance}")
 
 
 @dataclass(frozen=True)
@@ -466,7 +473,8 @@ class CalibrationConfig:
                                         "calibration judges a response exactly as generation will"}
     )
     max_degenerate_share: float = field(
-        default=0.1, metadata={"help": "a side whose share of degenerate responses exceeds this is never picked"}
+        default=0.2, metadata={"help": "a side whose share of responses failing the gate (degenerate, off-topic, refusing) "
+                                       "exceeds this is never picked; the gate retries or drops those it keeps"}
     )
     layers: tuple[int, ...] | None = field(default=None, metadata={"help": "blocks to steer; None = middle third"})
     max_new_tokens: int = 64

@@ -275,7 +275,7 @@ def degenerate_reasons(q: ResponseQuality, config: QualityConfig, *, refusal_ok:
             out.append("incoherent")
     if config.check_refusal and q.refusal and not refusal_ok:
         out.append("refusal")
-    elif q.relevance is not None and not (refusal_ok and q.refusal):
+    elif q.relevance is not None and not (refusal_ok and q.refusal) and q.words >= config.min_words_relevance:
         if config.min_relevance is not None and q.relevance < config.min_relevance:
             out.append("off_topic")
         elif config.min_relevance_kept is not None and q.relevance_kept is not None and q.relevance_kept < config.min_relevance_kept:

@@ -99,3 +99,13 @@ def test_a_harmlessness_refusal_is_the_chosen_behaviour_and_not_punished_there(e
     assert q.refusal == 1.0
     assert "refusal" in degenerate_reasons(q, QualityConfig())
     assert degenerate_reasons(q, QualityConfig(), refusal_ok=True) == []
+
+
+def test_a_snippet_too_short_to_tell_is_measured_but_not_failed_for_relevance():
+    from icon2engine.quality import ResponseQuality
+
+    snippet = ResponseQuality(words=6, repetition=0.0, distinct2=1.0, length_ratio=1.0, foreign=0.0, loglik=-1.0,
+                              loglik_drop=0.0, relevance=-0.5, relevance_kept=-0.5, new_content=1.0)
+    assert degenerate_reasons(snippet, QualityConfig()) == []
+    longer = ResponseQuality(**{**snippet.__dict__, "words": 20})
+    assert degenerate_reasons(longer, QualityConfig()) == ["off_topic"]
