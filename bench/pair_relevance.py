@@ -154,10 +154,13 @@ def main() -> None:
                     help="comma-separated, from: two_sided, unsteered_chosen, unsteered_rejected, diffmean, "
                          "small_gamma, narrow_band, clamp, renorm, prompt")
     ap.add_argument("--out", default="test-output/pair_relevance.json", help="every pair and figure, for reading")
-    ap.add_argument("--headline", help="print the last line again from a saved --out file (no model run)")
+    ap.add_argument("--headline", nargs="+", help="print the last line again from saved --out files, their dimensions "
+                                                 "merged (no model run)")
     args = ap.parse_args()
     if args.headline:
-        report = json.loads(Path(args.headline).read_text())
+        report = {}
+        for path in args.headline:
+            report.update(json.loads(Path(path).read_text()))
         names = [k for k in DIMENSIONS if k in report]
         print(headline(report, names))
         return

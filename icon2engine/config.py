@@ -344,9 +344,10 @@ class QualityConfig:
                   "the request without adding content scores ≤ 0.2, answers ≥ 0.5"},
     )
     min_words_relevance: int = field(
-        default=12,
+        default=20,
         metadata={"help": "relevance is acted on only for responses of at least this many words: a snippet (a run with "
-                  "max_new_tokens = 8) is too short to say whether it answers; it is still measured and stored"},
+                  "max_new_tokens = 8 or 16) has too little content to point back to its request, and the measure is "
+                  "noisy there; it is still measured and stored"},
     )
     check_refusal: bool = field(
         default=True,

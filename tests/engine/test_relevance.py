@@ -27,6 +27,7 @@ CASES = {
         "refusal": "I apologize, but I'm not able to explain financial topics.",
     },
 }
+SHORT = QualityConfig(min_words_relevance=0)  # these hand-written answers are short; the word floor has its own test
 EXPECTED = {"answer": [], "echo": "off_topic|echo", "hollow_cheer": "off_topic", "off_topic": "off_topic", "refusal": "refusal"}
 
 
@@ -65,7 +66,7 @@ def test_only_the_on_topic_answer_passes_and_each_other_text_fails_for_its_own_r
         quality = measure_responses(embedded_lm, [instruction] * len(names), [texts[k] for k in names],
                                     [texts["answer"]] * len(names))  # the on-topic answer plays the unsteered one
         for name, q in zip(names, quality):
-            why = degenerate_reasons(q, QualityConfig())
+            why = degenerate_reasons(q, SHORT)
             expected = EXPECTED[name]
             if not expected:
                 assert why == [], (instruction, name, why)
@@ -107,5 +108,5 @@ def test_a_snippet_too_short_to_tell_is_measured_but_not_failed_for_relevance():
     snippet = ResponseQuality(words=6, repetition=0.0, distinct2=1.0, length_ratio=1.0, foreign=0.0, loglik=-1.0,
                               loglik_drop=0.0, relevance=-0.5, relevance_kept=-0.5, new_content=1.0)
     assert degenerate_reasons(snippet, QualityConfig()) == []
-    longer = ResponseQuality(**{**snippet.__dict__, "words": 20})
+    longer = ResponseQuality(**{**snippet.__dict__, "words": 30})
     assert degenerate_reasons(longer, QualityConfig()) == ["off_topic"]
