@@ -240,7 +240,8 @@ def headline(report: dict, dims: list[str]) -> str:
     if default is None:
         return "no variant equals the defaults: no headline (add the default variant to --variants)"
     at = [report[k][default] for k in dims]
-    hm_prompt = sum(report[k]["prompt"]["hm"] for k in dims) / len(dims) if "prompt" in report[dims[0]] else float("nan")
+    prompted = [report[k]["prompt"]["hm"] for k in dims if "prompt" in report[k]]
+    hm_prompt = sum(prompted) / len(prompted) if prompted else float("nan")
     return (
         f"concept_min={min(f['kept_concept'] for f in at):.3f} "
         f"relevance_kept_min={min(min(f['kept_relevance_chosen'], f['kept_relevance_rejected']) for f in at):.3f} "

@@ -70,7 +70,7 @@ def test_the_pipeline_runs_extract_generate_export_on_the_embedded_model(tmp_pat
         '[steering]\nlayers = "8-15"\n[generate]\nmax_new_tokens = 16\n'
         # 16-token snippets are too short to say whether they answer: relevance is tested on answers
         # (test_relevance.py, test_gate.py); this tests the stages' wiring, and the [gate.quality] section.
-        '[gate.quality]\nmin_relevance = -10.0\nmin_relevance_kept = 0.0\nmin_new_content = 0.0\n'
+        '[gate.quality]\nmin_words_relevance = 100000\n'
     )
     r = _run("pipeline", str(cfg))
     assert r.returncode == 0, r.stderr[-2000:]

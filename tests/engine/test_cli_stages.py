@@ -171,11 +171,13 @@ def test_the_whole_method_runs_from_one_config_on_the_embedded_model(tmp_path):
         '[steering]\nlayers = "8-15"\n[generate]\nmax_new_tokens = 16\n'
         '[synthesize]\nn_target = 16\nbatch_size = 32\nmax_new_tokens = 40\n'
         '[filter]\nkeep_fraction = 0.5\n'
-        '[calibrate]\ngamma_plus_grid = [0.1]\ngamma_minus_grid = [-0.05, -0.1]\nn_instructions = 4\nmax_new_tokens = 24\n'
-        'p_threshold = 0.5\nmax_loglik_drop = 3.0\n[judge]\nkind = "vader"\n'
+        '[calibrate]\ngamma_plus_grid = [0.1]\ngamma_minus_grid = [-0.05, -0.1, -0.15]\nn_instructions = 4\nmax_new_tokens = 24\n'
+        # Four instructions, with the run's own safeguards and band (8-15) since calibration uses them: any
+        # separation at all picks, so the pipeline's wiring is what is under test.
+        'p_threshold = 0.2\nmax_loglik_drop = 3.0\n[judge]\nkind = "vader"\n'
         # Snippets of 16-24 tokens are too short to say whether they answer (relevance is tested on answers
         # in test_relevance.py): the gate's relevance checks are off so the whole method's wiring is under test.
-        '[gate.quality]\nmin_relevance = -10.0\nmin_relevance_kept = 0.0\nmin_new_content = 0.0\n'
+        '[gate.quality]\nmin_words_relevance = 100000\n'
     )
     r = subprocess.run([sys.executable, "-m", "icon2engine", "pipeline", str(cfg)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     out = tmp_path / "out"
