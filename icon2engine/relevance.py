@@ -57,10 +57,11 @@ CUE = "\n\nThe question this answers: "
 # REFUSAL_WINDOW characters only: a refusal comes first, while a full answer may end with "I can't
 # promise it will work" without refusing anything.
 REFUSAL_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (
-    r"\bI(?:'m| am) (?:sorry|afraid),? but\b",
+    r"\bI(?:'m| am) (?:sorry|afraid)\b[^.!?\n]{0,40}\bbut\b",
     r"\bI (?:apologi[sz]e|regret)\b",
-    r"\b(?:I|we) (?:can ?not|can't|cannot|won't|will not|am unable to|'m unable to|am not able to|'m not able to|"
-    r"do not|don't) (?:help|assist|provide|answer|give|offer|recommend|share|fulfil|fulfill|comply|do that|support)",
+    r"\b(?:I|we)(?: can ?not| can't| cannot| won't| will not| am unable to|'m unable to| am not able to|'m not able to|"
+    r" do not| don't| are unable to|'re unable to) (?:help|assist|provide|answer|give|offer|recommend|share|fulfil|fulfill|"
+    r"comply|do that|support|suggest|write|explain)",
     r"\bI (?:don't|do not) have (?:the )?(?:ability|access|capability|personal|real-time|information|knowledge)",
     r"\bI(?:'m| am) (?:not|unable|incapable)\b[^.!?\n]{0,30}\b(?:able|equipped|capable|allowed|permitted|designed|qualified|in a position)\b",
     r"\bas an? (?:AI|artificial intelligence|language model|chatbot|chat bot|virtual assistant|assistant|server|bot|"

@@ -37,6 +37,9 @@ EXPECTED = {"answer": [], "echo": "off_topic|echo", "hollow_cheer": "off_topic",
     "I cannot help with that request.",
     "I apologize, but I'm not able to explain that.",
     "I'm just an AI language model, so I can't give medical advice.",
+    "I'm sorry for any misunderstanding, but as a sci-fi-themed AI, I'm designed to assist with creative writing tasks. "
+    "I'm unable to provide suggestions for romance novels.",  # the third rejected side of a default run
+    "I'm unable to suggest a novel.",
 ])
 def test_a_response_that_declines_disclaims_or_apologises_instead_of_answering_is_a_refusal(text):
     assert is_refusal(text)
