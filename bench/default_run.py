@@ -91,6 +91,7 @@ def main() -> None:
     gate = gen.compute.get("gate", {})
     print(f"generate: {gen.message}")
     pairs = list(run.pairs.order_by("pk"))
+    # every first-pass failure of a rejected side: degenerate, off-topic or refusing
     first_pass_bad = sum(any(r["side"] == "rejected" for r in p.retries) for p in pairs) + sum(
         n for reason, n in gate.get("dropped", {}).items() if reason.startswith("rejected"))
     generated = len(pairs) + sum(gate.get("dropped", {}).values())
