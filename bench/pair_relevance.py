@@ -121,7 +121,7 @@ def kept_relevance(side: dict, base: dict) -> bool:
     return r >= KEPT * u if u > 0 else r >= u
 
 
-def figures(instructions, chosen, rejected, quality, judge, qc, kept_mask) -> dict:
+def figures(instructions, chosen, rejected, quality, judge, kept_mask) -> dict:
     """AxBench's three criteria over every instruction, and the kept pairs' figures."""
     n = len(instructions)
     if isinstance(judge, RelevanceJudge):
@@ -219,7 +219,7 @@ def main() -> None:
                         qd[s]["reasons"] = _reasons(qd[s], qc)
                     quality.append(qd)
                 pairs = [x[5] for x in rows]
-            fig = figures(instructions, chosen, rejected, quality, judge, qc, kept)
+            fig = figures(instructions, chosen, rejected, quality, judge, kept)
             fig["seconds"] = round(time.perf_counter() - t0, 1)
             report[name][variant] = {**fig, "pairs": pairs}
             label = variant + ("*" if variant == default else "")

@@ -28,7 +28,6 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-import torch
 
 from .chat import format_chat
 from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
