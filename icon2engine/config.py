@@ -349,6 +349,13 @@ class QualityConfig:
                   "max_new_tokens = 8 or 16) has too little content to point back to its request, and the measure is "
                   "noisy there; it is still measured and stored"},
     )
+    min_relevance_vs_rejected: float | None = field(
+        default=0.4,
+        metadata={"help": "the chosen side's relevance over the rejected side's (when that one is above 0): a pair whose "
+                  "rejected side is by far the better answer teaches DPO to answer less, so its chosen side is regenerated "
+                  "at a smaller γ⁺, then the pair dropped. On hand-written answers to four requests, two on-topic answers "
+                  "kept ≥ 0.50 of each other's relevance and a cheerful non-answer ≤ 0.26 of the weakest on-topic one's"},
+    )
     check_refusal: bool = field(
         default=True,
         metadata={"help": "a side that declines, disclaims its ability or apologises instead of answering fails "
@@ -365,6 +372,8 @@ class QualityConfig:
                 raise ConfigError(f"{name} is a share, so in [0, 1] (or None to turn it off); got {value}")
         if self.min_relevance is not None:
             _finite("min_relevance", self.min_relevance)
+        if self.min_relevance_vs_rejected is not None and not 0.0 <= _finite("min_relevance_vs_rejected", self.min_relevance_vs_rejected) <= 1.0:
+            raise ConfigError(f"min_relevance_vs_rejected is a share of the rejected side's relevance, so in [0, 1]; got {self.min_relevance_vs_rejected}")
         if self.min_relevance_kept is not None and not 0.0 <= _finite("min_relevance_kept", self.min_relevance_kept) <= 1.0:
             raise ConfigError(f"min_relevance_kept is a share of the unsteered answer's relevance, so in [0, 1]; got {self.min_relevance_kept}")
         for name in ("min_length_ratio", "max_length_ratio", "max_loglik_drop"):

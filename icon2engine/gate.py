@@ -4,7 +4,9 @@ Each instruction is answered three times in one batch: unsteered, at +γ⁺ and 
 unsteered answer is the reference for the quality measures (:mod:`icon2engine.quality`). A side
 that is degenerate is generated again at ``retry_factor`` × its γ, up to ``max_retries`` times
 (each retry recorded). A pair whose side still fails, or whose two sides are the same text, is
-dropped with its reason; :class:`GateResult` counts the reasons.
+dropped with its reason; :class:`GateResult` counts the reasons. A pair whose chosen side answers
+the request less than its rejected side (``less_relevant``, :func:`~icon2engine.quality.pair_reasons`)
+counts as a failing chosen side: DPO would learn to answer less.
 
 Example:
     >>> res = generate_gated_pairs(lm, ds, ["Describe a rainy Monday."], steering=SteeringConfig(0.05, -0.03))
@@ -20,7 +22,7 @@ from .config import GateConfig, GenerateConfig, SteeringConfig  # configs live i
 from .directions import DirectionSet
 from .generation import SteeredPair, generate_rows, resolve_dimensions, resolve_layers
 from .progress import NullProgress, Progress
-from .quality import degenerate_reasons, measure_responses, score_texts
+from .quality import degenerate_reasons, measure_responses, pair_reasons, score_texts
 from .stats import StageStats
 
 __all__ = ["GateConfig", "GateResult", "generate_gated_pairs", "drop_summary"]
@@ -140,7 +142,10 @@ def generate_gated_pairs(
     refusal_ok = [dim in gate.refusal_allowed for dim in dimensions]  # the chosen side may refuse
 
     def reasons(i: int, s: int) -> list[str]:
-        return degenerate_reasons(quality[(i, s)], qc, refusal_ok=refusal_ok[i] and s == 0)
+        why = degenerate_reasons(quality[(i, s)], qc, refusal_ok=refusal_ok[i] and s == 0)
+        if s == 0 and not why:  # the pair's own check falls on the chosen side: it answers less than the rejected one
+            why = pair_reasons(quality[(i, 0)], quality[(i, 1)], qc, refusal_ok=refusal_ok[i])
+        return why
 
     def measure(items: list[tuple[int, int]]):
         nonlocal measure_s

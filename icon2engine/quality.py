@@ -36,7 +36,7 @@ from .prefill import token_logprobs
 from .relevance import is_refusal, new_content, relevance_scores
 
 __all__ = [
-    "QualityConfig", "ResponseQuality", "REASONS", "measure_text", "measure_responses", "degenerate_reasons",
+    "QualityConfig", "ResponseQuality", "REASONS", "measure_text", "measure_responses", "degenerate_reasons", "pair_reasons",
     "repetition", "foreign_share", "response_loglik", "score_texts", "FLUENCY_REASONS", "QUALITY_FIELDS", "quality_columns",
 ]
 
@@ -47,7 +47,10 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 # The reasons a response is degenerate, in the order they are checked (and counted).
 # The reasons that say a text is not fluent (the rest say it does not answer: refusal, off_topic).
 FLUENCY_REASONS = frozenset(("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent"))
-REASONS = ("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo")
+REASONS = (
+    "empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo",
+    "less_relevant",  # a pair's reason (pair_reasons): the chosen side answers the request less than the rejected one
+)
 
 # Common words that mark a language. Small on purpose: a few are enough to tell a French or a
 # German sentence from an English one, and none of them is an ordinary English word.
@@ -282,3 +285,17 @@ def degenerate_reasons(q: ResponseQuality, config: QualityConfig, *, refusal_ok:
         elif config.min_new_content is not None and q.new_content is not None and q.new_content < config.min_new_content:
             out.append("echo")
     return out
+
+
+def pair_reasons(chosen: ResponseQuality, rejected: ResponseQuality, config: QualityConfig, *, refusal_ok: bool = False) -> list[str]:
+    """Why a pair teaches the wrong thing although each side passes: ``["less_relevant"]`` when the
+    chosen side keeps less than ``config.min_relevance_vs_rejected`` of the rejected side's relevance
+    (DPO would learn to answer less), else ``[]``. Only when both sides are long enough for relevance
+    to be acted on, the rejected side's relevance is above 0, and the chosen side may not refuse
+    (``refusal_ok``: harmlessness, whose chosen refusal is rightly less relevant)."""
+    floor = config.min_relevance_vs_rejected
+    if floor is None or refusal_ok or chosen.relevance is None or rejected.relevance is None:
+        return []
+    if min(chosen.words, rejected.words) < config.min_words_relevance or rejected.relevance <= 0:
+        return []
+    return ["less_relevant"] if chosen.relevance < floor * rejected.relevance else []

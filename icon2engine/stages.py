@@ -102,11 +102,11 @@ def no_pairs_message(dropped: Mapping[str, int], steering) -> str:
     """Why no pair came through the gate, and what to change."""
     from .gate import drop_summary
 
-    answering = sum(c for r, c in dropped.items() if r.endswith(("off_topic", "refusal")))
+    answering = sum(c for r, c in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "less_relevant")))
     if "identical sides" in dropped:
         hint = "the sides came out the same: use a larger |γ|"
     elif answering * 2 >= sum(dropped.values()):
-        hint = (f"the steered sides stopped answering their instructions (off-topic or refusing), even at a smaller |γ|: "
+        hint = (f"the steered sides stopped answering their instructions (off-topic, refusing, or less relevant than the rejected side), even at a smaller |γ|: "
                 f"try a smaller γ (e.g. gamma_plus {steering.gamma_plus / 2:g}, gamma_minus {steering.gamma_minus / 2:g}), "
                 "another layer band, or the audit's remedy (a direction that carries sentiment or refusal is "
                 "orthogonalised against it)")

@@ -11,7 +11,7 @@ from icon2engine.quality import QualityConfig, degenerate_reasons, measure_respo
 DIM = Dimension("cheer", (PromptPair("You are a cheerful assistant.", "You are a gloomy assistant."),))
 PROMPTS = ["Describe the sea.", "Tell me about a quick brown fox and a lazy dog.", "What?", "Numbers 1 2 3 4 5 6 7."]
 # A random model writes no language: only the checks a forced failure trips are on.
-NO_RELEVANCE = dict(min_relevance=None, min_relevance_kept=None, min_new_content=None)
+NO_RELEVANCE = dict(min_relevance=None, min_relevance_kept=None, min_new_content=None, min_relevance_vs_rejected=None)
 STRUCTURE = QualityConfig(max_foreign=None, max_loglik_drop=None, min_length_ratio=None, max_length_ratio=None, **NO_RELEVANCE)
 
 
@@ -159,7 +159,7 @@ def test_an_off_topic_side_is_retried_then_dropped_with_off_topic_as_its_reason(
     # The relevance floor set above anything a text can score: every side is off topic, measured by the model.
     off = QualityConfig(max_foreign=None, max_loglik_drop=None, min_length_ratio=None, max_length_ratio=None,
                         max_repetition=None, min_distinct2=None, min_words=0, min_relevance=100.0, min_relevance_kept=None,
-                        min_new_content=None, min_words_relevance=0)
+                        min_new_content=None, min_words_relevance=0, min_relevance_vs_rejected=None)
     res = generate_gated_pairs(
         tiny_lm, directions, PROMPTS[:2], steering=SteeringConfig(0.05, -0.05, layers=(1, 2)),
         config=GenerateConfig(max_new_tokens=12, min_new_tokens=12), gate=GateConfig(quality=off, max_retries=1),
@@ -178,3 +178,40 @@ def test_an_unsteered_chosen_pair_steers_only_its_rejected_side(tiny_lm, directi
     assert res.rows_generated == 2 * len(PROMPTS)  # unsteered + rejected: no chosen row decoded
     assert all(p.chosen == p.unsteered and p.gamma_plus == 0.0 and p.pairing == "unsteered_chosen" for p in res.pairs)
     assert any(p.rejected != p.unsteered for p in res.pairs)
+
+
+def test_a_pair_whose_rejected_side_is_the_better_answer_retries_its_chosen_side_then_drops_it(tiny_lm, directions, monkeypatch):
+    # The tiny model writes no language, so the chosen rows become a cheerful non-answer and the
+    # rejected rows an answer, and their relevance is set as the embedded model measures such texts
+    # (tests/engine/test_relevance.py); everything else is the gate's own path.
+    import icon2engine.gate as gate_module
+
+    cheer = "What a wonderful question! Life is a joyful adventure and every day brings happy surprises for everyone."
+    answer = "Loosen the lug nuts, jack up the car, swap the flat for the spare, then tighten the nuts in a star pattern."
+    real_rows, real_measure = gate_module.generate_rows, gate_module.measure_responses
+
+    def rows(lm, texts, cfg, *, coefficients, **kw):
+        out = real_rows(lm, texts, cfg, coefficients=coefficients, **kw)
+        out.texts = [cheer if c > 0 else answer if c < 0 else t for t, c in zip(out.texts, coefficients)]
+        return out
+
+    def measure(lm, instructions, texts, refs, **kw):
+        out = real_measure(lm, instructions, texts, refs, **kw)
+        for q, t in zip(out, texts):
+            q.relevance = {cheer: 0.1, answer: 0.9}.get(t, q.relevance)
+        return out
+
+    monkeypatch.setattr(gate_module, "generate_rows", rows)
+    monkeypatch.setattr(gate_module, "measure_responses", measure)
+    kwargs = dict(steering=SteeringConfig(0.05, -0.05, layers=(1, 2)), config=GenerateConfig(max_new_tokens=12))
+    qc = QualityConfig(**{**STRUCTURE.__dict__, "min_relevance_vs_rejected": 0.4, "min_words_relevance": 0})
+    res = generate_gated_pairs(tiny_lm, directions, PROMPTS[:2], gate=GateConfig(quality=qc, max_retries=2), **kwargs)
+    assert res.pairs == [] and res.dropped_counts == {"chosen: less_relevant": 2}
+    tries = res.dropped[0]["retries"]
+    assert [(r["side"], r["gamma"], r["reasons"]) for r in tries] == [("chosen", 0.05, ["less_relevant"]), ("chosen", 0.03, ["less_relevant"])]
+    assert res.retries == 4  # the chosen sides only: the rejected side is kept and not measured again
+    # Where refusing is the concept, a chosen side may rightly be the less relevant one; and the check can be off.
+    allowed = generate_gated_pairs(tiny_lm, directions, PROMPTS[:2], gate=GateConfig(quality=qc, refusal_allowed=("cheer",)), **kwargs)
+    off = generate_gated_pairs(tiny_lm, directions, PROMPTS[:2],
+                               gate=GateConfig(quality=QualityConfig(**{**qc.__dict__, "min_relevance_vs_rejected": None})), **kwargs)
+    assert len(allowed.pairs) == len(off.pairs) == 2

@@ -113,3 +113,21 @@ def test_a_snippet_too_short_to_tell_is_measured_but_not_failed_for_relevance():
     assert degenerate_reasons(snippet, QualityConfig()) == []
     longer = ResponseQuality(**{**snippet.__dict__, "words": 30})
     assert degenerate_reasons(longer, QualityConfig()) == ["off_topic"]
+
+
+def test_a_chosen_side_that_keeps_too_little_of_the_rejected_sides_relevance_fails_the_pair():
+    from icon2engine.quality import ResponseQuality, pair_reasons
+
+    def side(relevance, words=30):
+        return ResponseQuality(words=words, repetition=0.0, distinct2=1.0, length_ratio=1.0, foreign=0.0, relevance=relevance)
+
+    qc = QualityConfig()  # min_relevance_vs_rejected 0.4
+    # Measured relevance of hand-written answers (see the field's help): two on-topic answers, then a cheer.
+    assert pair_reasons(side(0.29), side(0.58), qc) == []
+    assert pair_reasons(side(0.13), side(0.51), qc) == ["less_relevant"]
+    assert pair_reasons(side(0.9), side(0.2), qc) == []  # the chosen side the better answer: fine
+    assert pair_reasons(side(0.1), side(-0.3), qc) == []  # the rejected side off topic: its own check fails it
+    assert pair_reasons(side(0.1, words=6), side(0.9), qc) == []  # too short to tell
+    assert pair_reasons(side(0.1), side(0.9), qc, refusal_ok=True) == []  # a harmlessness refusal is rightly less relevant
+    with pytest.raises(Exception, match="min_relevance_vs_rejected"):
+        QualityConfig(min_relevance_vs_rejected=1.5)

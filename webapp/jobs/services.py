@@ -334,7 +334,7 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
     dropped = gate.get("dropped", {})
     total = sum(dropped.values())
     identical = dropped.get("identical sides", 0)
-    answering = sum(n for r, n in dropped.items() if r.endswith(("off_topic", "refusal")))
+    answering = sum(n for r, n in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "less_relevant")))
     if total and identical >= total / 2:
         advice = (
             f"γ⁺ = {run.gamma_plus:g} and γ⁻ = {run.gamma_minus:g} are too weak for the two sides to differ: "
@@ -342,7 +342,7 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
         )
     elif total and answering >= total / 2:
         advice = (
-            "the steered sides stopped answering their instructions (off-topic or refusing), even after retries at a "
+            "the steered sides stopped answering their instructions (off-topic, refusing, or less relevant than the rejected side), even after retries at a "
             f"smaller |γ|: start a run with a smaller |γ| (try γ⁺ = {run.gamma_plus / 2:.3g}, γ⁻ = {run.gamma_minus / 2:.3g}) "
             "or another layer band, or ask for the bias audit and apply its remedy (a direction that carries sentiment "
             "or refusal is orthogonalised against it)"
