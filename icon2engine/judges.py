@@ -4,24 +4,22 @@
   It saturates near +1 and scores much gloomy text 0.0: fine for a smoke test, weak alone.
 - :class:`LengthJudge`: words in the response (or closeness to a target length).
 - :class:`RewardModelJudge`: any Hugging Face sequence-classification model from a local path.
-- :class:`LLMJudge`: an OpenAI-compatible ``/chat/completions`` endpoint (urllib, no extra
-  dependency), with timeouts and retries.
+- :class:`LLMJudge`: an OpenAI-compatible ``/chat/completions`` endpoint (through the one safe
+  client, :mod:`icon2engine.endpoints`; no extra dependency), with timeouts and retries.
 
 ``compare`` returns a number in [−1, 1]: +1 when ``a`` is better, −1 when ``b`` is, 0 for a tie.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 from .config import _finite
+from .endpoints import LOOPBACK_HOSTS, EndpointError, EndpointPolicy, EndpointRefused, request_json, url_origin, url_problem
 from .errors import ConfigError, JudgeError
 
 __all__ = [
@@ -290,6 +288,10 @@ class LLMJudge(BaseJudge):
             A, B or tie; an answer that repeats the opening of exactly one response picks it.
             ``scores`` rates each response from 1 to 10 and compares the ratings: two requests
             per comparison, for small judges that cannot hold the pairwise format.
+        allowed_hosts: host names and address ranges the endpoint may be on besides public
+            addresses (default: this machine's loopback); see :class:`~icon2engine.endpoints.EndpointPolicy`.
+        key_origin: the ``scheme://host:port`` the key was saved for (default: ``base_url``'s);
+            the key is sent nowhere else.
 
     Example:
         >>> judge = LLMJudge("http://localhost:8000/v1", "qwen2.5-7b-instruct", criterion="cheerful and optimistic")
@@ -300,9 +302,13 @@ class LLMJudge(BaseJudge):
     name = "llm"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, criterion: str = "helpful, honest and harmless",
-                 timeout: float = 30.0, retries: int = 2, backoff: float = 0.5, protocol: str = "pairwise") -> None:
+                 timeout: float = 30.0, retries: int = 2, backoff: float = 0.5, protocol: str = "pairwise",
+                 allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, key_origin: str | None = None) -> None:
         if not base_url or not re.match(r"^https?://", base_url):
             raise ConfigError(f"LLM judge base_url must start with http:// or https://, got {base_url!r}")
+        problem = url_problem(base_url)
+        if problem:
+            raise ConfigError(f"LLM judge base_url {base_url!r}: {problem}")
         if not model:
             raise ConfigError("LLM judge needs a model name (the one the server expects)")
         if not 0 < _finite("timeout", timeout) <= 600:
@@ -314,46 +320,49 @@ class LLMJudge(BaseJudge):
         self.protocol = protocol
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.criterion = model, api_key, criterion
+        # A key given here is for this base URL; a stored key carries the origin it was saved for.
+        self.key_origin = key_origin if key_origin is not None else url_origin(base_url)
+        self.policy = EndpointPolicy(allowed_hosts=tuple(allowed_hosts), timeout=float(timeout))
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
         self.name = f"llm:{model}"
         self.answered = 0  # verdicts the server gave (a count, for logs and tests)
 
     def _ask(self, messages: list[dict]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": 8}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last: Exception | None = None
+        payload = {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": 8}
+        last: EndpointError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
-                answer = str(payload["choices"][0]["message"]["content"])
+                answer = request_json("POST", self.url, policy=self.policy, payload=payload,
+                                      api_key=self.api_key, key_origin=self.key_origin)
+                text = str(answer["choices"][0]["message"]["content"])
                 self.answered += 1
-                return answer
-            except urllib.error.HTTPError as exc:
-                if exc.code in (401, 403):
-                    raise JudgeError(f"LLM judge at {self.url} refused the API key (HTTP {exc.code}); check api_key") from None
-                if exc.code == 404:
+                return text
+            except EndpointRefused as exc:
+                raise JudgeError(f"LLM judge at {self.url} was not asked: {exc}") from None
+            except EndpointError as exc:
+                if exc.status in (401, 403):
+                    raise JudgeError(f"LLM judge at {self.url} refused the API key (HTTP {exc.status}); check api_key") from None
+                if exc.status == 404:
                     raise JudgeError(
                         f"LLM judge at {self.url} answered 404; check base_url (it usually ends in /v1) and the model name"
                     ) from None
+                if exc.status is not None and exc.status < 300:
+                    raise JudgeError(
+                        f"LLM judge at {self.url} did not answer in the OpenAI chat format ({exc}); "
+                        "check that base_url points at an OpenAI-compatible server"
+                    ) from None
                 last = exc
-                if exc.code < 500 and exc.code != 429:
+                if not exc.retryable:
                     break
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last = exc
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
+            except (KeyError, IndexError, TypeError) as exc:
                 raise JudgeError(
                     f"LLM judge at {self.url} did not answer in the OpenAI chat format ({exc!r}); "
                     "check that base_url points at an OpenAI-compatible server"
                 ) from None
-        reason = getattr(last, "reason", None) or last
         raise JudgeError(
-            f"LLM judge at {self.url} is unreachable or failing after {self.retries + 1} attempt(s) ({reason}); "
+            f"LLM judge at {self.url} is unreachable or failing after {self.retries + 1} attempt(s) ({last}); "
             "check base_url, that the server is running, and the timeout"
         )
 
@@ -512,6 +521,12 @@ class JudgeConfig:
     protocol: str = field(default="pairwise", metadata={"help": "llm: pairwise (A, B or tie) or scores (rate each "
                                                                  "response 1-10, for small judge models)",
                                                     "cli": {"choices": ("pairwise", "scores")}})
+    allowed_hosts: tuple[str, ...] = field(default=LOOPBACK_HOSTS, metadata={
+        "help": "llm: host names and address ranges the endpoint may be on besides public addresses, "
+                "e.g. localhost,127.0.0.0/8,10.0.0.0/8 (private, loopback and link-local ones are refused otherwise)"})
+    api_key_origin: str | None = field(default=None, metadata={
+        "help": "llm: the scheme://host:port the api_key was saved for (default: base_url's); the key goes nowhere else",
+        "cli": False})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JUDGE_ALIASES.get(self.kind, self.kind))
@@ -527,6 +542,7 @@ class JudgeConfig:
             raise ConfigError(f"judge protocol must be one of {', '.join(LLM_PROTOCOLS)}, got {self.protocol!r}")
         if self.kind == "llm" and not (self.base_url and self.model):
             raise ConfigError("an llm judge needs base_url (e.g. http://localhost:8000/v1) and model")
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))  # a list from a pipeline file
 
 
 def make_judge(config: JudgeConfig | str, *, lm=None) -> BaseJudge:
@@ -562,4 +578,4 @@ def _make_base_judge(config: JudgeConfig) -> BaseJudge:
         return RewardModelJudge(config.path)
     key = config.api_key or (os.environ.get(config.api_key_env) if config.api_key_env else None)
     return LLMJudge(config.base_url, config.model, key, criterion=config.criterion, timeout=config.timeout, retries=config.retries,
-                     protocol=config.protocol)
+                    protocol=config.protocol, allowed_hosts=config.allowed_hosts, key_origin=config.api_key_origin)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+from icon2engine.endpoints import EndpointPolicy
 from icon2engine.errors import ConfigError
 from icon2engine.formats import parse_flag
 
@@ -92,3 +93,13 @@ def env_path(name: str, default: Path | str | object = _REQUIRED) -> Path:
     if "\x00" in value:
         raise ImproperlyConfigured(f"{name} is not a valid path; give a folder such as /var/lib/icon2.")
     return Path(value).expanduser()
+
+
+def env_hosts(name: str, default: list[str]) -> list[str]:
+    """Host names and address ranges (``localhost,10.0.0.0/8``), or ``none`` for an empty list."""
+    hosts = [h for h in env_list(name, default=default) if h.lower() != "none"]
+    try:
+        EndpointPolicy(allowed_hosts=tuple(hosts))
+    except ConfigError as error:
+        raise ImproperlyConfigured(f"{name}: {error}.") from None
+    return hosts

@@ -187,6 +187,8 @@ def run_judge(run, role: str, *, lm=None):
     config = row.engine_config()
     if config["kind"] == "reward_model" and not model_path_allowed(config["path"]):
         raise ModelLoadError(f"judge {row.name}: {MODEL_PATH_REFUSED}")
+    if config["kind"] == "llm":  # the site's rule for where judge requests may go (docs/security.md)
+        config["allowed_hosts"] = tuple(settings.ICON2_JUDGE_ALLOWED_HOSTS)
     return make_judge(JudgeConfig(**config), lm=lm)
 
 

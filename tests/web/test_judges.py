@@ -267,12 +267,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("status, body, says", [
-    (None, b"", "is unreachable"),
-    (500, b"oops", "answered HTTP 500"),
-    (200, b"<html>not json</html>", "not JSON"),
-], ids=["refused", "error-status", "not-json"])
-def test_eddie_cannot_launch_a_run_whose_judge_cannot_be_reached(ours, engineer, status, body, says):
+@pytest.mark.parametrize("status, body", [
+    (None, b""),
+    (500, b"oops"),
+    (404, b'{"detail": "Not Found"}'),
+    (200, b"<html>not json</html>"),
+    (200, b'{"not": "a model list"}'),
+], ids=["refused", "error-status", "not-found", "not-json", "not-a-model-list"])
+def test_eddie_cannot_launch_a_run_whose_judge_cannot_be_reached(ours, engineer, status, body):
+    """Each failure reads the same, so that the launch check cannot tell a closed port from an
+    open one (issue 29: it worked as a port scanner)."""
+    says = "the judge endpoint did not answer as an OpenAI-compatible server"
     from django.core.exceptions import ValidationError
 
     from webapp.studio.services import judge_create, run_create, run_launch

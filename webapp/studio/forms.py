@@ -169,7 +169,10 @@ class JudgeForm(forms.ModelForm):
         self.fields["criterion"].max_length = RATIONALE_MAX
         self.fields["protocol"].required = False  # only an LLM endpoint uses it
         if self.instance.pk and self.instance.api_key:
-            self.fields["api_key"].help_text = "A key is stored. Leave blank to keep it; type a new one to replace it."
+            self.fields["api_key"].help_text = (
+                f"A key is stored for {self.instance.api_key_origin or 'this base URL'}. Leave blank to keep it; type a new "
+                "one to replace it. A base URL on another host or port needs the key typed again (else it is cleared)."
+            )
 
     def clean_protocol(self) -> str:
         return self.cleaned_data.get("protocol") or Judge.Protocol.PAIRWISE

@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from icon2engine.endpoints import url_origin, url_problem
 from icon2engine.formats import default_layers
 from webapp.limits import PROMPT_MAX, RATIONALE_MAX, text_check
 from webapp.accounts.models import Team
@@ -196,6 +197,10 @@ class Judge(models.Model):
     )
     model_name = models.CharField(max_length=200, blank=True, help_text="LLM endpoint: the model name the server expects.")
     api_key = models.CharField(max_length=500, blank=True, help_text="LLM endpoint: sent as a Bearer token; never shown again.")
+    api_key_origin = models.CharField(
+        max_length=300, blank=True, editable=False,
+        help_text="The scheme://host:port the API key was entered for; it is sent to no other address.",
+    )
     criterion = models.TextField(blank=True, help_text="LLM endpoint: what “better” means, in words.")
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.PAIRWISE,
                                 help_text="LLM endpoint: how two answers are compared. Small judge models often hold only the 1–10 format.")
@@ -232,7 +237,8 @@ class Judge(models.Model):
             config["path"] = self.path
         if self.kind == self.Kind.LLM:
             config.update(base_url=self.base_url, model=self.model_name, criterion=self.criterion,
-                          api_key=self.api_key or None, api_key_env=None, protocol=self.protocol)
+                          api_key=self.api_key or None, api_key_origin=self.api_key_origin or None, api_key_env=None,
+                          protocol=self.protocol)
         if self.kind == self.Kind.SELF:
             config["criterion"] = self.criterion
         return config
@@ -247,14 +253,20 @@ class Judge(models.Model):
         if self.kind == self.Kind.REWARD_MODEL and not self.path:
             errors["path"] = "Give the reward model's folder on the worker machine."
         if self.kind == self.Kind.LLM:
-            if not re.match(r"^https?://[^\s/]+", self.base_url):
-                errors["base_url"] = "Give an http:// or https:// address, e.g. http://127.0.0.1:8000/v1."
+            problem = url_problem(self.base_url)
+            if problem:
+                errors["base_url"] = problem
             if not self.model_name:
                 errors["model_name"] = "Give the model name the server expects."
         if self.kind in (self.Kind.LLM, self.Kind.SELF) and not self.criterion:
             errors["criterion"] = "Say in words what makes one answer better than another."
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def base_url_origin(self) -> str:
+        """The scheme://host:port of a valid base URL ("" for any other)."""
+        return url_origin(self.base_url) if self.base_url and not url_problem(self.base_url) else ""
 
 
 class Run(models.Model):

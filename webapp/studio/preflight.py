@@ -8,35 +8,39 @@ ICON2_LAUNCH_CHECKS=0 (the worker still checks everything again before it loads)
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from django.conf import settings
 
+from icon2engine.endpoints import EndpointError, EndpointPolicy, EndpointRefused, request_json
 from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed
 from webapp.studio.models import Judge, ModelSpec, Run
 
 ENDPOINT_TIMEOUT_S = 5.0
+# All a launch says about an endpoint that was asked: whether it refused, failed, timed out or
+# answered a 404 stays in the server, so the launch check cannot be used to scan a network.
+NOT_OPENAI = "the judge endpoint did not answer as an OpenAI-compatible server"
 
 
-def endpoint_problem(base_url: str, api_key: str = "") -> str | None:
-    """Why an OpenAI-compatible endpoint cannot be used, or None: GET {base_url}/models must answer JSON."""
-    url = base_url.rstrip("/") + "/models"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+def judge_endpoint_policy(*, timeout: float = ENDPOINT_TIMEOUT_S) -> EndpointPolicy:
+    """Where this site's judge requests may go (settings.ICON2_JUDGE_ALLOWED_HOSTS; docs/security.md)."""
+    return EndpointPolicy(allowed_hosts=tuple(settings.ICON2_JUDGE_ALLOWED_HOSTS), timeout=timeout)
+
+
+def endpoint_problem(judge: Judge) -> str | None:
+    """Why the judge's OpenAI-compatible endpoint cannot be used, or None: GET {base_url}/models,
+    through the one judge client (no redirects, the key only to its own origin), must answer a
+    model list."""
+    url = judge.base_url.rstrip("/") + "/models"
     try:
-        with urllib.request.urlopen(request, timeout=ENDPOINT_TIMEOUT_S) as response:  # noqa: S310 (http(s) only, checked)
-            body = response.read(1_000_000)
-    except urllib.error.HTTPError as error:
-        return f"{url} answered HTTP {error.code}"
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        return f"{url} is unreachable ({reason})"
-    try:
-        json.loads(body)
-    except ValueError:
-        return f"{url} answered with something that is not JSON"
+        answer = request_json("GET", url, policy=judge_endpoint_policy(), api_key=judge.api_key or None,
+                              key_origin=judge.api_key_origin or None)
+    except EndpointRefused as refused:  # decided before anything was sent: safe to say why
+        return str(refused)
+    except EndpointError:
+        return NOT_OPENAI
+    if not (isinstance(answer, dict) and isinstance(answer.get("data"), list)):
+        return NOT_OPENAI
     return None
 
 
@@ -55,8 +59,8 @@ def _model_problem(model: ModelSpec) -> str | None:
 
 def _judge_problem(judge: Judge, role: str) -> str | None:
     if judge.kind == Judge.Kind.LLM:
-        problem = endpoint_problem(judge.base_url, judge.api_key)
-        return f"The {role} judge {judge.name}: {problem}." if problem else None
+        problem = endpoint_problem(judge)
+        return f"The {role} judge {judge.name}: {problem.rstrip('.')}." if problem else None
     if judge.kind == Judge.Kind.REWARD_MODEL:
         if not model_path_allowed(judge.path):
             return f"The {role} judge {judge.name}: {MODEL_PATH_REFUSED}"

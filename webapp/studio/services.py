@@ -324,7 +324,7 @@ def judges_builtin_ensure() -> None:
 JUDGE_FIELDS = ("name", "kind", "better", "path", "base_url", "model_name", "api_key", "criterion", "protocol")
 
 
-def _judge_save(judge: Judge) -> Judge:
+def _judge_save(judge: Judge, *, key_entered: bool) -> Judge:
     judge.name = _clean_name(judge.name, what="judge")
     judge.full_clean(validate_constraints=False)
     if judge.kind == Judge.Kind.REWARD_MODEL:
@@ -337,6 +337,13 @@ def _judge_save(judge: Judge) -> Judge:
         raise ValidationError({"name": f"“{judge.name}” is the name of a built-in judge; choose another."})
     if Judge.objects.filter(team=judge.team, name__iexact=judge.name).exclude(pk=judge.pk).exists():
         raise ValidationError({"name": f"This team already has a judge called “{judge.name}”."})
+    # A key belongs to the address it was typed for: a key typed now is for this base URL; a
+    # stored key whose base URL moved to another origin is cleared, never sent to the new one.
+    origin = judge.base_url_origin if judge.kind == Judge.Kind.LLM else ""
+    if key_entered:
+        judge.api_key_origin = origin
+    elif judge.api_key and (not origin or judge.api_key_origin != origin):
+        judge.api_key, judge.api_key_origin = "", ""
     judge.save()
     return judge
 
@@ -346,21 +353,24 @@ def judge_create(*, team: Team, created_by: AbstractBaseUser, **fields: Any) -> 
     unknown = set(fields) - set(JUDGE_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown judge settings: {', '.join(sorted(unknown))}.")
-    return _judge_save(Judge(team=team, **fields))
+    return _judge_save(Judge(team=team, **fields), key_entered=bool(fields.get("api_key")))
 
 
 def judge_update(*, judge: Judge, actor: AbstractBaseUser, **fields: Any) -> Judge:
-    """Change a team judge. A blank `api_key` keeps the stored one (the form never shows it)."""
+    """Change a team judge. A blank `api_key` keeps the stored one (the form never shows it) while
+    the base URL stays on the same scheme, host and port; moving it elsewhere clears the stored key
+    (type it again for the new address)."""
     if judge.team_id is None:
         raise ValidationError("Built-in judges cannot be changed.")
     role_require(user=actor, team=judge.team_id, perm=Perm.EDIT)
-    if not fields.get("api_key"):
+    key_entered = bool(fields.get("api_key"))
+    if not key_entered:
         fields.pop("api_key", None)
     for field, value in fields.items():
         if field not in JUDGE_FIELDS:
             raise ValidationError(f"Unknown judge setting: {field}.")
         setattr(judge, field, value)
-    return _judge_save(judge)
+    return _judge_save(judge, key_entered=key_entered)
 
 
 def judge_delete(*, judge: Judge, actor: AbstractBaseUser) -> None:

@@ -358,10 +358,15 @@ def judge_new(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def judge_edit(request: HttpRequest, pk: int) -> HttpResponse:
     judge = judge_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    had_key = bool(judge.api_key)
     form = JudgeForm(request.POST or None, instance=judge)
     if request.method == "POST" and form.is_valid():
-        if _judge_form_submit(request, form, judge=judge) is not None:
+        saved = _judge_form_submit(request, form, judge=judge)
+        if saved is not None:
             messages.success(request, "Judge saved.")
+            if had_key and not saved.api_key:
+                messages.warning(request, "The base URL moved to another address, so the stored API key was cleared; "
+                                          "edit the judge and type the key again if the new address needs one.")
             return redirect("studio:judges")
     return render(request, "studio/judge_form.html", {"form": form, "judge": judge, "team": judge.team})
 
