@@ -59,6 +59,11 @@ def _lines(stream: Iterable[bytes], where: _Where) -> Iterator[tuple[int, str]]:
 
 def _checked(number: int, text: str, where: _Where, max_chars: int | None) -> str:
     text = text.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can spell a lone UTF-16 surrogate ("\ud800"); UTF-8 cannot hold it
+        raise InputError(f"{where(number)}: contains a lone UTF-16 surrogate (an escape such as \\ud800 "
+                         "without its pair); fix or remove it.") from None
     if max_chars is not None and len(text) > max_chars:
         raise InputError(f"{where(number)}: the instruction is {len(text):,} characters; the limit is {max_chars:,}.")
     return text
@@ -81,6 +86,9 @@ def _parse_jsonl(stream, where, column, max_chars) -> Iterator[str]:
             raise InputError(f"{where(number)}: not valid JSON ({error.msg}).") from None
         except RecursionError:  # [[[[…]]]] nested deeper than Python's parser goes
             raise InputError(f"{where(number)}: the JSON is nested too deeply; expected a string or an object.") from None
+        except ValueError:  # Python reads integers of at most 4,300 digits (sys.set_int_max_str_digits)
+            raise InputError(f"{where(number)}: a number too long to read (more than 4,300 digits); "
+                             "expected a string or an object.") from None
         if isinstance(item, dict):
             key = next((key for key in keys if key in item), None)
             if key is None:

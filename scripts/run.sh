@@ -7,6 +7,7 @@
 #   scripts/run.sh                  # http://127.0.0.1:8000/
 #   HOST=0.0.0.0 PORT=9000 scripts/run.sh
 #   ICON2_DEMO_PASSWORD=... scripts/run.sh   # choose the demo password instead of a random one
+#   DEBUG=1 scripts/run.sh          # Django's debug pages, for development on this machine only
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +16,9 @@ HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 VENV=.venv  # scripts/setup.sh creates it
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-webapp.settings}"
+# Safe by default (docs/security.md): DEBUG stays off unless you export DEBUG=1, and this site
+# gets its own SECRET_KEY, made on the first run and kept in var/secret_key.
+source scripts/site_secret.sh
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -1,8 +1,10 @@
 """Settings for Icon² Studio, read from the environment (see webapp/env.py).
 
-This module is the development default: DEBUG is on unless DEBUG=0, the database is SQLite in
-var/ unless DATABASE_URL is set, and SECRET_KEY has an insecure default *only here*.
-Production uses webapp.settings_production, tests webapp.settings_test.
+This module is the one-machine default (scripts/run.sh): DEBUG is off unless DEBUG=1, the
+database is SQLite in var/ unless DATABASE_URL is set, and SECRET_KEY comes from the environment,
+else from var/secret_key (scripts/run.sh writes a random one there on its first run), else an
+insecure development key *only here*. Production uses webapp.settings_production, tests
+webapp.settings_test. What each safety setting does and why: docs/security.md.
 """
 
 from __future__ import annotations
@@ -12,13 +14,20 @@ from pathlib import Path
 
 import dj_database_url
 
-from webapp.env import env_bool, env_int, env_list, env_path, env_str
+from webapp.env import env_bool, env_hosts, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
-SECRET_KEY = env_str("SECRET_KEY", default="django-insecure-development-only-do-not-use-in-production")
-DEBUG = env_bool("DEBUG", default=True)
+SITE_SECRET_KEY_FILE = VAR_DIR / "secret_key"  # per site, written by scripts/run.sh on its first run
+SECRET_KEY = env_str(
+    "SECRET_KEY",
+    default=(SITE_SECRET_KEY_FILE.read_text().strip() if SITE_SECRET_KEY_FILE.is_file() else "")
+    or "django-insecure-development-only-do-not-use-in-production",
+)
+DEBUG = env_bool("DEBUG", default=False)
+# Error pages and reports never show a frame's local variables (a judge's key was one).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "webapp.security.NoLocalsExceptionReporterFilter"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -33,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "csp",
     "webapp.accounts",
     "webapp.studio",
     "webapp.jobs",
@@ -43,12 +53,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "webapp.security.FormEncodingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "webapp.security.NoStoreMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
@@ -145,10 +158,35 @@ CHANNEL_LAYERS = {
     },
 }
 
+# Content-Security-Policy (django-csp): scripts and styles come only from our static files
+# (htmx is vendored, no inline <script>, no inline event handlers, no eval); style *attributes*
+# stay allowed for the widths of progress bars. 'self' in connect-src covers the same-origin
+# WebSockets (ws:// and wss://) of live runs and the playground.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": [_SELF, "data:"],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_NONE],
+        "form-action": [_SELF],
+        "frame-ancestors": [_NONE],
+    },
+}
+
+# A refused request (PermissionDenied, 403) is logged as one line, not a traceback: anyone
+# signed in can cause one, and the log must not fill with them.
+LOG_FILTERS = {"one_line_forbidden": {"()": "webapp.security.OneLineForbiddenFilter"}}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": LOG_FILTERS,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"filters": ["one_line_forbidden"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", default="INFO")},
 }
 
@@ -175,6 +213,12 @@ ICON2_ALLOW_DOWNLOAD = env_bool("ICON2_ALLOW_DOWNLOAD", default=False)
 ICON2_TORCH_THREADS = env_int("ICON2_TORCH_THREADS", default=0, min_value=0)  # 0: torch's default
 ICON2_REAP_EVERY_S = env_int("ICON2_REAP_EVERY_S", default=10, min_value=1)
 ICON2_LAUNCH_CHECKS = env_bool("ICON2_LAUNCH_CHECKS", default=True)  # model paths and judges checked at launch
+# Judge endpoints may be on public addresses; a private, loopback or link-local one (the cloud's
+# metadata service at 169.254.169.254, the office network, this machine) only when listed here:
+# host names and address ranges, or "none". On a one-machine site (scripts/run.sh) loopback is
+# allowed, since a judge served beside the studio (vLLM, `transformers serve`) is the common
+# case; settings_production allows nothing unless configured. See docs/security.md.
+ICON2_JUDGE_ALLOWED_HOSTS = env_hosts("ICON2_JUDGE_ALLOWED_HOSTS", default=["localhost", "127.0.0.0/8", "::1"])
 ICON2_PROGRESS_INTERVAL_MS = env_int("ICON2_PROGRESS_INTERVAL_MS", default=500, min_value=0)
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from webapp.env import env_bool, env_int, env_list, env_str
+from webapp.env import env_bool, env_hosts, env_int, env_list, env_str
 from webapp.settings import *  # noqa: F403
 
 SECRET_KEY = env_str("SECRET_KEY")
@@ -36,6 +36,8 @@ SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
+# No judge on this machine or the private network unless the operator lists it (docs/security.md).
+ICON2_JUDGE_ALLOWED_HOSTS = env_hosts("ICON2_JUDGE_ALLOWED_HOSTS", default=[])
 
 STORAGES = {
     **STORAGES,  # noqa: F405

@@ -22,7 +22,8 @@ else:
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
-LOGGING = {"version": 1, "disable_existing_loggers": False}
+LOGGING = {"version": 1, "disable_existing_loggers": False, "filters": LOG_FILTERS,  # noqa: F405
+           "loggers": {"django.request": {"filters": ["one_line_forbidden"]}}}
 
 ICON2_AUDIT_AUTO = False  # tests that want the audit after generation turn it on
 ICON2_QUEUE = "none"  # unit tests never need a broker; the integration tests run real workers

@@ -1,4 +1,32 @@
 // Small progressive enhancements; every page works without them.
+// Behaviour comes from data attributes, never inline handlers: the Content-Security-Policy allows
+// no inline script and no eval (htmx runs with allowEval off).
+(function () {
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var message = form.getAttribute("data-confirm") || (event.submitter && event.submitter.getAttribute("data-confirm"));
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (el.hasAttribute && el.hasAttribute("data-submit-on-change") && el.form) el.form.submit();
+  });
+  document.addEventListener("input", function (event) {
+    var el = event.target, id = el.getAttribute && el.getAttribute("data-mirror");
+    var other = id && document.getElementById(id);
+    if (other) other.value = el.value;
+  });
+  document.addEventListener("click", function (event) {
+    var el = event.target.closest && event.target.closest("[data-select-on-click], [data-remove-closest]");
+    if (!el) return;
+    if (el.hasAttribute("data-select-on-click")) el.select();
+    else {
+      var gone = el.closest(el.getAttribute("data-remove-closest"));
+      if (gone) gone.remove();
+    }
+  });
+})();
+
 (function () {
   function syncRunForm(root) {
     var form = (root || document).querySelector("form[data-run-form]");
@@ -25,7 +53,7 @@
 // Live run pages, one path: a message on the run's socket (small JSON) only says "the run changed";
 // #run-live then fetches itself (?live=1, one partial) with htmx. One fetch at a time, at most
 // every 400 ms; events that arrive while one is out cause one more when it has settled. While the
-// socket is down, #run-live polls (its hx-trigger checks window.icon2SocketOpen) and the socket
+// socket is down, #run-live polls every 4 s while the run works (data-working) and the socket
 // reconnects with a backoff.
 (function () {
   var socket = null, retries = 0, timer = null, guard = null, last = 0, dirty = false, inFlight = false;
@@ -85,4 +113,8 @@
     };
   }
   document.addEventListener("DOMContentLoaded", connect);
+  setInterval(function () {
+    var el = live();
+    if (el && el.dataset.working && !window.icon2SocketOpen) refresh();
+  }, 4000);
 })();

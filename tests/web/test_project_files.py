@@ -46,7 +46,7 @@ for module in pkgutil.walk_packages(webapp.__path__, "webapp."):
         importlib.import_module(module.name)
 # The engine's torch-free shared formats are the web's only engine imports (icon2engine.formats).
 shared = {"icon2engine", "icon2engine.formats", "icon2engine.errors", "icon2engine.cost", "icon2engine.stats",
-          "icon2engine.files"}
+          "icon2engine.files", "icon2engine.endpoints"}
 heavy = sorted(name for name in sys.modules
                if name.split(".")[0] in {"torch", "icon2engine", "transformers"} and name not in shared)
 print(heavy)

@@ -62,8 +62,15 @@ def test_anna_the_annotator_cannot_pull_the_dataset(ours, annotator):
 def test_olivia_makes_a_token_on_the_export_page_and_revokes_it(ours, owner, client_for):
     client = client_for(owner)
     back = reverse("review:lead", args=[ours.run.pk])
-    response = client.post(reverse("review:api_token_new"), {"name": "trainer", "next": back}, follow=True)
-    assert "shown once" in response.content.decode()
+    response = client.post(reverse("review:api_token_new"), {"name": "trainer", "next": back})
+    page = response.content.decode()
+    assert response.status_code == 200 and "shown once" in page
+    secret = page.split('id="new-token"', 1)[1].split('value="', 1)[1].split('"', 1)[0]
+    assert secret.startswith(services.TOKEN_PREFIX)
+    # On the page, never stored by a cache, and not carried in the (signed, unencrypted) messages cookie.
+    assert "no-store" in response["Cache-Control"]
+    assert all(secret not in morsel.value for morsel in response.cookies.values())
+    assert all(secret not in morsel.value for morsel in client.cookies.values())
     token = ApiToken.objects.get(user=owner)
     client.post(reverse("review:api_token_revoke", args=[token.pk]), {"next": back})
     assert not ApiToken.objects.exists()

@@ -106,3 +106,11 @@ class ProbeConsumer(AsyncWebsocketConsumer):
 
     async def probe_event(self, message: dict) -> None:
         await self.send(text_data=json.dumps(message["event"]))
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any WebSocket path no route serves (``/ws/nope/``, ``/ws/runs/abc/``): the handshake is
+    refused cleanly, as a 403, instead of failing in the router with a server error."""
+
+    async def connect(self) -> None:
+        await self.close()

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -235,19 +236,28 @@ def api_dataset(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     return response
 
 
-def _back(request: HttpRequest) -> HttpResponse:
+def _back_url(request: HttpRequest) -> str:
     target = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect("studio:dashboard")
+        return target
+    return reverse("studio:dashboard")
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    return redirect(_back_url(request))
 
 
 @login_required
 @require_POST
 def api_token_new(request: HttpRequest) -> HttpResponse:
-    token = services.api_token_create(user=request.user, name=request.POST.get("name", ""))
-    messages.success(request, f"Your new API token (shown once, copy it now): {token}")
-    return _back(request)
+    try:
+        token = services.api_token_create(user=request.user, name=request.POST.get("name", ""))
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+        return _back(request)
+    # Shown once, in this page (sent no-store), never in the messages cookie.
+    return render(request, "review/api_token_new.html", {"token": token, "back": _back_url(request)})
 
 
 @login_required
