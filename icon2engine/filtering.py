@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .chat import format_chat
+from .chat import format_chat, with_bos
 from .config import METHODS, FilterConfig, _check_keep  # the config lives in the torch-free icon2engine.config
 from .directions import DirectionSet, _block_states
 from .errors import ConfigError, InputError
@@ -159,7 +159,7 @@ def score_instructions(
         raise ConfigError(f"layer(s) {bad} are outside the model, which has blocks 0..{lm.n_layers - 1}")
     if reference_means is not None and tuple(reference_means.shape) != (lm.n_layers, lm.hidden_size):
         raise InputError(f"reference_means must be (n_layers, hidden) = ({lm.n_layers}, {lm.hidden_size})")
-    texts = [format_chat(lm.tokenizer, t) if config.chat_template else t for t in items]
+    texts = [format_chat(lm.tokenizer, t) if config.chat_template else with_bos(lm.tokenizer, t) for t in items]
     U = torch.stack([ds.vectors for ds in sets]).double()[:, list(layers)]  # (n_dims, n_sel, hidden)
     proj_chunks = []
     state_sum = torch.zeros(lm.n_layers, lm.hidden_size, dtype=torch.float64)

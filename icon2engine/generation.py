@@ -8,7 +8,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .chat import format_chat
+from .chat import end_of_turn_ids, format_chat
 from .config import GenerateConfig, SteeringConfig, generation_backend
 from .directions import DirectionSet
 from .formats import default_layers
@@ -22,7 +22,9 @@ from .stats import StageStats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Generation", "SteeredPair", "default_layers", "resolve_layers", "generate_rows", "generate_pairs"]
+__all__ = [
+    "Generation", "SteeredPair", "default_layers", "resolve_layers", "stop_token_ids", "generate_rows", "generate_pairs",
+]
 
 
 @dataclass
@@ -73,8 +75,11 @@ def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> tuple[int, ..
     return tuple(int(x) for x in layers)
 
 
-def _eos_ids(lm: LoadedModel) -> list[int]:
-    ids: set[int] = set()
+def stop_token_ids(lm: LoadedModel) -> list[int]:
+    """Token ids that end an answer: the model's EOS (tokenizer and generation config) and the
+    chat template's end-of-turn token (``<end_of_turn>``, ``<|eot_id|>``), which a converted model's
+    generation config often lacks."""
+    ids: set[int] = set(end_of_turn_ids(lm.tokenizer))
     gen_eos = getattr(getattr(lm.model, "generation_config", None), "eos_token_id", None)
     for value in (gen_eos, lm.tokenizer.eos_token_id):
         if isinstance(value, int):
@@ -157,7 +162,7 @@ def generate_rows(
                     f"instruction #{i + 1} takes {length} tokens; with max_new_tokens={config.max_new_tokens} that "
                     f"exceeds the model's context of {limit}; shorten it or lower max_new_tokens"
                 )
-    eos = _eos_ids(lm)
+    eos = stop_token_ids(lm)
     backend = generation_backend(config)
     if backend == "vllm" and (on_step is not None or lm.path is None):
         log.info("generating on hf, not vllm: %s", "tokens stream to the caller" if on_step is not None

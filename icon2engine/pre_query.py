@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .chat import special_token_strings, with_bos
 from .errors import TemplateError
 
 __all__ = ["PreQuery", "derive_pre_query", "special_token_strings"]
@@ -38,15 +39,6 @@ class PreQuery:
     end_marker: str
     end_token_ids: tuple[int, ...]
     system_prompt: str | None = None
-
-
-def special_token_strings(tokenizer: object) -> list[str]:
-    """Every special or added-special token string of a tokenizer, longest first."""
-    found = set(getattr(tokenizer, "all_special_tokens", []) or [])
-    for tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
-        if getattr(tok, "special", False):
-            found.add(str(tok))
-    return sorted((t for t in found if t), key=len, reverse=True)
 
 
 def _render(tokenizer: object, messages: list[dict], generation_prompt: bool, name: str) -> str:
@@ -151,7 +143,7 @@ def derive_pre_query(tokenizer: object, system: str | None = None, *, name: str 
     ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
     end_ids = (int(ids[0]),) if len(ids) == 1 else ()
     return PreQuery(
-        text=prefix,
+        text=with_bos(tokenizer, prefix),  # a template that writes no BOS still gets the one the model wants
         end_marker=marker,
         end_token_ids=end_ids,
         system_prompt=system or _default_system(tokenizer, prefix, name),

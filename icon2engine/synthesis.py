@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .chat import special_token_strings
 from .cleaning import CleaningReport, CleaningRules, Deduplicator, clean_instructions
 from .config import SynthesisConfig  # the config lives in the torch-free icon2engine.config
 from .errors import ConfigError, InputError, SynthesisShortfall
-from .generation import _eos_ids
+from .generation import stop_token_ids
 from .models import LoadedModel
-from .pre_query import PreQuery, derive_pre_query, special_token_strings
+from .pre_query import PreQuery, derive_pre_query
 from .progress import NullProgress, Progress
 from .stats import StageStats
 
@@ -142,7 +143,7 @@ def sample_user_turns(
             f"the pre-query takes {prompt.shape[1]} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
             f"model's context of {limit}; lower max_new_tokens"
         )
-    end_ids = set(pre_query.end_token_ids) | set(_eos_ids(lm))
+    end_ids = set(pre_query.end_token_ids) | set(stop_token_ids(lm))
     special_ids = set(getattr(tok, "all_special_ids", []) or []) | {
         int(i) for i, t in (getattr(tok, "added_tokens_decoder", None) or {}).items() if getattr(t, "special", False)
     }

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .chat import chat_template_for
 from .config import TrainConfig  # the config lives in the torch-free icon2engine.config
 from .formats import trl_row
 from .errors import Icon2Error, InputError, StopRequested
@@ -29,7 +30,7 @@ from .models import LoadedModel
 from .progress import NullProgress, Progress
 from .stats import StageStats
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingError", "prepare_pairs", "train_dpo", "load_trained"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingError", "prepare_pairs", "training_tokenizer", "train_dpo", "load_trained"]
 
 METRICS = {  # TRL's log keys -> the names the progress protocol reports
     "loss": "loss",
@@ -105,8 +106,9 @@ def prepare_pairs(pairs: Sequence[SteeredPair | Mapping], tokenizer: Any, max_le
     empty = [i + 1 for i, r in enumerate(rows) if not _text(r["chosen"]).strip() or not _text(r["rejected"]).strip()]
     if empty:
         raise InputError(f"pair(s) #{', #'.join(map(str, empty[:10]))} have an empty response; remove them")
+    template = chat_template_for(tokenizer)
     for i, r in enumerate(rows):
-        ids = tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True)
+        ids = tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True, chat_template=template)
         if hasattr(ids, "keys"):
             ids = ids["input_ids"]
         if len(ids) >= max_length:
@@ -115,6 +117,18 @@ def prepare_pairs(pairs: Sequence[SteeredPair | Mapping], tokenizer: Any, max_le
                 "raise max_length or remove that pair"
             )
     return rows
+
+
+def training_tokenizer(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` whose chat template is :func:`~icon2engine.chat.chat_template_for`'s.
+
+    TRL renders conversational rows with the tokenizer's own template; with this one it renders
+    them as every other path does (the fallback for a model without a template, the model's BOS
+    rule), so DPO trains on the prompt ids generation saw.
+    """
+    copied = copy.deepcopy(tokenizer)
+    copied.chat_template = chat_template_for(tokenizer)
+    return copied
 
 
 def _latest_checkpoint(folder: Path) -> str | None:
@@ -284,7 +298,7 @@ def train_dpo(
         ref_model=ref_model,
         args=args,
         train_dataset=Dataset.from_list(rows),
-        processing_class=lm.tokenizer,
+        processing_class=training_tokenizer(lm.tokenizer),
         peft_config=peft_config,
         callbacks=[callback],
     )

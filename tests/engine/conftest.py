@@ -123,3 +123,26 @@ def make_template_tokenizer(template: str | None, specials: tuple[str, ...] = ()
         tok.eos_token = eos
     tok.chat_template = template
     return tok
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+    "{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+GEMMA_SPECIALS = ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>")
+
+
+def make_gemma_tokenizer(template: str | None = GEMMA_TEMPLATE, add_bos: bool = True):
+    """A Gemma-style tokenizer: its own <bos>/<eos>, turns closed by <end_of_turn>, no system role;
+    ``add_bos`` is the rule a Gemma tokenizer config carries (a GGUF-built one loses it)."""
+    tok = make_template_tokenizer(template, GEMMA_SPECIALS, bos="<bos>", eos="<eos>")
+    tok.add_bos_token = add_bos
+    return tok
+
+
+def make_llama_tokenizer(template: str | None = LLAMA3_TEMPLATE, add_bos: bool = True):
+    """A Llama-3-style tokenizer: <|begin_of_text|> is the BOS, which its template writes itself."""
+    tok = make_template_tokenizer(template, tuple(LLAMA3_SPECIALS), bos="<|begin_of_text|>", eos="<|eot_id|>")
+    tok.add_bos_token = add_bos
+    return tok
