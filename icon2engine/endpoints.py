@@ -143,6 +143,15 @@ class EndpointPolicy:
     def resolve(self, host: str, port: int) -> str:
         """The one address of ``host`` to connect to, after checking every address it has."""
         try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            problem = self.address_problem(host, host)
+            if problem:
+                raise EndpointRefused(problem)
+            return host
+        try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             raise EndpointError(f"cannot resolve {host}") from None

@@ -22,7 +22,7 @@ import pytest
 from django import forms as django_forms
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 EXAMPLES = 300
@@ -34,6 +34,9 @@ BAD_TEXT = st.one_of(
         "9223372036854775807", "9223372036854775808", "9" * 40, "-" + "9" * 40,
         "\x00", "a\x00b", "[[[[[[[[", "{\"instruction\": " * 50, "' OR 1=1 --", "<script>alert(1)</script>",
         "../../../../etc/passwd", "/etc", "~", "%00", "\ud7ff\ue000", "e\u0301", "\u202e", "true", "on", "null",
+        # judge base URLs urllib used to refuse only at launch (issue 29)
+        "http://judge .example/v1", "http://127.0.0.1:8000/v1\r\nX-Injected: 1", "http://jüdge.example/v1",
+        "http://127.0.0.1:abc/v1", "http://user:pw@127.0.0.1:8000/v1", "http://[::1/v1", "http://169.254.169.254/",
     ]),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
@@ -155,3 +158,92 @@ def test_the_fuzz_holds_on_sqlite_too():
         cwd=root, env=env, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+# The causes of the 500s a probe of a fresh site found (issue 29), each driven on purpose -------
+
+BAD_JUDGE_URLS = [
+    "http://judge .example/v1", "http://127.0.0.1:8000/v 1", "http://127.0.0.1:8000/v1\r\nX-Injected: 1",
+    "http://127.0.0.1:8000\n/v1", "http://jüdge.example/v1", "http://127.0.0.1:8000/vé", "http://127.0.0.1:abc/v1",
+    "http://127.0.0.1:99999/v1", "http://user:pw@127.0.0.1:8000/v1", "http://[::1/v1",
+]
+HUGE_INTEGER = b'"A first instruction."\n{"instruction": 1' + b"9" * 5000 + b"}\n"
+LONE_SURROGATE = b'"A first instruction."\n{"instruction": "Half a pair: \\ud800"}\n'
+
+
+def _judge_post(client, name: str, base_url: str):
+    return client.post(reverse("studio:judge_new"), {
+        "name": name, "kind": "llm", "better": "higher", "criterion": "Which answer is more helpful?",
+        "base_url": base_url, "model_name": "m", "api_key": "sk-x", "protocol": "pairwise", "path": ""})
+
+
+def test_a_judge_url_urllib_refused_at_launch_is_a_form_error_and_never_a_500(ours, owner, client_for):
+    from webapp.studio.models import Judge
+    from webapp.studio.services import run_create
+
+    client = client_for(owner)
+    seen: list[tuple[str, int]] = []
+    for i, url in enumerate(BAD_JUDGE_URLS):
+        response = _judge_post(client, f"Judge {i}", url)
+        seen.append((f"judge {url!r}", response.status_code))
+        judge = Judge.objects.filter(name=f"Judge {i}").first()
+        if judge is not None:  # were one saved, its launch must still answer
+            run = run_create(project=ours.project, created_by=owner, model=ours.run.model, dimensions=[ours.dimension],
+                             config={"name": f"Run {i}", "eval_judge": judge})
+            seen.append((f"launch {url!r}", client.post(reverse("studio:run_launch", args=[run.pk])).status_code))
+    assert [what for what, status in seen if status >= 500] == []
+    assert not Judge.objects.filter(name__startswith="Judge ").exists()  # each was a form error on base_url
+
+
+def test_a_token_name_too_long_or_with_a_nul_byte_is_refused_with_a_message(ours, owner, client_for):
+    from webapp.review.models import ApiToken
+
+    client = client_for(owner)
+    for name in ("x" * 121, "a\x00b"):
+        response = client.post(reverse("review:api_token_new"), {"name": name, "next": "/"}, follow=True)
+        assert response.status_code == 200 and "token name" in response.content.decode(), name
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("name, body", [("huge.jsonl", HUGE_INTEGER), ("surrogate.jsonl", LONE_SURROGATE)])
+def test_an_upload_with_a_huge_integer_or_a_lone_surrogate_names_its_line(ours, owner, client_for, name, body):
+    response = client_for(owner).post(reverse("studio:run_new", args=[ours.project.pk]), {
+        "name": name, "instruction_source": "upload", "instructions_file": SimpleUploadedFile(name, body)})
+    assert response.status_code == 400 and "Line 2" in response.content.decode()
+
+
+def test_a_form_declared_utf_16_is_a_400_even_with_debug_on(ours, owner, client_for, settings):
+    settings.DEBUG = True  # DEBUG=1: Django's error page read the body again and turned the 400 into a 500
+    client = client_for(owner)
+    for path in ("/accounts/login/", reverse("accounts:team_new")):
+        response = client.generic("POST", path, "name=caf\u00e9".encode("utf-16"),
+                                  content_type="application/x-www-form-urlencoded; charset=utf-16")
+        assert response.status_code == 400, path
+
+
+@pytest.mark.parametrize("path", ["/ws/runs/abc/", "/ws/nope/", "/ws/", "/ws/probes/-1/", "/anything"])
+@pytest.mark.parametrize("who", ["anonymous", "owner"])
+def test_a_websocket_path_no_route_serves_is_refused_cleanly(ours, owner, path, who):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from webapp.asgi import application
+
+    async def handshake() -> bool:
+        communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://testserver"),
+                                                                          (b"host", b"testserver")])
+        if who == "owner":
+            communicator.scope["user"] = owner
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(handshake)() is False
+
+
+def test_a_refused_request_is_one_line_in_the_log_not_a_traceback(ours, annotator, client_for, caplog):
+    with caplog.at_level("WARNING", logger="django.request"):
+        response = client_for(annotator).get(reverse("studio:judge_new"))
+    assert response.status_code == 403
+    forbidden = [r for r in caplog.records if r.name == "django.request"]
+    assert len(forbidden) == 1 and forbidden[0].exc_info is None and "Traceback" not in caplog.text
