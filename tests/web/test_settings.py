@@ -76,3 +76,48 @@ def test_the_asgi_app_routes_http_and_websockets():
 
     assert isinstance(application, ProtocolTypeRouter)
     assert set(application.application_mapping) == {"http", "websocket"}
+
+
+DEFAULT_SITE_PROBE = """
+import django
+django.setup()
+from django.conf import settings
+from django.test import Client
+page = Client(HTTP_HOST="127.0.0.1").get("/no-such-page/")
+text = page.content.decode()
+print(settings.DEBUG, page.status_code, "URLconf" in text or "&lt;id:" in text or "<id:" in text, settings.SECRET_KEY, sep="\\n")
+"""
+
+
+def test_a_site_started_by_run_sh_has_debug_off_its_own_secret_key_and_a_404_without_the_url_list(tmp_path):
+    """What scripts/run.sh sets up (its settings module, the key it keeps in var/, no DEBUG), on a
+    fresh clone: the issue 29 probe found DEBUG on, the public development key, and every URL
+    pattern listed on a 404."""
+    run_sh = (ROOT / "scripts/run.sh").read_text()
+    assert "source scripts/site_secret.sh" in run_sh
+    assert not [line for line in run_sh.splitlines() if "DEBUG=" in line and not line.lstrip().startswith("#")]
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
+    env = {**clean, "DJANGO_SETTINGS_MODULE": "webapp.settings", "ICON2_VAR_DIR": str(tmp_path / "var"),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "ICON2_STATIC_ROOT": str(tmp_path / "static")}
+    keys = []
+    for _ in range(2):  # the second start keeps the first one's key
+        result = subprocess.run(["bash", "-c", f'source scripts/site_secret.sh && exec "{sys.executable}" -c "$0"',
+                                 DEFAULT_SITE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        debug, status, lists_urls, key = result.stdout.split("\n")[:4]
+        assert (debug, status, lists_urls) == ("False", "404", "False")
+        keys.append(key)
+    key_file = tmp_path / "var" / "secret_key"
+    assert keys[0] == keys[1] == key_file.read_text().strip() and len(keys[0]) >= 50
+    assert "insecure" not in keys[0] and key_file.stat().st_mode & 0o077 == 0
+
+
+def test_a_production_site_sends_judge_requests_to_no_private_address_unless_configured():
+    base = {"DJANGO_SETTINGS_MODULE": "webapp.settings_production", "SECRET_KEY": secrets.token_urlsafe(64),
+            "ALLOWED_HOSTS": "example.com"}
+    show = "from django.conf import settings; print(settings.ICON2_JUDGE_ALLOWED_HOSTS)"
+    assert _manage("shell", "-c", show, **base).stdout.strip().splitlines()[-1] == "[]"
+    allowed = _manage("shell", "-c", show, **base, ICON2_JUDGE_ALLOWED_HOSTS="vllm.internal,10.0.0.0/8")
+    assert allowed.stdout.strip().splitlines()[-1] == "['vllm.internal', '10.0.0.0/8']"
+    bad = _manage("check", **base, ICON2_JUDGE_ALLOWED_HOSTS="10.0.0.0/99")
+    assert bad.returncode != 0 and "ICON2_JUDGE_ALLOWED_HOSTS" in bad.stderr
