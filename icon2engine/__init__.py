@@ -25,7 +25,7 @@ _EXPORTS = {  # name -> submodule; imported on first use (PEP 562), so `icon2 --
     **dict.fromkeys(('Dimension', 'ExtractConfig', 'GenerateConfig', 'ModelSpec', 'PromptPair', 'SteeringConfig'), "config"),
     **dict.fromkeys(('merge_estimates', 'sample_and_rank_estimate'), "cost"),
     **dict.fromkeys(('DirectionSet', 'direction_cosines', 'extract_directions'), "directions"),
-    **dict.fromkeys(('ConfigError', 'Icon2Error', 'InputError', 'JudgeError', 'LayerDetectionError', 'ModelLoadError', 'StopRequested', 'SynthesisShortfall', 'TemplateError'), "errors"),
+    **dict.fromkeys(('ConfigError', 'Icon2Error', 'InputError', 'JudgeError', 'LayerDetectionError', 'ModelLoadError', 'ModelOutputError', 'StopRequested', 'SynthesisShortfall', 'TemplateError'), "errors"),
     **dict.fromkeys(('EvalConfig', 'EvalReport', 'evaluate', 'wilson_interval'), "evaluation"),
     **dict.fromkeys(('export_dataset',), "export"),
     **dict.fromkeys(('ConsistencyScores', 'FilterConfig', 'Selection', 'score_instructions', 'select_top'), "filtering"),
@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # the names, for type checkers and editors
     from .cost import merge_estimates, sample_and_rank_estimate
     from .directions import DirectionSet, direction_cosines, extract_directions
     from .errors import (
-        ConfigError, Icon2Error, InputError, JudgeError, LayerDetectionError, ModelLoadError, StopRequested, SynthesisShortfall,
+        ConfigError, Icon2Error, InputError, JudgeError, LayerDetectionError, ModelLoadError, ModelOutputError, StopRequested, SynthesisShortfall,
         TemplateError,
     )
     from .evaluation import EvalConfig, EvalReport, evaluate, wilson_interval
@@ -98,7 +98,7 @@ __all__ = [
     # synthesis, filtering, judges, calibration
     "CalibrationConfig", "CalibrationResult", "CleaningReport", "CleaningRules", "ConsistencyScores", "FilterConfig",
     "Judge", "JudgeConfig", "JudgeError", "LLMJudge", "LengthJudge", "PreQuery", "RewardModelJudge", "Selection",
-    "SynthesisConfig", "SynthesisReport", "SynthesisResult", "SynthesisShortfall", "TemplateError", "VaderJudge",
+    "SynthesisConfig", "SynthesisReport", "SynthesisResult", "SynthesisShortfall", "TemplateError", "VaderJudge", "ModelOutputError",
     "calibrate", "clean_instructions", "derive_pre_query", "make_judge", "response_loglik", "score_instructions",
     "select_top", "synthesize",
     # training, evaluation, compute

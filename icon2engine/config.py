@@ -399,6 +399,11 @@ class GateConfig:
     refusal_allowed: tuple[str, ...] = field(
         default=(), metadata={"help": "dimensions whose chosen side may refuse (refusing is their concept: harmlessness)"}
     )
+    max_unsteered_degenerate: float = field(
+        default=0.5,
+        metadata={"help": "share of a batch's unsteered answers that may be degenerate (empty, looping, garbled) before the "
+                  "stage stops with an error that blames the model or its prompt format, not γ"},
+    )
     enabled: bool = field(default=True, metadata={"help": "False: keep every pair as generated (measures still recorded)",
                                                   "cli": {"negative": "--no-gate", "negative_help": "keep every pair as generated (no quality gate)"}})
 
@@ -408,6 +413,8 @@ class GateConfig:
         object.__setattr__(self, "refusal_allowed", tuple(str(d) for d in (self.refusal_allowed or ())))
         if not 0 <= int(self.max_retries) <= 10:
             raise ConfigError(f"max_retries must be between 0 and 10, got {self.max_retries}")
+        if not 0.0 < _finite("max_unsteered_degenerate", self.max_unsteered_degenerate) <= 1.0:
+            raise ConfigError(f"max_unsteered_degenerate is a share in (0, 1]; got {self.max_unsteered_degenerate}")
         if not 0.0 < _finite("retry_factor", self.retry_factor) < 1.0:
             raise ConfigError(f"retry_factor must be in (0, 1): each retry steers less; got {self.retry_factor}")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __all__ = [
     "Icon2Error", "ConfigError", "ModelLoadError", "LayerDetectionError", "InputError", "StopRequested",
-    "TemplateError", "JudgeError", "SynthesisShortfall",
+    "TemplateError", "JudgeError", "SynthesisShortfall", "ModelOutputError",
 ]
 
 
@@ -25,6 +25,11 @@ class LayerDetectionError(Icon2Error):
 
 class InputError(Icon2Error, ValueError):
     """The data given to a stage (instructions, pairs, files) cannot be used."""
+
+
+class ModelOutputError(InputError):
+    """The model's own, unsteered answers are degenerate: the cause is the model or its prompt
+    format, not the steering strength."""
 
 
 class StopRequested(Icon2Error):

@@ -22,10 +22,11 @@ from .config import GateConfig, GenerateConfig, SteeringConfig  # configs live i
 from .directions import DirectionSet
 from .generation import SteeredPair, generate_rows, resolve_dimensions, resolve_layers
 from .progress import NullProgress, Progress
-from .quality import degenerate_reasons, measure_responses, pair_reasons, score_texts
+from .errors import ModelOutputError
+from .quality import FLUENCY_REASONS, degenerate_reasons, measure_responses, pair_reasons, score_texts
 from .stats import StageStats
 
-__all__ = ["GateConfig", "GateResult", "generate_gated_pairs", "drop_summary"]
+__all__ = ["GateConfig", "GateResult", "generate_gated_pairs", "drop_summary", "model_output_message"]
 
 
 @dataclass
@@ -63,6 +64,21 @@ def drop_summary(kept: int, dropped: Mapping[str, int], retries: int = 0) -> str
     if retries:
         text += f"; {retries} side{'s' if retries != 1 else ''} regenerated at a smaller |γ|"
     return text
+
+
+def model_output_message(reasons: Mapping[str, int], n: int, examples: Sequence[str] = ()) -> str:
+    """Why a stage stopped when the model's unsteered answers are degenerate, and what to check."""
+    bad = sum(reasons.values())
+    why = ", ".join(f"{r} {c}" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    shown = "; ".join(repr(t[:80]) for t in examples if t is not None)
+    return (
+        f"the model's own answers are degenerate: {bad} of {n} unsteered answers ({why}), before any steering, so "
+        "no γ can make fluent pairs. Likely causes: the prompt format (a model without a chat template, or one "
+        "whose template is not the one it was trained with), a missing or doubled BOS token, a base model that "
+        "was never instruction-tuned (Icon² needs a chat model), or a broken conversion (a GGUF whose "
+        "tokenizer or weights did not convert). Read its unsteered answers in the playground (γ = 0) first"
+        + (f". First answers: {shown}" if shown else "")
+    )
 
 
 def generate_gated_pairs(
@@ -140,6 +156,13 @@ def generate_gated_pairs(
     ref_q = measure_responses(lm, list(instructions), unsteered, [None] * n, config=qc, cache=scores)
     measure_s += time.perf_counter() - t0
     refusal_ok = [dim in gate.refusal_allowed for dim in dimensions]  # the chosen side may refuse
+    if gate.enabled:  # the model's own answers: when they are degenerate, no γ can help
+        own: dict[str, int] = {}
+        for q in ref_q:
+            for r in [r for r in degenerate_reasons(q, qc) if r in FLUENCY_REASONS][:1]:  # its first, as checked
+                own[r] = own.get(r, 0) + 1
+        if n >= 2 and sum(own.values()) >= gate.max_unsteered_degenerate * n:
+            raise ModelOutputError(model_output_message(own, n, unsteered[:2]))
 
     def reasons(i: int, s: int) -> list[str]:
         why = degenerate_reasons(quality[(i, s)], qc, refusal_ok=refusal_ok[i] and s == 0)

@@ -215,3 +215,41 @@ def test_a_pair_whose_rejected_side_is_the_better_answer_retries_its_chosen_side
     off = generate_gated_pairs(tiny_lm, directions, PROMPTS[:2],
                                gate=GateConfig(quality=QualityConfig(**{**qc.__dict__, "min_relevance_vs_rejected": None})), **kwargs)
     assert len(allowed.pairs) == len(off.pairs) == 2
+
+
+def test_when_the_models_own_answers_loop_the_gate_blames_the_model_not_gamma(tiny_lm, directions, monkeypatch):
+    # The unsteered rows are forced to loop (as a Gemma GGUF without its BOS did); the steered rows are left alone.
+    import icon2engine.gate as gate_module
+    from icon2engine import ModelOutputError
+    from icon2engine.stages import generate_stage
+
+    real = gate_module.generate_rows
+    loop = "the the the the the the the the the the the the the the the the"
+
+    def unsteered_loops(lm, rows, cfg, *, coefficients=None, **kw):
+        out = real(lm, rows, cfg, coefficients=coefficients, **kw)
+        out.texts = [loop if c == 0 else t for t, c in zip(out.texts, coefficients)]
+        return out
+
+    monkeypatch.setattr(gate_module, "generate_rows", unsteered_loops)
+    kwargs = dict(steering=SteeringConfig(0.05, -0.05, layers=(1, 2)), config=GenerateConfig(max_new_tokens=12))
+    with pytest.raises(ModelOutputError) as err:
+        generate_stage(tiny_lm, directions, PROMPTS, gate=GateConfig(quality=STRUCTURE), out=None, **kwargs)
+    text = str(err.value)
+    assert "the model's own answers are degenerate: 4 of 4 unsteered answers (repetition 4)" in text
+    assert "BOS" in text and "base model" in text and "chat template" in text
+    assert "smaller" not in text and "gamma_plus" not in text  # no advice to change γ
+    # One degenerate unsteered answer in four is the gate's ordinary business, not the model's fault.
+    monkeypatch.setattr(gate_module, "generate_rows", lambda lm, rows, cfg, *, coefficients=None, **kw: _one_loops(
+        real(lm, rows, cfg, coefficients=coefficients, **kw), coefficients, loop))
+    res = generate_gated_pairs(tiny_lm, directions, PROMPTS, gate=GateConfig(quality=STRUCTURE), **kwargs)
+    assert len(res.pairs) + len(res.dropped) == len(PROMPTS)
+    # With the gate off, nothing is checked.
+    monkeypatch.setattr(gate_module, "generate_rows", unsteered_loops)
+    assert len(generate_gated_pairs(tiny_lm, directions, PROMPTS, gate=GateConfig(enabled=False), **kwargs).pairs) == 4
+
+
+def _one_loops(out, coefficients, loop):
+    first = coefficients.index(0.0) if 0.0 in coefficients else None
+    out.texts = [loop if i == first else t for i, t in enumerate(out.texts)]
+    return out
