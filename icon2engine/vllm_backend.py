@@ -37,8 +37,9 @@ import torch
 from .chat import format_chat
 from .decoding import ngram_bans
 from .errors import ModelLoadError
+from .layers import find_decoder_layers
 
-__all__ = ["available", "engine_for", "generate_rows", "SteeringExtension", "NoRepeatNGramProcessor"]
+__all__ = ["available", "engine_for", "generate_rows", "steer_block_output", "SteeringExtension", "NoRepeatNGramProcessor"]
 
 _ENGINES: dict[str, object] = {}
 _LOCK = threading.Lock()
@@ -123,18 +124,38 @@ class NoRepeatNGramProcessor(_processor_base() if available() else object):
         return logits
 
 
+def steer_block_output(output: torch.Tensor | tuple, delta: torch.Tensor, mode: str) -> torch.Tensor | tuple:
+    """Steer what one of vLLM's decoder layers returns, per token: ``delta`` is (tokens, hidden).
+
+    Llama-style layers return ``(hidden, residual)`` and the stream is their sum; GPT-2, GPT-NeoX
+    and OPT layers return the stream itself. Either way the stream moves as
+    :func:`icon2engine.hooks.steer_hidden` moves it on the HF path.
+    """
+    from .hooks import steer_hidden
+
+    paired = isinstance(output, tuple)
+    hidden, residual = (output[0], output[1]) if paired else (output, None)
+    delta = delta.to(hidden.dtype)
+    if mode == "add":
+        steered_hidden = hidden + delta
+    else:
+        stream = hidden if residual is None else hidden + residual
+        steered = steer_hidden(stream[:, None, :], delta, mode)[:, 0, :]
+        steered_hidden = hidden + (steered - stream)
+    return (steered_hidden, residual, *output[2:]) if paired else steered_hidden
+
+
 class SteeringExtension:
     """Mixed into vLLM's worker (``worker_extension_cls``); called through ``collective_rpc``."""
 
     def icon2_steer(self, vectors: torch.Tensor, norms: torch.Tensor, layers: Sequence[int], mode: str,
-                    steer_prompt: bool) -> int:
-        """Install the hooks for one generate call: ``vectors`` (dirs, layers, hidden), ``norms`` (dirs, layers)."""
-        from .hooks import steer_hidden
-
+                    steer_prompt: bool, layers_attr: str | None = None) -> int:
+        """Install the hooks for one generate call: ``vectors`` (dirs, layers, hidden), ``norms`` (dirs, layers);
+        ``layers_attr`` is where the HF model keeps its blocks, tried first on vLLM's tree."""
         self.icon2_clear()
         runner = self.model_runner
         model = runner.get_model()
-        blocks = model.model.layers
+        _path, blocks = find_decoder_layers(model, prefer=layers_attr)
         device = next(model.parameters()).device
         vectors, norms = vectors.to(device, torch.float32), norms.to(device, torch.float32)
         state: dict = {"scale": None, "didx": None}
@@ -168,14 +189,8 @@ class SteeringExtension:
             def after(_module, _args, output):
                 if state["scale"] is None:
                     return None
-                hidden, residual = output
                 delta = (state["scale"] * norms[state["didx"], layer])[:, None] * vectors[state["didx"], layer]
-                delta = delta.to(hidden.dtype)
-                if mode == "add":
-                    return hidden + delta, residual
-                stream = hidden if residual is None else hidden + residual
-                steered = steer_hidden(stream[:, None, :], delta, mode)[:, 0, :]
-                return hidden + (steered - stream), residual
+                return steer_block_output(output, delta, mode)
 
             return after
 
@@ -224,7 +239,7 @@ def generate_rows(lm, instructions: Sequence[str], config, *, coefficients, dire
         if steering:
             vectors = torch.stack([ds.vectors for ds in directions]).float()
             norms = torch.tensor([ds.mean_norm for ds in directions], dtype=torch.float32)
-            llm.collective_rpc("icon2_steer", args=(vectors, norms, tuple(band), mode, bool(steer_prompt)))
+            llm.collective_rpc("icon2_steer", args=(vectors, norms, tuple(band), mode, bool(steer_prompt), lm.layers_attr))
         try:
             outputs = llm.generate(prompts, params, use_tqdm=False)
         finally:

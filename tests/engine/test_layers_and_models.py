@@ -91,3 +91,25 @@ def test_the_embedded_model_is_converted_once_and_reloaded_from_the_cache(embedd
     assert embedded_lm.n_layers == 30 and embedded_lm.hidden_size == 576
     assert embedded_lm.model.dtype == torch.float32
     assert embedded_lm.revision.startswith("sha256:")
+
+
+def test_an_encoder_decoder_model_is_refused_with_what_to_use_instead():
+    model = _tiny("T5Config", "T5ForConditionalGeneration", vocab_size=64, d_model=32, d_ff=64, num_layers=2,
+                  num_heads=4, d_kv=8)
+    with pytest.raises(LayerDetectionError, match="encoder-decoder.*decoder-only causal LM"):
+        find_decoder_layers(model)
+
+
+def test_a_multimodal_wrapper_counts_its_text_models_blocks():
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = nn.Module()
+            self.model.vision_tower = nn.Module()
+            self.model.vision_tower.layers = nn.ModuleList([nn.Linear(2, 2)] * 2)
+            self.model.language_model = nn.Module()
+            self.model.language_model.layers = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+            self.config = type("C", (), {"text_config": type("T", (), {"num_hidden_layers": 3})()})()
+
+    path, layers = find_decoder_layers(Wrapper())
+    assert path == "model.language_model.layers" and len(layers) == 3

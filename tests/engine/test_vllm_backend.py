@@ -126,3 +126,72 @@ def test_a_model_without_a_weights_folder_generates_on_hf(monkeypatch, caplog):
         out = generate_rows(lm, ["Tell me a story."], GenerateConfig(max_new_tokens=4))
     assert len(out.texts) == 1 and out.new_tokens[0] >= 1
     assert "generating on hf, not vllm" in caplog.text and "not a folder of weights" in caplog.text
+
+
+class _Config:
+    def __init__(self, layers: int, text: bool = False) -> None:
+        if text:  # a multimodal config keeps the count in its text part
+            self.text_config = _Config(layers)
+        else:
+            self.num_hidden_layers = layers
+
+
+def _tree(path: str, n: int, *, text_config: bool = False) -> torch.nn.Module:
+    """A plain torch module tree with ``n`` blocks at ``path``, shaped like vLLM's model classes."""
+    root = torch.nn.Module()
+    node = root
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = torch.nn.Module()
+        setattr(node, part, child)
+        node = child
+    setattr(node, parts[-1], torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(n)]))
+    root.config = _Config(n, text=text_config)
+    return root
+
+
+@pytest.mark.parametrize("path", [
+    "model.layers",  # vLLM's Llama, Qwen2/3, Mistral, Gemma 2/3, Phi-3
+    "transformer.h",  # GPT-2
+    "gpt_neox.layers",  # GPT-NeoX
+    "model.decoder.layers",  # OPT
+])
+def test_vllm_finds_the_blocks_the_hf_path_found(path):
+    from icon2engine.layers import find_decoder_layers
+
+    model = _tree(path, 3)
+    found, blocks = find_decoder_layers(model, prefer=path)
+    assert found == path and len(blocks) == 3
+    assert find_decoder_layers(model)[0] == path  # and detection alone agrees
+
+
+def test_vllm_falls_back_to_detection_when_its_tree_differs_from_the_hf_one():
+    from icon2engine.layers import find_decoder_layers
+
+    # HF keeps a multimodal Gemma 3's blocks at model.language_model.layers; vLLM at language_model.model.layers.
+    model = _tree("language_model.model.layers", 4, text_config=True)
+    assert find_decoder_layers(model, prefer="model.language_model.layers")[0] == "language_model.model.layers"
+
+
+def test_a_block_list_of_the_wrong_length_is_not_taken_for_the_decoder():
+    from icon2engine.errors import LayerDetectionError
+    from icon2engine.layers import find_decoder_layers
+
+    model = _tree("model.layers", 3)
+    model.config = _Config(5)  # e.g. a vision tower's 3 blocks where the text model has 5
+    with pytest.raises(LayerDetectionError, match="layers_attr"):
+        find_decoder_layers(model, prefer="model.layers")
+
+
+def test_steering_a_vllm_block_output_moves_the_stream_for_paired_and_plain_layers():
+    from icon2engine.hooks import steer_hidden
+    from icon2engine.vllm_backend import steer_block_output
+
+    torch.manual_seed(0)
+    hidden, residual, delta = torch.randn(5, 8), torch.randn(5, 8), torch.randn(5, 8)  # (tokens, hidden)
+    for mode in ("add", "add_renorm", "clamp"):
+        expected = steer_hidden((hidden + residual)[:, None, :], delta, mode)[:, 0, :]
+        new_hidden, same_residual = steer_block_output((hidden, residual), delta, mode)  # Llama-style
+        assert same_residual is residual and torch.allclose(new_hidden + residual, expected, atol=1e-5)
+        plain = steer_block_output(hidden + residual, delta, mode)  # GPT-2 / OPT style: the stream itself
+        assert torch.allclose(plain, expected, atol=1e-5)
