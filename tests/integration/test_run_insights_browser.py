@@ -65,6 +65,9 @@ def test_each_view_of_a_finished_run_opens_in_a_browser_and_the_playground_strea
     launch(demo, run_b)
     status_b = wait_for(lambda: _status(run_b), 900, "run B to finish")
     page = chromium
+    # Under the Content-Security-Policy (issue 29), on daphne with real sockets: nothing refused.
+    refused: list[str] = []
+    page.context.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
 
     # 5 (live). Run A's training tab is open before A is launched; its curve must arrive over the socket.
     watcher = page.context.new_page()
@@ -145,3 +148,4 @@ def test_each_view_of_a_finished_run_opens_in_a_browser_and_the_playground_strea
     page.goto(stack.url(f"/projects/{project}/compare/?runs={run_a}&runs={run_b}"))
     assert page.locator("tr.differs").count() >= 3  # dimensions, keep fraction, seed, γ …
     _shot(page, "compare")
+    assert refused == [], refused
