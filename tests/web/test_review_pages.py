@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 COLUMNS = {
     "prompt", "chosen", "rejected", "prompt_id", "pair_id", "dimension", "gamma_plus", "gamma_minus", "layers", "model",
-    "model_revision", "seed", "verdict", "annotators", "agreement", "edited", "steering_mode", "no_repeat_ngram_size",
+    "model_revision", "seed", "verdict", "annotators", "agreement", "edited", "steering_mode", "pairing", "no_repeat_ngram_size",
     "repetition_penalty", "retries",
 }
 
@@ -148,6 +148,7 @@ def test_the_quality_measures_and_the_gate_counts_travel_with_the_dataset(ours, 
     first = next(r for r in rows if r["prompt"][0]["content"] == pairs[0].instruction.text)
     assert first["rejected_repetition"] == 0.1 and first["chosen_loglik"] == -1.2 and first["retries"] == 1
     assert first["no_repeat_ngram_size"] == ours.run.no_repeat_ngram_size and first["steering_mode"] == "add"
+    assert first["pairing"] == "two_sided"  # which sides were steered travels with every pair
     table = pq.read_table(io.BytesIO(_body(client.get(reverse("review:download", args=[ours.run.pk, "parquet"])))))
     assert {"rejected_repetition", "chosen_words", "retries"} <= set(table.column_names)
     card = client.get(reverse("review:download", args=[ours.run.pk, "card"])).content.decode()

@@ -26,6 +26,7 @@ def run_form_data(world: TeamWorld, **overrides: Any) -> dict[str, Any]:
         "gamma_plus": 0.05,
         "gamma_minus": -0.03,
         "steering_mode": "add",
+        "pairing": "two_sided",
         "max_new_tokens": 96,
         "no_repeat_ngram_size": 3,
         "quality_gate": "on",

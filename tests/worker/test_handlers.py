@@ -29,7 +29,8 @@ def _run(tiny, django_capture_on_commit_callbacks, **config) -> Run:
 
 
 def test_extract_score_generate_train_and_evaluate_store_what_they_computed(tiny, django_capture_on_commit_callbacks):
-    run = _run(tiny, django_capture_on_commit_callbacks, gamma_plus=1.0, gamma_minus=-1.0, max_new_tokens=8)
+    run = _run(tiny, django_capture_on_commit_callbacks, gamma_plus=1.0, gamma_minus=-1.0, max_new_tokens=8,
+               pairing="unsteered_rejected")
     stages = {s.kind: s for s in run.stages.all()}
     assert all(s.status in (Stage.Status.SUCCEEDED, Stage.Status.SKIPPED) for s in stages.values()), \
         {k: (s.status, s.error[:300]) for k, s in stages.items() if s.status != "succeeded"}
@@ -44,6 +45,8 @@ def test_extract_score_generate_train_and_evaluate_store_what_they_computed(tiny
     assert [r.rank for r in rows] == list(range(16)) and stages["filter"].metrics["kept"] == 8
     # generate: a pair per kept instruction, on those instructions only
     assert set(run.pairs.values_list("instruction_id", flat=True)) == {r.pk for r in rows if r.kept}
+    # ... steered as the run asked: only the chosen side (its rejected side is the unsteered answer)
+    assert set(run.pairs.values_list("gamma_plus", "gamma_minus")) == {(1.0, 0.0)}
     # train: the held-out split chose the filter's rejects, by id; the adapter is on disk
     train = stages["train"].metrics
     assert sorted(train["held_out_instructions"]) == sorted(r.pk for r in rows if not r.kept)

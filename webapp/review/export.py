@@ -31,6 +31,7 @@ SCHEMA = pa.schema(
         ("agreement", pa.float64()),
         ("edited", pa.bool_()),
         ("steering_mode", pa.string()),
+        ("pairing", pa.string()),
         ("no_repeat_ngram_size", pa.int64()),
         ("repetition_penalty", pa.float64()),
         ("retries", pa.int64()),
@@ -169,13 +170,15 @@ Quality columns: `chosen_*` and `rejected_*` for `words`, `repetition` (share of
 `distinct2`, `length_ratio` (against the unsteered answer), `foreign` (share of words in another script or
 language), `loglik` and `loglik_drop` (per token under the unsteered model); `retries`.
 Whether each response answers its instruction (pairs generated before this was measured lack these columns):
-- `chosen_relevance`, `rejected_relevance`: nats per token the instruction adds to the response's new content
-  words under the unsteered model; on-topic answers score about 0.1–0.6, an echo of the request, a cheerful
-  non-answer or off-topic text 0.05 or less (empty when it could not be measured).
+- `chosen_relevance`, `rejected_relevance`: nats per token by which the response's own content (the
+  instruction's words deleted) predicts the instruction better than a neutral text does, under the unsteered
+  model; on the embedded model hand-written on-topic answers scored about 0.3–2.0, cheerful non-answers and
+  off-topic text about 0.1 or below (empty when it could not be measured).
 - `chosen_relevance_kept`, `rejected_relevance_kept`: that relevance over the unsteered answer's (1 keeps it
   all; empty when the unsteered answer's is unknown or off topic).
 - `chosen_refusal`, `rejected_refusal`: 1.0 when the response declines, disclaims its ability or apologises
   instead of answering, else 0.0.
 
-Decoding provenance: `steering_mode`, `no_repeat_ngram_size`, `repetition_penalty`.
+Steering and decoding provenance: `steering_mode`, `pairing` (which sides were steered: `two_sided`,
+`unsteered_chosen` or `unsteered_rejected`), `no_repeat_ngram_size`, `repetition_penalty`.
 """

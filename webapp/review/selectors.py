@@ -276,6 +276,7 @@ def dataset_row_batches(*, run: Run, counts: dict | None = None, size: int | Non
                 model_revision=run.model.revision,
                 seed=int(r.pair.seed),
                 steering_mode=run.steering_mode,
+                pairing=run.pairing,
                 no_repeat_ngram_size=run.no_repeat_ngram_size,
                 repetition_penalty=float(run.repetition_penalty),
                 verdict=outcome,

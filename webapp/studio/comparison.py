@@ -124,6 +124,7 @@ def _settings(run: Run) -> list[tuple[str, str, str]]:
         (SETTINGS, "Layers", layers),
         (SETTINGS, "γ⁺ / γ⁻", gamma),
         (SETTINGS, "Steering rule", run.get_steering_mode_display()),
+        (SETTINGS, "Steered sides", run.get_pairing_display()),
         (SETTINGS, "Max new tokens", str(run.max_new_tokens)),
         (SETTINGS, "Decoding", decoding),
         (SETTINGS, "Seed", str(run.seed)),

@@ -215,7 +215,7 @@ class RunForm(forms.ModelForm):
             "bench/pair_quality.py: fluent on both sides and separated by the judge. γ⁻ is smaller because the "
             "rejected side loses fluency first. Calibration is off by default: a sweep on ~100 instructions takes "
             "much longer than the run itself on a CPU; turn it on for a model of your own.",
-            ["layer_start", "layer_end", "calibrate", "gamma_plus", "gamma_minus", "steering_mode"],
+            ["layer_start", "layer_end", "calibrate", "gamma_plus", "gamma_minus", "steering_mode", "pairing"],
         ),
         ("Generation", "Decoding for the steered responses. The quality gate measures every response against the "
          "unsteered answer and regenerates or drops degenerate ones; the no-repeat safeguard applies to both sides "
@@ -252,6 +252,7 @@ class RunForm(forms.ModelForm):
             "gamma_plus": "γ⁺ (chosen)",
             "gamma_minus": "γ⁻ (rejected)",
             "steering_mode": "Steering rule",
+            "pairing": "Steered sides",
             "quality_gate": "Quality gate",
             "no_repeat_ngram_size": "No-repeat n-gram size",
             "repetition_penalty": "Repetition penalty",

@@ -347,6 +347,15 @@ class Run(models.Model):
         default="add",
         help_text="How the direction is applied at each steered layer. bench/pair_quality.py compares them.",
     )
+    pairing = models.CharField(
+        max_length=24,
+        choices=[("two_sided", "Both sides steered: chosen at γ⁺, rejected at γ⁻ (the paper)"),
+                 ("unsteered_chosen", "The unsteered answer is chosen; only the rejected side is steered"),
+                 ("unsteered_rejected", "Only the chosen side is steered; the unsteered answer is rejected")],
+        default="two_sided",
+        help_text="Which sides are steered. A one-sided pair keeps one side the model's own answer, so that side "
+        "cannot drift off the question; bench/pair_relevance.py compares them. Recorded with every pair.",
+    )
 
     # Generation
     max_new_tokens = models.PositiveIntegerField(

@@ -46,6 +46,7 @@ RUN_CONFIG_FIELDS = (
     "gamma_plus",
     "gamma_minus",
     "steering_mode",
+    "pairing",
     "max_new_tokens",
     "do_sample",
     "no_repeat_ngram_size",
