@@ -121,3 +121,21 @@ def test_a_production_site_sends_judge_requests_to_no_private_address_unless_con
     assert allowed.stdout.strip().splitlines()[-1] == "['vllm.internal', '10.0.0.0/8']"
     bad = _manage("check", **base, ICON2_JUDGE_ALLOWED_HOSTS="10.0.0.0/99")
     assert bad.returncode != 0 and "ICON2_JUDGE_ALLOWED_HOSTS" in bad.stderr
+
+
+def test_an_error_page_never_shows_local_variables_even_with_debug_on(rf, settings):
+    """A 500 page of the probed site showed a judge's API key among its local variables."""
+    from django.views.debug import ExceptionReporter
+
+    settings.DEBUG = True
+
+    key = "".join(reversed("lacol-a-ni-terces-ks"))  # spelt nowhere in the source the page quotes
+
+    def ask_the_judge(api_key: str):
+        raise RuntimeError("the judge failed")
+
+    try:
+        ask_the_judge(key)
+    except RuntimeError:
+        page = ExceptionReporter(rf.get("/"), *sys.exc_info()).get_traceback_html()
+    assert "the judge failed" in page and key not in page
