@@ -27,6 +27,7 @@ EPILOG = """\
 A first run, on the embedded SmolLM2-135M model (no download needed):
 
   icon2 presets
+  icon2 check                                # or --model my-model/: is it a chat model, with fluent answers?
   icon2 extract --preset optimism --out vec/optimism.safetensors --gguf vec/optimism.gguf
   icon2 generate --vectors vec/optimism.safetensors --instructions my_instructions.txt \\
                  --gamma-plus 0.08 --gamma-minus -0.03 --layers 8-15 --out pairs.jsonl
@@ -87,6 +88,26 @@ def cmd_presets(args) -> int:
         d = get_preset(key)
         print(f"{key:14s} {len(d.prompt_pairs)} pair(s)  {d.description}")
     return 0
+
+
+def cmd_check(args) -> int:
+    from .model_check import check_model_source
+
+    check = check_model_source(_spec(args), max_new_tokens=args.max_new_tokens)
+    if args.out:
+        Path(args.out).write_text(json.dumps(check.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"{check.source}: {check.architecture} ({check.model_type}), blocks at {check.layers_path}: {check.layers} "
+          f"layers × {check.hidden_size}, context {check.context_length}")
+    print(f"chat template: {'yes' if check.chat_template else 'no'}; system role: {'yes' if check.system_role else 'no'}; "
+          f"BOS: {check.bos}")
+    for answer in check.answers:
+        print(f"  {answer['instruction']!r} -> {answer['text'][:120]!r}{' [' + ', '.join(answer['reasons']) + ']' if answer['reasons'] else ''}")
+    for note in check.notes:
+        print(f"note: {note}")
+    for flag in check.flags:
+        print(f"FLAG {flag['code']}: {flag['message']}\n  what to do: {flag['fix']}")
+    print("check passed" if check.ok else "check FAILED")
+    return 0 if check.ok else 1
 
 
 def cmd_extract(args) -> int:
@@ -351,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("presets", "list the ready-made dimensions (the paper's four criteria and more)", cmd_presets, model=False)
+
+    p = command("check", "check a model before a run: blocks, chat template, BOS rule, its own unsteered answers", cmd_check)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="length of each unsteered answer")
+    p.add_argument("--out", help="also write the check as JSON here")
 
     p = command("extract", "extract one direction vector per layer for a dimension", cmd_extract, ExtractConfig)
     p.add_argument("--preset", help="a preset dimension (see 'icon2 presets')")

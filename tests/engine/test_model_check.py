@@ -94,3 +94,15 @@ def test_the_embedded_model_passes_its_check(embedded_lm):
     assert check.chat_template and check.system_role and check.layers == 30 and check.hidden_size == 576
     assert check.bos == {"wants_bos": False, "bos_token": "<|im_start|>", "template_writes_bos": True,
                          "prompt_starts_with_bos": True}
+
+
+def test_the_command_line_check_flags_a_base_model_folder(tmp_path, capsys):
+    from icon2engine.cli import main
+
+    lm = tiny_family_model("gpt_neox")
+    lm.model.save_pretrained(tmp_path / "base")
+    lm.tokenizer.save_pretrained(tmp_path / "base")
+    code = main(["check", "--model", str(tmp_path / "base"), "--max-new-tokens", "4", "--out", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    assert code == 1 and "FLAG base_model" in out and "check FAILED" in out
+    assert json.loads((tmp_path / "c.json").read_text())["flags"][0]["code"] == "base_model"
