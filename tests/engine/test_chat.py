@@ -159,3 +159,22 @@ def test_trl_tokenises_a_dpo_prompt_exactly_as_format_chat_does(kind, tmp_path):
         assert row["prompt_ids"] == expected
     if kind == "gemma_base":
         assert all(row["prompt_ids"].count(tok.bos_token_id) == 1 for row in trainer.train_dataset)
+
+
+def test_loading_a_gguf_applies_its_bos_flag_to_the_tokenizer_transformers_built(tmp_path, monkeypatch):
+    # transformers' GGUF loaders are replaced by what they return for a Gemma base GGUF: weights,
+    # and a tokenizer with no template that adds no BOS. The file's metadata asks for the BOS.
+    import transformers
+
+    from icon2engine.models import load_model
+    from icon2engine.tiny_models import tiny_family_model
+
+    path = tmp_path / "gemma-base.gguf"
+    _write_gguf(path, True)
+    model = tiny_family_model("gemma3").model
+    built = make_gemma_tokenizer(template=None, add_bos=False)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: built)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: model)
+    lm = load_model(str(path))
+    prompt = format_chat(lm.tokenizer, "Hi.")
+    assert prompt == "<bos><|user|>\nHi.\n<|assistant|>\n" and _bos_count(lm.tokenizer, prompt) == 1
