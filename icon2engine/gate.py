@@ -76,7 +76,8 @@ def model_output_message(reasons: Mapping[str, int], n: int, examples: Sequence[
         "no γ can make fluent pairs. Likely causes: the prompt format (a model without a chat template, or one "
         "whose template is not the one it was trained with), a missing or doubled BOS token, a base model that "
         "was never instruction-tuned (Icon² needs a chat model), or a broken conversion (a GGUF whose "
-        "tokenizer or weights did not convert). Read its unsteered answers in the playground (γ = 0) first"
+        "tokenizer or weights did not convert). Check the model first: `icon2 check --model <it>` (docs/models.md), or read its "
+        "unsteered answers in the playground"
         + (f". First answers: {shown}" if shown else "")
     )
 
