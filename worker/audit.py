@@ -93,6 +93,7 @@ def run_audit(audit_id: int) -> None:
     from worker.runner import run_claimed
 
     run_claimed("audit", audit_id, claim=lambda pk, worker: audits.audit_claim(audit_id=pk, worker=worker),
+                heartbeat=lambda audit: audits.audit_heartbeat(audit=audit),
                 fail=lambda audit, error: audits.audit_fail(audit=audit, error=error), body=_audit_do)
 
 

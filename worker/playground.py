@@ -46,6 +46,7 @@ def run_probe(probe_id: int) -> None:
     from worker.runner import run_claimed
 
     run_claimed("playground request", probe_id, claim=lambda pk, worker: probes.probe_claim(probe_id=pk, worker=worker),
+                heartbeat=lambda probe: probes.probe_heartbeat(probe=probe),
                 fail=lambda probe, error: probes.probe_fail(probe=probe, error=error), body=_probe_answer)
 
 

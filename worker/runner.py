@@ -1,4 +1,8 @@
-"""Run one chunk: claim it, keep its heartbeat going, call the stage's handler, write results."""
+"""Run one job: claim it, keep its heartbeat going, do the work, write results.
+
+Chunks, playground tries and audits share this lifecycle (webapp.jobs.lifecycle): a job whose
+heartbeat stops is re-queued or failed by the periodic check, and tasks acknowledge their
+message only when done (worker.tasks), so a killed worker's message comes back harmlessly."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +11,7 @@ import os
 import socket
 import threading
 import traceback
-from typing import Iterator
+from typing import Callable, Iterator
 
 from django.db import close_old_connections, connection
 
@@ -31,23 +35,22 @@ _set_threads()
 
 
 class Heartbeat:
-    """Touches the chunk's heartbeat every few seconds from a background thread, so a long
-    batch is not mistaken for a dead worker; notices cancellation between progress calls."""
+    """Calls ``beat()`` every few seconds from a background thread, so a long batch is not
+    mistaken for a dead worker; ``beat`` returns True once the job should stop (the run was
+    cancelled, or the job is no longer ours), which ``cancelled`` then says between progress calls."""
 
-    def __init__(self, chunk, every_s: float) -> None:
-        self.chunk = chunk
+    def __init__(self, beat: Callable[[], bool], every_s: float) -> None:
+        self.beat = beat
         self.every_s = every_s
         self.cancelled = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="icon2-heartbeat", daemon=True)
 
     def _loop(self) -> None:
-        from webapp.jobs.services import chunk_heartbeat
-
         try:
             while not self._stop.wait(self.every_s):
                 try:
-                    self.cancelled = chunk_heartbeat(chunk=self.chunk) or self.cancelled
+                    self.cancelled = self.beat() or self.cancelled
                 except Exception as exc:  # the database may be briefly unavailable
                     log.warning("heartbeat failed: %s", exc)
         finally:
@@ -76,7 +79,7 @@ def run_chunk(chunk_id: int) -> None:
         return
     handler = stages.HANDLERS[chunk.stage.kind]
     try:
-        with Heartbeat(chunk, settings.ICON2_HEARTBEAT_S).running() as beat:
+        with Heartbeat(lambda: services.chunk_heartbeat(chunk=chunk), settings.ICON2_HEARTBEAT_S).running() as beat:
             write, compute = handler(chunk, beat)
         if not services.chunk_complete(chunk=chunk, write=write, compute=compute):
             log.warning("chunk %s was re-queued while we worked; our results were dropped", chunk_id)
@@ -91,11 +94,12 @@ def run_chunk(chunk_id: int) -> None:
         close_old_connections()
 
 
-def run_claimed(what: str, row_id: int, *, claim, fail, body) -> None:
+def run_claimed(what: str, row_id: int, *, claim, heartbeat, fail, body) -> None:
     """One interactive job (a playground try, a bias audit): ``claim(row_id, WORKER_NAME)`` takes
-    the row (None: someone else has it or it is done), ``body(row)`` does the work and stores its
-    result, and any failure is stored with its reason by ``fail(row, error)``, never a traceback
-    for bad input."""
+    the row (None: someone else has it or it is done), ``heartbeat(row)`` keeps it ours (False: the
+    periodic check gave it up) while ``body(row)`` does the work and stores its result, and any
+    failure is stored with its reason by ``fail(row, error)``, never a traceback for bad input."""
+    from django.conf import settings
     from django.core.exceptions import ValidationError
 
     close_old_connections()
@@ -104,7 +108,8 @@ def run_claimed(what: str, row_id: int, *, claim, fail, body) -> None:
         log.info("%s %s is not ours (taken or finished)", what, row_id)
         return
     try:
-        body(row)
+        with Heartbeat(lambda: not heartbeat(row), settings.ICON2_HEARTBEAT_S).running():
+            body(row)
     except (Icon2Error, ValidationError) as exc:
         fail(row, "; ".join(getattr(exc, "messages", None) or [str(exc)]))
     except Exception as exc:

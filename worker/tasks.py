@@ -11,7 +11,9 @@ def run_chunk(chunk_id: int) -> None:
     run(chunk_id)
 
 
-@app.task(name="worker.tasks.playground", acks_late=False)
+# Every job is acknowledged late: a killed worker's message goes back to the queue, and the
+# conditional claim makes its redelivery harmless (webapp.jobs.lifecycle).
+@app.task(name="worker.tasks.playground", acks_late=True, reject_on_worker_lost=True)
 def playground(probe_id: int) -> None:
     from worker.playground import run_probe
 
@@ -20,12 +22,12 @@ def playground(probe_id: int) -> None:
 
 @app.task(name="worker.tasks.reap")
 def reap() -> dict:
-    from webapp.jobs.services import chunks_reap
+    from webapp.jobs.services import jobs_reap
 
-    return chunks_reap()
+    return jobs_reap()
 
 
-@app.task(name="worker.tasks.audit", acks_late=False)
+@app.task(name="worker.tasks.audit", acks_late=True, reject_on_worker_lost=True)
 def audit(audit_id: int) -> None:
     from worker.audit import run_audit
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from webapp.jobs import events, services
 from webapp.jobs.models import Chunk, Instruction, Pair
+from webapp.review.services import review_finish
 from webapp.studio.models import Run, Stage
 from webapp.studio.services import run_cancel, run_launch
 
@@ -53,7 +54,7 @@ def test_a_worker_whose_chunk_was_requeued_cannot_store_its_results(launched):
     chunk_id = launched.stages.get(kind="extract").chunks.get().pk
     stale = services.chunk_claim(chunk_id=chunk_id, worker="w1")
     Chunk.objects.filter(pk=chunk_id).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
-    assert services.chunks_reap(stale_after_s=60, resend_after_s=600)["requeued"] == 1
+    assert services.jobs_reap(stale_after_s=60, resend_after_s=600)["requeued"] == 1
     fresh = services.chunk_claim(chunk_id=chunk_id, worker="w2")
     wrote = []
     assert services.chunk_complete(chunk=stale, write=lambda: wrote.append("stale"), compute={}) is False
@@ -66,7 +67,7 @@ def test_a_chunk_whose_worker_keeps_dying_fails_with_an_explanation(launched):
     for attempt in range(services.MAX_ATTEMPTS):
         services.chunk_claim(chunk_id=chunk_id, worker=f"w{attempt}")
         Chunk.objects.filter(pk=chunk_id).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
-        services.chunks_reap(stale_after_s=60, resend_after_s=600)
+        services.jobs_reap(stale_after_s=60, resend_after_s=600)
     chunk = Chunk.objects.get(pk=chunk_id)
     assert chunk.status == Chunk.Status.FAILED
     assert "stopped responding" in chunk.error
@@ -78,8 +79,8 @@ def test_a_chunk_whose_worker_keeps_dying_fails_with_an_explanation(launched):
 def test_a_queued_chunk_whose_message_was_lost_is_sent_again(launched):
     chunk = launched.stages.get(kind="extract").chunks.get()
     Chunk.objects.filter(pk=chunk.pk).update(enqueued_at=timezone.now() - dt.timedelta(minutes=5))
-    assert services.chunks_reap(stale_after_s=60, resend_after_s=60)["resent"] == 1
-    assert services.chunks_reap(stale_after_s=60, resend_after_s=60)["resent"] == 0
+    assert services.jobs_reap(stale_after_s=60, resend_after_s=60)["resent"] == 1
+    assert services.jobs_reap(stale_after_s=60, resend_after_s=60)["resent"] == 0
 
 
 def _through_filter(run, texts, scores):
@@ -167,7 +168,7 @@ def test_review_pauses_the_run_until_a_lead_lets_it_continue(ours, owner, django
     run.refresh_from_db()
     assert run.status == Run.Status.PAUSED
     assert run.stages.get(kind="review").status == Stage.Status.RUNNING
-    services.review_finish(run=run)
+    review_finish(run=run)
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
     train = run.stages.get(kind="train")

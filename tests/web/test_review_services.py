@@ -265,7 +265,7 @@ def test_passing_the_gate_writes_only_the_reviewed_pairs_for_training(ours, owne
     import json
     from pathlib import Path
 
-    from webapp.jobs.services import review_finish
+    from webapp.review.services import review_finish
     from webapp.studio.models import Run, Stage
 
     _gate_setup(ours, ["confirm", "swap", "both_bad"])

@@ -103,7 +103,7 @@ def test_synthesised_instructions_are_stored_once(tiny):
 
 def test_a_reviewed_run_trains_on_the_file_review_done_wrote(tiny, django_capture_on_commit_callbacks, settings):
     from webapp.jobs.selectors import held_out_split, training_rows
-    from webapp.jobs.services import review_finish
+    from webapp.review.services import review_finish
 
     run = _run(tiny, django_capture_on_commit_callbacks, require_review=True)
     assert run.status == Run.Status.PAUSED

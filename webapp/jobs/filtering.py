@@ -12,8 +12,10 @@ from django.db import transaction
 from django.db.models import Case, Value, When
 
 from icon2engine.formats import centred_top_k, top_k
+from webapp.jobs import hooks
 from webapp.jobs.models import FilterScores, Instruction
-from webapp.jobs.services import ACTIVE_RUN, _run_notify, reviewed_work_refuse, run_advance, stage_metrics_merge, stages_after_reset
+from webapp.jobs.selectors import filter_scores_sorted
+from webapp.jobs.services import ACTIVE_RUN, reviewed_work_refuse, run_advance, run_notify, stage_metrics_merge, stages_after_reset
 from webapp.studio.models import Run, Stage
 
 
@@ -62,6 +64,7 @@ def _filter_order_store(stage: Stage, pks, consistency, index, keep_fraction: fl
     return ranked["keep"], ranked["threshold"]
 
 
+@hooks.on_stage_finish(Stage.Kind.FILTER)
 def filter_finalize(stage: Stage) -> None:
     """Rank the whole pool once every chunk has scored its slice; keep the top fraction.
 
@@ -126,15 +129,13 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
         rerun = stages_after_reset(run=run, order=stage.order)
     if rerun and run.status != Run.Status.DRAFT:
         run_advance(run_id=run.pk)
-    _run_notify(run.pk)
+    run_notify(run.pk)
     return {"kept": kept, "scored": int(scores.size), "threshold": float(threshold), "regenerating": rerun}
 
 
 def _filter_scores_ensure(stage: Stage):
     """The filter's sorted scores; a run ranked before they were stored is ranked again from its
     rows (consistency order on every scored row), once."""
-    from webapp.jobs.selectors import filter_scores_sorted
-
     if FilterScores.objects.filter(stage=stage).exists():
         return filter_scores_sorted(stage=stage)
     rows = np.array(list(stage.run.instructions.filter(consistency__isnull=False)

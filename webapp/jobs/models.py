@@ -147,6 +147,7 @@ class DirectionArtifact(models.Model):
 
 class Probe(models.Model):
     """One playground request: an instruction answered unsteered, at +γ and at −γ, side by side.
+A job like a chunk (webapp.jobs.lifecycle): claimed, kept alive by its heartbeat, reaped.
 
     The worker streams the three responses token by token over the channel layer and stores
     them here as they grow (and in full at the end), so a page that opens late still sees them.
@@ -173,8 +174,10 @@ class Probe(models.Model):
     message = models.CharField(max_length=300, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -185,11 +188,13 @@ class Probe(models.Model):
 
     @property
     def stalled(self) -> bool:
-        """Running for longer than any try takes: its worker most likely stopped."""
+        """Running without a heartbeat for a while: its worker most likely stopped (the periodic
+        check fails it soon)."""
         from django.utils import timezone
 
-        return self.status == self.Status.RUNNING and self.started_at is not None and (
-            timezone.now() - self.started_at).total_seconds() > 300
+        last = self.heartbeat_at or self.started_at
+        return self.status == self.Status.RUNNING and last is not None and (
+            timezone.now() - last).total_seconds() > settings.ICON2_STALE_AFTER_S
 
     @property
     def layers_label(self) -> str:
@@ -223,7 +228,10 @@ class RunAudit(models.Model):
     message = models.CharField(max_length=300, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import membership_get, role_require
-from webapp.jobs import events, queue
+from webapp.jobs import events, lifecycle, queue
 from webapp.jobs.models import Probe
 from webapp.studio.models import Run, Stage
+from webapp.studio.selectors import run_get_for_user
 
 STALE_QUEUED_S = 20  # after this long without a worker, the page says how to start one
 
@@ -49,8 +50,6 @@ def probe_create(*, run: Run, actor: AbstractBaseUser, data: dict) -> Probe:
 
 def probe_get_for_user(*, user: AbstractBaseUser, pk: int) -> Probe:
     """A probe of a run the user may see (404 otherwise)."""
-    from webapp.studio.selectors import run_get_for_user
-
     probe = Probe.objects.select_related("run", "dimension").filter(pk=pk).first()
     if probe is None:
         raise Http404("No such playground request.")
@@ -68,12 +67,16 @@ def _notify(probe_id: int) -> None:
 
 
 def probe_claim(*, probe_id: int, worker: str) -> Probe | None:
-    if not Probe.objects.filter(pk=probe_id, status=Probe.Status.QUEUED).update(
-        status=Probe.Status.RUNNING, worker=worker, started_at=timezone.now(), message="Loading the model…"
-    ):
+    """Take a queued try (the lifecycle every job shares: :mod:`webapp.jobs.lifecycle`)."""
+    if not lifecycle.job_claim(Probe, pk=probe_id, worker=worker, message="Loading the model…"):
         return None
     _notify(probe_id)
     return Probe.objects.select_related("run__model", "dimension").get(pk=probe_id)
+
+
+def probe_heartbeat(*, probe: Probe) -> bool:
+    """False once the try is no longer this worker's (the periodic check failed it)."""
+    return lifecycle.job_heartbeat(probe)
 
 
 def probe_progress(*, probe: Probe, outputs: dict | None = None, message: str | None = None, store: bool = True) -> None:
@@ -84,18 +87,26 @@ def probe_progress(*, probe: Probe, outputs: dict | None = None, message: str | 
     if message is not None:
         fields["message"] = message[:300]
     if store and fields:
-        Probe.objects.filter(pk=probe.pk, status=Probe.Status.RUNNING).update(**fields)
+        lifecycle.job_mine(probe).update(**fields, heartbeat_at=timezone.now())
     events.notify_probe(probe.pk, {"type": "probe", "probe": probe.pk, "status": Probe.Status.RUNNING,
                                    "outputs": outputs or {}, "message": message or "", "error": ""})
 
 
-def probe_finish(*, probe: Probe, outputs: dict) -> None:
-    Probe.objects.filter(pk=probe.pk).update(
+def probe_finish(*, probe: Probe, outputs: dict) -> bool:
+    """Store the three answers; False (nothing stored) when the try is no longer this worker's."""
+    done = lifecycle.job_mine(probe).update(
         status=Probe.Status.SUCCEEDED, outputs=outputs, message="", finished_at=timezone.now()
     )
     _notify(probe.pk)
+    return bool(done)
 
 
 def probe_fail(*, probe: Probe, error: str) -> None:
-    Probe.objects.filter(pk=probe.pk).update(status=Probe.Status.FAILED, error=error[:2000], finished_at=timezone.now())
-    _notify(probe.pk)
+    if lifecycle.job_mine(probe).update(status=Probe.Status.FAILED, error=error[:2000], message="", finished_at=timezone.now()):
+        _notify(probe.pk)
+
+
+lifecycle.job_kind_register(lifecycle.JobKind(
+    name="playground", model=Probe, fail=lambda probe, error: probe_fail(probe=probe, error=error),
+    what_next="send the try again",
+))

@@ -2,21 +2,28 @@
 
 Every transition is a conditional UPDATE on the row's current status, so two workers, a
 redelivered message and the periodic check can race without doing anything twice. Workers
-call these functions; so do views (retry, resume) and the periodic check.
+call these functions; so do views (retry, resume) and the periodic check. A chunk's claim,
+heartbeat and reaping are the lifecycle every job shares (:mod:`webapp.jobs.lifecycle`); what a
+stage kind does when it finishes is registered by its own module (:mod:`webapp.jobs.hooks`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from webapp.jobs import events, queue
+from webapp.jobs import events, hooks, lifecycle, queue
 from webapp.jobs.models import Chunk
+from webapp.jobs.stores import instructions_import_upload
+from webapp.review.models import PairEdit, Resolution, Verdict
 from webapp.studio.models import Run, Stage
 
 log = logging.getLogger(__name__)
@@ -46,8 +53,6 @@ def _work_items(stage: Stage) -> int:
         return run.n_instructions
     if stage.kind == Stage.Kind.FILTER:
         if run.instruction_source == Run.InstructionSource.UPLOAD and not run.instructions.exists():
-            from webapp.jobs.stores import instructions_import_upload
-
             instructions_import_upload(run=run)
         # Score chunks are ranges of the instructions' index (a synthesised pool may have gaps
         # where duplicates were dropped), so each reads its rows by an indexed range.
@@ -62,12 +67,14 @@ def _work_items(stage: Stage) -> int:
     return 0
 
 
-def _stage_notify(stage_id: int) -> None:
+def stage_notify(stage_id: int) -> None:
+    """Tell the run's open pages about a stage's state (small JSON over the channel layer)."""
     stage = Stage.objects.get(pk=stage_id)
     events.notify(stage.run_id, events.stage_event(stage))
 
 
-def _run_notify(run_id: int) -> None:
+def run_notify(run_id: int) -> None:
+    """Tell the run's open pages about the run's status."""
     status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
     events.notify(run_id, {"type": "run", "run": run_id, "status": status})
 
@@ -76,6 +83,7 @@ def run_advance(*, run_id: int) -> Stage | None:
     """Start the next stage that is waiting, or finish the run. Idempotent."""
     to_send: list[tuple[int, str]] = []
     started: Stage | None = None
+    failed = False
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
         if run.status not in (*ACTIVE_RUN, Run.Status.PAUSED):
@@ -102,7 +110,7 @@ def run_advance(*, run_id: int) -> Stage | None:
                     status=Stage.Status.FAILED, finished_at=_now(), error=f"Could not prepare this stage: {exc}"
                 )
                 Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
-                started = stage
+                started, failed = stage, True
                 break
             if total == 0:
                 Stage.objects.filter(pk=stage.pk).update(
@@ -111,7 +119,7 @@ def run_advance(*, run_id: int) -> Stage | None:
                     "(no instructions were kept, or none were given). Lower the threshold or add instructions.",
                 )
                 Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
-                started = stage
+                started, failed = stage, True
                 break
             size = _chunk_size(stage.kind) or total
             now = _now()
@@ -129,42 +137,38 @@ def run_advance(*, run_id: int) -> Stage | None:
         else:
             Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
         transaction.on_commit(lambda: [queue.send_chunk(cid, queue=q) for cid, q in to_send])
+    if failed:
+        hooks.run_stopped(run_id=run_id, status=Run.Status.FAILED)
     if started is not None:
-        _stage_notify(started.pk)
-    _run_notify(run_id)
+        stage_notify(started.pk)
+    run_notify(run_id)
     return started
 
 
 def chunk_claim(*, chunk_id: int, worker: str) -> Chunk | None:
     """Take a queued chunk. Returns None when someone else has it or its run stopped."""
-    now = _now()
-    claimed = Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.QUEUED).update(
-        status=Chunk.Status.RUNNING, worker=worker, started_at=now, heartbeat_at=now,
-        attempts=F("attempts") + 1, progress_done=0, error="",
-    )
-    if not claimed:
+    if not lifecycle.job_claim(Chunk, pk=chunk_id, worker=worker, progress_done=0, error=""):
         return None
+    now = _now()
     chunk = Chunk.objects.select_related("stage__run__model", "stage__run__project").get(pk=chunk_id)
     stage, run = chunk.stage, chunk.stage.run
     if run.status not in ACTIVE_RUN or stage.status not in (Stage.Status.QUEUED, Stage.Status.RUNNING):
-        Chunk.objects.filter(pk=chunk_id, status=Chunk.Status.RUNNING).update(status=Chunk.Status.CANCELLED, finished_at=now)
+        lifecycle.job_mine(chunk).update(status=Chunk.Status.CANCELLED, finished_at=now)
+        if run.status in (Run.Status.CANCELLED, Run.Status.FAILED):
+            hooks.run_stopped(run_id=run.pk, status=run.status)
         return None
     if Stage.objects.filter(pk=stage.pk, status=Stage.Status.QUEUED).update(
         status=Stage.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, error=""
     ):
-        _stage_notify(stage.pk)
+        stage_notify(stage.pk)
     Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(status=Run.Status.RUNNING)
     return chunk
-
-
-def _mine(chunk: Chunk):
-    return Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.RUNNING, worker=chunk.worker, attempts=chunk.attempts)
 
 
 def chunk_progress(*, chunk: Chunk, done: int, message: str = "", metrics: dict | None = None) -> bool:
     """Record progress and a heartbeat. Returns True when the run was cancelled (stop now)."""
     now = _now()
-    _mine(chunk).update(progress_done=done, heartbeat_at=now)
+    lifecycle.job_mine(chunk).update(progress_done=done, heartbeat_at=now)
     total_done = Chunk.objects.filter(stage_id=chunk.stage_id).aggregate(s=Sum("progress_done"))["s"] or 0
     fields = {"progress_done": total_done, "heartbeat_at": now}
     if message:
@@ -172,22 +176,19 @@ def chunk_progress(*, chunk: Chunk, done: int, message: str = "", metrics: dict 
     Stage.objects.filter(pk=chunk.stage_id, status=Stage.Status.RUNNING).update(**fields)
     if metrics:
         stage_metrics_merge(stage_id=chunk.stage_id, values=metrics, only_if_status=Stage.Status.RUNNING)
-    _stage_notify(chunk.stage_id)
+    stage_notify(chunk.stage_id)
     return run_is_cancelled(run_id=chunk.stage.run_id)
 
 
 def chunk_heartbeat(*, chunk: Chunk) -> bool:
     """Only the heartbeat (from the worker's background thread). Returns True if cancelled."""
-    now = _now()
-    _mine(chunk).update(heartbeat_at=now)
-    Stage.objects.filter(pk=chunk.stage_id, status=Stage.Status.RUNNING).update(heartbeat_at=now)
+    lifecycle.job_heartbeat(chunk)
+    Stage.objects.filter(pk=chunk.stage_id, status=Stage.Status.RUNNING).update(heartbeat_at=_now())
     return run_is_cancelled(run_id=chunk.stage.run_id)
 
 
 def run_is_cancelled(*, run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, status=Run.Status.CANCELLED).exists()
-
-
 
 
 def chunk_complete(*, chunk: Chunk, write: Callable[[], None], compute: dict) -> bool:
@@ -197,7 +198,7 @@ def chunk_complete(*, chunk: Chunk, write: Callable[[], None], compute: dict) ->
     periodic check re-queued it after missing heartbeats and another worker took it.
     """
     with transaction.atomic():
-        if not _mine(chunk).update(
+        if not lifecycle.job_mine(chunk).update(
             status=Chunk.Status.SUCCEEDED, finished_at=_now(), compute=compute, progress_done=chunk.size
         ):
             return False
@@ -286,7 +287,8 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
                     status=Stage.Status.FAILED, finished_at=_now(), compute=compute, error=error, message=gate_message(gate)
                 )
                 Run.objects.filter(pk=stage.run_id, status__in=ACTIVE_RUN).update(status=Run.Status.FAILED)
-                transaction.on_commit(lambda: (_stage_notify(stage_id), _run_notify(stage.run_id)))
+                transaction.on_commit(lambda: (stage_notify(stage_id), run_notify(stage.run_id)))
+                hooks.run_stopped(run_id=stage.run_id, status=Run.Status.FAILED)
                 return
             message = gate_message(gate)
         if not Stage.objects.filter(pk=stage_id, status=Stage.Status.RUNNING).update(
@@ -294,16 +296,9 @@ def _stage_maybe_finish(*, stage_id: int) -> None:
             message=message,
         ):
             return
-        if stage.kind == Stage.Kind.FILTER:  # the pool is scored: rank it and keep the top
-            from webapp.jobs.filtering import filter_finalize
-
-            filter_finalize(stage)
+        hooks.stage_finished(stage)  # e.g. the filter ranks its pool; generation queues the bias audit
         run_id = stage.run_id
-        if stage.kind == Stage.Kind.GENERATE:
-            from webapp.jobs.audits import audit_after_generation
-
-            audit_after_generation(run_id=run_id)
-    _stage_notify(stage_id)
+    stage_notify(stage_id)
     run_advance(run_id=run_id)
 
 
@@ -336,9 +331,10 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
     identical = dropped.get("identical sides", 0)
     answering = sum(n for r, n in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "less_relevant")))
     if total and identical >= total / 2:
+        plus, minus = (Run._meta.get_field(name).default for name in ("gamma_plus", "gamma_minus"))
         advice = (
             f"γ⁺ = {run.gamma_plus:g} and γ⁻ = {run.gamma_minus:g} are too weak for the two sides to differ: "
-            "start a run with a larger |γ| (on the embedded model γ⁺ = 0.08, γ⁻ = −0.03 work)"
+            f"start a run with a larger |γ| (the defaults, γ⁺ = {plus:g} and γ⁻ = {minus:g}, work on the embedded model)"
         )
     elif total and answering >= total / 2:
         advice = (
@@ -362,8 +358,9 @@ def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False, metrics: di
     ``metrics`` (e.g. the calibration table that picked nothing) are kept on the stage, in the
     same transaction, so the run page can say why."""
     status = Chunk.Status.CANCELLED if cancelled else Chunk.Status.FAILED
+    run_id = chunk.stage.run_id
     with transaction.atomic():
-        if not _mine(chunk).update(status=status, finished_at=_now(), error=error[:2000]):
+        if not lifecycle.job_mine(chunk).update(status=status, finished_at=_now(), error=error[:2000]):
             return
         if metrics:
             stage_metrics_merge(stage_id=chunk.stage_id, values=metrics)
@@ -377,15 +374,16 @@ def chunk_fail(*, chunk: Chunk, error: str, cancelled: bool = False, metrics: di
             )
             Run.objects.filter(pk=chunk.stage.run_id, status__in=ACTIVE_RUN).update(status=Run.Status.FAILED)
         Chunk.objects.filter(stage_id=chunk.stage_id, status=Chunk.Status.QUEUED).update(status=Chunk.Status.CANCELLED)
-    _stage_notify(chunk.stage_id)
-    _run_notify(chunk.stage.run_id)
+    stopped = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if stopped in (Run.Status.FAILED, Run.Status.CANCELLED):
+        hooks.run_stopped(run_id=run_id, status=stopped)
+    stage_notify(chunk.stage_id)
+    run_notify(run_id)
 
 
 def stage_retry(*, stage: Stage) -> Stage:
     """Run a failed stage again: finished chunks are kept, the others re-queued, and the later
     stages its failure cancelled become pending. A cancelled run stays cancelled."""
-    from django.core.exceptions import ValidationError
-
     to_send: list[int] = []
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=stage.run_id)
@@ -406,52 +404,38 @@ def stage_retry(*, stage: Stage) -> Stage:
         transaction.on_commit(lambda: [queue.send_chunk(cid) for cid in to_send])
     if not has_chunks:
         run_advance(run_id=stage.run_id)
-    _stage_notify(stage.pk)
-    _run_notify(stage.run_id)
+    stage_notify(stage.pk)
+    run_notify(stage.run_id)
     stage.refresh_from_db()
     return stage
 
 
-def review_finish(*, run: Run) -> None:
-    """The review gate is passed: training may start, on the gated dataset only (pairs whose
-    resolved verdict confirms an order, swaps flipped), which is written to disk here and
-    described in the review stage's metrics."""
-    from webapp.review.services import review_dataset_write
-
-    if not run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).exists():
-        return
-    gate = review_dataset_write(run=run)
-    updated = run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).update(
-        status=Stage.Status.SUCCEEDED, finished_at=_now(), metrics=gate,
-        message=f"{gate['kept']} of {gate['total']} pairs passed review.",
-    )
-    if updated:
-        Run.objects.filter(pk=run.pk, status=Run.Status.PAUSED).update(status=Run.Status.RUNNING)
-        run_advance(run_id=run.pk)
+def _chunk_requeue(chunk: Chunk, note: str) -> bool:
+    """The periodic check gives a stale chunk back to the queue (another worker takes it)."""
+    if not lifecycle.job_mine(chunk).update(status=Chunk.Status.QUEUED, enqueued_at=_now(), error=f"re-queued: {note}", worker=""):
+        return False
+    Stage.objects.filter(pk=chunk.stage_id).update(message=f"Re-queued chunk {chunk.index}: {note}.")
+    queue.send_chunk(chunk.pk)
+    stage_notify(chunk.stage_id)
+    return True
 
 
-def chunks_reap(*, stale_after_s: float | None = None, resend_after_s: float | None = None) -> dict[str, int]:
-    """The periodic check. A running chunk whose worker stopped sending heartbeats is re-queued
-    (or failed after MAX_ATTEMPTS, with an explanation); a queued chunk whose message may have
-    been lost (Redis restarted) is sent again. Duplicate messages are harmless (conditional claim)."""
+lifecycle.job_kind_register(lifecycle.JobKind(
+    name="chunk", model=Chunk, max_attempts=MAX_ATTEMPTS, requeue=_chunk_requeue,
+    fail=lambda chunk, error: chunk_fail(chunk=chunk, error=error), what_next="retry the stage from the run page",
+))
+
+
+def jobs_reap(*, stale_after_s: float | None = None, resend_after_s: float | None = None) -> dict[str, int]:
+    """The periodic check. A running job (chunk, playground try, audit) whose worker stopped
+    sending heartbeats is re-queued or failed with an explanation, as its kind says
+    (:func:`webapp.jobs.lifecycle.stale_jobs_reap`); a queued chunk whose message may have been
+    lost (Redis restarted) is sent again. Duplicate messages are harmless (conditional claim)."""
     stale_after_s = stale_after_s if stale_after_s is not None else settings.ICON2_STALE_AFTER_S
     resend_after_s = resend_after_s if resend_after_s is not None else settings.ICON2_RESEND_AFTER_S
+    counts = lifecycle.stale_jobs_reap(stale_after_s=stale_after_s)
     now = _now()
-    requeued = failed = resent = 0
-    for chunk in Chunk.objects.filter(
-        status=Chunk.Status.RUNNING, heartbeat_at__lt=now - dt.timedelta(seconds=stale_after_s)
-    ).select_related("stage"):
-        note = f"worker {chunk.worker or '?'} stopped responding (no heartbeat for {int(stale_after_s)} s)"
-        if chunk.attempts >= MAX_ATTEMPTS:
-            chunk_fail(chunk=chunk, error=f"{note}, {chunk.attempts} times; retry the stage from the run page")
-            failed += 1
-        elif Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.RUNNING, attempts=chunk.attempts).update(
-            status=Chunk.Status.QUEUED, enqueued_at=now, error=f"re-queued: {note}", worker=""
-        ):
-            Stage.objects.filter(pk=chunk.stage_id).update(message=f"Re-queued chunk {chunk.index}: {note}.")
-            queue.send_chunk(chunk.pk)
-            _stage_notify(chunk.stage_id)
-            requeued += 1
+    resent = 0
     lost = Chunk.objects.filter(
         status=Chunk.Status.QUEUED,
         enqueued_at__lt=now - dt.timedelta(seconds=resend_after_s),
@@ -465,14 +449,11 @@ def chunks_reap(*, stale_after_s: float | None = None, resend_after_s: float | N
         if Chunk.objects.filter(pk=chunk.pk, status=Chunk.Status.QUEUED, enqueued_at=chunk.enqueued_at).update(enqueued_at=now):
             queue.send_chunk(chunk.pk)
             resent += 1
-    return {"requeued": requeued, "failed": failed, "resent": resent}
+    return {**counts, "resent": resent}
 
 
 def _remove_run_dir(path: str) -> None:
     """Delete a folder the worker wrote for a run (only ever under MEDIA_ROOT)."""
-    import shutil
-    from pathlib import Path
-
     root, target = Path(settings.MEDIA_ROOT).resolve(), Path(path).resolve()
     if root in target.parents:
         shutil.rmtree(target, ignore_errors=True)
@@ -480,10 +461,6 @@ def _remove_run_dir(path: str) -> None:
 
 def reviewed_work_refuse(*, run: Run, because: str, instead: str) -> None:
     """Refuse (ValidationError) a change that would drop annotators' verdicts, edits or resolutions."""
-    from django.core.exceptions import ValidationError
-
-    from webapp.review.models import PairEdit, Resolution, Verdict
-
     if (
         Verdict.objects.filter(assignment__pair__run=run, voided_at__isnull=True).exists()
         or PairEdit.objects.filter(pair__run=run).exists()

@@ -16,6 +16,7 @@ from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import membership_get
 from webapp.jobs import audits, diagnostics, filtering, probes, services
 from webapp.jobs.forms import ProbeForm
+from webapp.review import services as review_services
 from webapp.studio.models import Run
 from webapp.studio.selectors import run_get_for_user
 
@@ -41,7 +42,7 @@ def stage_retry(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
 @require_POST
 def review_finish(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
-    services.review_finish(run=run)
+    review_services.review_finish(run=run)
     return redirect("studio:run", pk=run.pk)
 
 

@@ -14,10 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.jobs.models import Pair
+from webapp.jobs.services import run_advance
 from webapp.limits import NAME_MAX, RATIONALE_MAX, RESPONSE_MAX, text_check
 from webapp.review.models import ApiToken, AuditEvent, PairEdit, Resolution, ReviewAssignment, Verdict
 from webapp.review.selectors import pair_review_get, reviewer_list, verdict_latest_for_user
-from webapp.studio.models import Run
+from webapp.studio.models import Run, Stage
 
 TOKEN_PREFIX = "icn2_"
 
@@ -200,8 +201,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-
-
 def export_record(*, run: Run, user: AbstractBaseUser, fmt: str, via: str) -> None:
     _audit(run=run, actor=user, action=AuditEvent.Action.EXPORT, fmt=fmt, via=via)
 
@@ -228,3 +227,19 @@ def review_dataset_write(*, run: Run) -> dict:
         export.parquet_file(dataset_row_batches(run=run), dataset_quality_columns(run=run), out=parquet)
     write_atomic(folder / "README.md", export.dataset_card(run=run, meta=meta))
     return {**meta, "dataset_jsonl": str(relative / "pairs.jsonl"), "dataset_parquet": str(relative / "pairs.parquet")}
+
+
+def review_finish(*, run: Run) -> None:
+    """The review gate is passed: training may start, on the gated dataset only (pairs whose
+    resolved verdict confirms an order, swaps flipped), which is written to disk here and
+    described in the review stage's metrics."""
+    if not run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).exists():
+        return
+    gate = review_dataset_write(run=run)
+    updated = run.stages.filter(kind=Stage.Kind.REVIEW, status=Stage.Status.RUNNING).update(
+        status=Stage.Status.SUCCEEDED, finished_at=timezone.now(), metrics=gate,
+        message=f"{gate['kept']} of {gate['total']} pairs passed review.",
+    )
+    if updated:
+        Run.objects.filter(pk=run.pk, status=Run.Status.PAUSED).update(status=Run.Status.RUNNING)
+        run_advance(run_id=run.pk)
