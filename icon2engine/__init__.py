@@ -20,6 +20,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {  # name -> submodule; imported on first use (PEP 562), so `icon2 --help` needs no torch
+    **dict.fromkeys(('format_chat', 'wants_bos'), "chat"),
+    **dict.fromkeys(('ModelCheck', 'check_model'), "model_check"),
     **dict.fromkeys(('CalibrationConfig', 'CalibrationResult', 'calibrate', 'response_loglik'), "calibration"),
     **dict.fromkeys(('CleaningReport', 'CleaningRules', 'clean_instructions'), "cleaning"),
     **dict.fromkeys(('Dimension', 'ExtractConfig', 'GenerateConfig', 'ModelSpec', 'PromptPair', 'SteeringConfig'), "config"),
@@ -61,6 +63,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the names, for type checkers and editors
     from .calibration import CalibrationConfig, CalibrationResult, calibrate, response_loglik
+    from .chat import format_chat, wants_bos
+    from .model_check import ModelCheck, check_model
     from .cleaning import CleaningReport, CleaningRules, clean_instructions
     from .config import Dimension, ExtractConfig, GenerateConfig, ModelSpec, PromptPair, SteeringConfig
     from .cost import merge_estimates, sample_and_rank_estimate
@@ -99,6 +103,7 @@ __all__ = [
     "CalibrationConfig", "CalibrationResult", "CleaningReport", "CleaningRules", "ConsistencyScores", "FilterConfig",
     "Judge", "JudgeConfig", "JudgeError", "LLMJudge", "LengthJudge", "PreQuery", "RewardModelJudge", "Selection",
     "SynthesisConfig", "SynthesisReport", "SynthesisResult", "SynthesisShortfall", "TemplateError", "VaderJudge", "ModelOutputError",
+    "format_chat", "wants_bos", "ModelCheck", "check_model",
     "calibrate", "clean_instructions", "derive_pre_query", "make_judge", "response_loglik", "score_instructions",
     "select_top", "synthesize",
     # training, evaluation, compute
