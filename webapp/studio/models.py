@@ -165,6 +165,51 @@ class ModelSpec(models.Model):
             raise ValidationError(errors)
 
 
+class ModelCheck(models.Model):
+    """One check of a model by the interactive worker (icon2engine.model_check): what it is, how it
+    is prompted, and whether its own unsteered answers are fluent. A job like a playground try:
+    claimed by a conditional UPDATE, kept alive by its heartbeat, failed by the periodic check when
+    its worker stops (webapp.studio.model_checks). The newest check of a model is its verdict."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Finished"  # the check ran; ``result["ok"]`` says whether the model passed
+        FAILED = "failed", "Could not run"  # e.g. the model could not be loaded
+
+    model = models.ForeignKey(ModelSpec, on_delete=models.CASCADE, related_name="checks")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    result = models.JSONField(default=dict, blank=True, help_text="ModelCheck.as_dict() of icon2engine.model_check.")
+    message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"check of {self.model_id} ({self.status})"
+
+    @property
+    def done(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == self.Status.SUCCEEDED and bool(self.result.get("ok"))
+
+    @property
+    def flags(self) -> list[dict]:
+        return list(self.result.get("flags") or [])
+
+
 class Judge(models.Model):
     """How a run's pairs and its trained model are scored. team=None marks a built-in judge.
 
