@@ -1,4 +1,5 @@
-"""Faults on real processes: a worker killed mid-generation, Redis restarted mid-run, a cancel.
+"""Faults on real processes: a worker killed mid-generation, Redis restarted mid-run, a cancel,
+and the interactive worker killed mid-audit and mid-playground-try.
 
 Generation is split into chunks of 2 pairs so that a run has several chunks in flight.
 """
@@ -108,6 +109,53 @@ def test_cancelling_mid_run_stops_within_one_batch_and_keeps_finished_pairs(stac
     assert _chunks(run_id, "succeeded").count() <= done_before + 1
     kept_pairs = _pair_instruction_ids(run_id)
     assert len(kept_pairs) >= 2 and len(kept_pairs) == len(set(kept_pairs))
-    time.sleep(4)
+    # Every chunk message left in the broker reaches the worker, which finds its chunk cancelled.
+    wait_for(lambda: _broker_drained(stack, "gpu"), 120, "the worker to take every message left")
     assert len(_pair_instruction_ids(run_id)) == len(kept_pairs)  # nothing ran after the cancel
     assert not _chunks(run_id).filter(status__in=["queued", "running"]).exists()
+
+
+def _broker_drained(stack, queue: str) -> bool:
+    """No message waits in ``queue`` and none is held unacknowledged by a worker (late acks)."""
+    import redis
+
+    client = redis.Redis.from_url(stack.redis.url)
+    return client.llen(queue) == 0 and client.hlen("unacked") == 0
+
+
+def _row(model, pk):
+    return model.objects.using(ALIAS).get(pk=pk)
+
+
+def test_the_interactive_worker_killed_mid_audit_and_mid_try_leaves_no_job_running_for_ever(stack, demo):
+    """The periodic check fails both jobs with the reason, and the Audit tab takes a new request."""
+    from webapp.jobs.models import DirectionArtifact, Probe, RunAudit
+    from webapp.studio.models import Run
+
+    stack.start_beat()
+    stack.start_worker("w1", queues="default")  # the periodic check runs here (no model is loaded)
+    run_id = create_run(demo, name="Interactive faults", instructions=INSTRUCTIONS)
+    run = _run(run_id)
+    # The audit needs a direction (never read: its worker is killed while it loads the model).
+    DirectionArtifact.objects.using(ALIAS).create(run=run, dimension=run.dimensions.using(ALIAS).get(), path="unused")
+    stack.start_worker("interactive-1", queues="interactive")
+    demo.post(f"/runs/{run_id}/audit/", {})
+    audit = RunAudit.objects.using(ALIAS).get(run_id=run_id)
+    wait_for(lambda: _row(RunAudit, audit.pk).status == "running", 120, "the worker to take the audit", interval=0.05)
+    stack.kill("interactive-1")
+
+    stack.start_worker("interactive-2", queues="interactive")
+    form = demo.form(f"/runs/{run_id}/playground/")
+    demo.post(f"/runs/{run_id}/playground/", {"instruction": "Describe a rainy Monday morning.", "gamma": "0.1",
+                                              "dimension": form.choices["dimension"][0][0], "max_new_tokens": "8",
+                                              "layer_start": "", "layer_end": ""})
+    probe = Probe.objects.using(ALIAS).get(run_id=run_id)
+    wait_for(lambda: _row(Probe, probe.pk).status == "running", 120, "the worker to take the try", interval=0.05)
+    stack.kill("interactive-2")
+
+    for model, row in ((RunAudit, audit), (Probe, probe)):
+        ended = wait_for(lambda: _row(model, row.pk).status == "failed" and _row(model, row.pk), 60, "the periodic check")
+        assert "stopped responding" in ended.error, ended.error  # the reaper ended it, not the job itself
+    demo.post(f"/runs/{run_id}/audit/", {})
+    assert RunAudit.objects.using(ALIAS).filter(run_id=run_id, status="queued").count() == 1
+    assert Run.objects.using(ALIAS).get(pk=run_id).status == "draft"
