@@ -138,7 +138,7 @@ def generate(chunk, beat) -> Result:
     rows = kept_rows(run=run, start=chunk.start, stop=chunk.stop)
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
-    steering = SteeringConfig(run.gamma_plus, run.gamma_minus, run_layers(run, lm.n_layers), mode=run.steering_mode,
+    steering = SteeringConfig(run.gamma_plus_effective, run.gamma_minus_effective, run_layers(run, lm.n_layers), mode=run.steering_mode,
                               pairing=run.pairing)
     config = run_generate_config(run)
     stats = StageStats(stage="generate")

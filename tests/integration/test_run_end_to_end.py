@@ -110,7 +110,8 @@ def test_a_run_that_synthesises_its_instructions_and_calibrates_gamma(stack, dem
     if status == "succeeded":
         pick = _stage(run_id, "calibrate").metrics["calibration"]["pick"]
         run = _run(run_id)
-        assert (run.gamma_plus, run.gamma_minus) == (pick["gamma_plus"], pick["gamma_minus"])
+        assert (run.gamma_plus_used, run.gamma_minus_used) == (pick["gamma_plus"], pick["gamma_minus"])
+        assert (run.gamma_plus, run.gamma_minus) == (0.05, -0.05)  # what the form asked for stays
         gate = _stage(run_id, "generate").compute["gate"]
         assert len(_pairs(run_id)) == gate["kept"] == _kept(run_id) - sum(gate["dropped"].values())
     else:  # four instructions may not reach P > 0.9: then the stage says so and keeps the table

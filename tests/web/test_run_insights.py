@@ -83,6 +83,7 @@ def test_applying_a_threshold_refilters_from_stored_scores_without_any_model_cal
 
 
 def test_a_new_threshold_on_a_finished_run_regenerates_the_pairs(engineer, finished, django_capture_on_commit_callbacks):
+    asked = finished.keep_fraction
     with django_capture_on_commit_callbacks(execute=True):
         result = filtering.filter_threshold_apply(run=finished, threshold=0.45)
     finished.refresh_from_db()
@@ -91,7 +92,8 @@ def test_a_new_threshold_on_a_finished_run_regenerates_the_pairs(engineer, finis
     stages = dict(finished.stages.values_list("kind", "status"))
     assert stages["filter"] == "succeeded" and stages["calibrate"] == "queued"
     assert stages["generate"] == stages["train"] == stages["evaluate"] == "pending"
-    assert finished.keep_fraction == 0.25
+    assert finished.keep_fraction_used == finished.keep_fraction_effective == 0.25
+    assert finished.keep_fraction == asked  # what the user asked for stays beside what the threshold keeps
 
 
 def test_new_pairs_train_from_scratch_not_from_the_old_checkpoints(finished, settings, tmp_path, django_capture_on_commit_callbacks):
@@ -281,3 +283,17 @@ def test_the_run_socket_sends_small_json_for_the_page_to_refetch_on(viewer, ours
     first, later = async_to_sync(watch)()
     assert all(e["snapshot"] for e in first) and {e["type"] for e in first} == {"stage", "run"}
     assert later == {"type": "stage", "run": ours.run.pk, "stage": "extract", "status": "running"}
+
+
+def test_the_run_page_shows_what_was_asked_beside_what_was_used(client_for, engineer, finished):
+    from webapp.jobs.stores import run_gamma_store
+    from webapp.studio.models import Run
+
+    run_gamma_store(run_id=finished.pk, gamma_plus=0.04, gamma_minus=-0.02)  # what calibration picked
+    Run.objects.filter(pk=finished.pk).update(keep_fraction_used=0.25)  # what a moved threshold keeps
+    finished.refresh_from_db()
+    assert (finished.gamma_plus, finished.gamma_minus) == (0.08, -0.03)  # the request stays
+    assert (finished.gamma_plus_effective, finished.gamma_minus_effective) == (0.04, -0.02)
+    html = client_for(engineer).get(reverse("studio:run", args=[finished.pk])).content.decode()
+    assert 'calibrated by a judge; <span id="gamma-used">used 0.04 / -0.02</span>' in html
+    assert "0.1 asked" in html and '<span id="keep-fraction-used">0.25 kept' in html

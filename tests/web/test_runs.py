@@ -76,7 +76,7 @@ def test_review_and_synthesis_stages_are_skipped_when_not_wanted(engineer, ours)
         ("gamma_plus", 2),
         ("gamma_minus", 0.1),
         ("gamma_minus", -1.5),
-        ("max_new_tokens", 5000),
+        ("max_new_tokens", 32769),
         ("temperature", 0),
         ("top_p", 1.2),
         ("review_k", 11),

@@ -90,6 +90,7 @@ def filter_finalize(stage: Stage) -> None:
         extra={"consistency": consistency.tolist(), "winner": [winners[b] for b in ranked["winner"].tolist()]},
     )
     stage_metrics_merge(stage_id=stage.pk, values={"kept": keep, "scored": len(pks), "method": "centred", "threshold": threshold})
+    Run.objects.filter(pk=run.pk).update(keep_fraction_used=None)  # ranked afresh: the requested fraction is kept
 
 
 def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
@@ -125,7 +126,7 @@ def filter_threshold_apply(*, run: Run, threshold: float) -> dict:
         run.instructions.filter(rank__isnull=False).update(
             kept=Case(When(rank__lt=kept, then=Value(True)), default=Value(False)))
         stage_metrics_merge(stage_id=stage.pk, values={"kept": kept, "threshold": float(threshold), "threshold_set_by": "hand"})
-        Run.objects.filter(pk=run.pk).update(keep_fraction=round(kept / scores.size, 6))
+        Run.objects.filter(pk=run.pk).update(keep_fraction_used=round(kept / scores.size, 6))  # the request stays
         rerun = stages_after_reset(run=run, order=stage.order)
     if rerun and run.status != Run.Status.DRAFT:
         run_advance(run_id=run.pk)

@@ -39,7 +39,7 @@ class ProbeForm(forms.ModelForm):
         self.fields["gamma"].widget.attrs.update(step="0.01", min="0.01", max="1")
         self.fields["max_new_tokens"].widget.attrs.update(min="1", max=str(MAX_PROBE_TOKENS))
         if not self.is_bound:
-            self.initial.setdefault("gamma", max(run.gamma_plus, abs(run.gamma_minus), 0.1) if not run.calibrate else 0.1)
+            self.initial.setdefault("gamma", max(run.gamma_plus_effective, abs(run.gamma_minus_effective), 0.1) if not run.calibrate else 0.1)
             self.initial.setdefault("max_new_tokens", min(run.max_new_tokens, 48))
             self.initial.setdefault("layer_start", run.layer_start)
             self.initial.setdefault("layer_end", run.layer_end)

@@ -333,20 +333,20 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
     if total and identical >= total / 2:
         plus, minus = (Run._meta.get_field(name).default for name in ("gamma_plus", "gamma_minus"))
         advice = (
-            f"γ⁺ = {run.gamma_plus:g} and γ⁻ = {run.gamma_minus:g} are too weak for the two sides to differ: "
+            f"γ⁺ = {run.gamma_plus_effective:g} and γ⁻ = {run.gamma_minus_effective:g} are too weak for the two sides to differ: "
             f"start a run with a larger |γ| (the defaults, γ⁺ = {plus:g} and γ⁻ = {minus:g}, work on the embedded model)"
         )
     elif total and answering >= total / 2:
         advice = (
             "the steered sides stopped answering their instructions (off-topic, refusing, or less relevant than the rejected side), even after retries at a "
-            f"smaller |γ|: start a run with a smaller |γ| (try γ⁺ = {run.gamma_plus / 2:.3g}, γ⁻ = {run.gamma_minus / 2:.3g}) "
+            f"smaller |γ|: start a run with a smaller |γ| (try γ⁺ = {run.gamma_plus_effective / 2:.3g}, γ⁻ = {run.gamma_minus_effective / 2:.3g}) "
             "or another layer band, or ask for the bias audit and apply its remedy (a direction that carries sentiment "
             "or refusal is orthogonalised against it)"
         )
     else:
         advice = (
             f"even after retries at a smaller |γ| every pair still had a degenerate side: start a run with a smaller "
-            f"|γ| (try γ⁺ = {run.gamma_plus / 2:.3g}, γ⁻ = {run.gamma_minus / 2:.3g}), the no-repeat safeguard on, "
+            f"|γ| (try γ⁺ = {run.gamma_plus_effective / 2:.3g}, γ⁻ = {run.gamma_minus_effective / 2:.3g}), the no-repeat safeguard on, "
             "or the clamp steering rule"
         )
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(dropped.items(), key=lambda kv: -kv[1])) or "none generated"

@@ -80,5 +80,5 @@ def pairs_store(*, run_id: int, pairs: list[dict]) -> None:
 
 
 def run_gamma_store(*, run_id: int, gamma_plus: float, gamma_minus: float) -> None:
-    """Calibration's pick becomes the run's γ⁺ / γ⁻."""
-    Run.objects.filter(pk=run_id).update(gamma_plus=gamma_plus, gamma_minus=gamma_minus)
+    """Calibration's pick becomes the γ⁺ / γ⁻ the run generates with; the requested ones stay."""
+    Run.objects.filter(pk=run_id).update(gamma_plus_used=gamma_plus, gamma_minus_used=gamma_minus)

@@ -9,11 +9,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 
+from icon2engine.config import BOUNDS
 from icon2engine.endpoints import url_origin, url_problem
 from icon2engine.formats import default_layers
 from webapp.limits import PROMPT_MAX, RATIONALE_MAX, text_check
 from webapp.accounts.models import Team
-from webapp.studio.validators import GreaterThanValidator, LessThanValidator, validate_finite
+from webapp.studio.validators import bound_validators
 
 MAX_INSTRUCTIONS = 1_000_000  # per run: the paper's pool
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -350,8 +351,13 @@ class Run(models.Model):
     instructions_file = models.FileField(upload_to="uploads/", blank=True, max_length=300)
     keep_fraction = models.FloatField(
         default=0.1,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Fraction of instructions kept by the consistency filter (0 < x ≤ 1). The paper keeps 0.10.",
+        validators=bound_validators(BOUNDS["keep_fraction"]),
+        help_text=f"Fraction of instructions kept by the consistency filter ({BOUNDS['keep_fraction'].text()}). "
+        "The paper keeps 0.10.",
+    )
+    keep_fraction_used = models.FloatField(
+        null=True, blank=True,
+        help_text="The fraction the filter keeps now, when a threshold moved by hand changed it (blank: keep_fraction).",
     )
 
     # Steering
@@ -374,16 +380,22 @@ class Run(models.Model):
     )
     gamma_plus = models.FloatField(
         default=0.08,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
+        validators=bound_validators(BOUNDS["gamma_plus"]),
         help_text="Steering strength for chosen responses, as a fraction of each layer's mean hidden-state norm "
-        "(0 < γ⁺ ≤ 1). The paper's 0.1 is absolute for 7–8B models; ours is relative.",
+        f"({BOUNDS['gamma_plus'].text('γ⁺')}). The paper's 0.1 is absolute for 7–8B models; ours is relative.",
     )
     gamma_minus = models.FloatField(
         default=-0.03,
-        validators=[validate_finite, MinValueValidator(-1.0), LessThanValidator(0.0)],
-        help_text="Steering strength for rejected responses, relative to the layer norm (−1 ≤ γ⁻ < 0). "
+        validators=bound_validators(BOUNDS["gamma_minus"]),
+        help_text=f"Steering strength for rejected responses, relative to the layer norm ({BOUNDS['gamma_minus'].text('γ⁻')}). "
         "The default −0.03 is smaller than γ⁺ because the negative side loses fluency first: on the embedded "
         "model, −0.05 turned most rejected answers into loops (bench/pair_quality.py).",
+    )
+    gamma_plus_used = models.FloatField(
+        null=True, blank=True, help_text="The γ⁺ the pairs were generated with when calibration chose it (blank: gamma_plus).",
+    )
+    gamma_minus_used = models.FloatField(
+        null=True, blank=True, help_text="The γ⁻ the pairs were generated with when calibration chose it (blank: gamma_minus).",
     )
     steering_mode = models.CharField(
         max_length=16,
@@ -404,12 +416,13 @@ class Run(models.Model):
 
     # Generation
     max_new_tokens = models.PositiveIntegerField(
-        default=96, validators=[MinValueValidator(1), MaxValueValidator(4096)], help_text="Length cap per response (1–4096)."
+        default=96, validators=bound_validators(BOUNDS["max_new_tokens"]),
+        help_text=f"Length cap per response, in tokens ({BOUNDS['max_new_tokens'].text('n')}).",
     )
     do_sample = models.BooleanField(default=False, help_text="Sample instead of greedy decoding.")
     no_repeat_ngram_size = models.PositiveSmallIntegerField(
         default=3,
-        validators=[MaxValueValidator(16)],
+        validators=bound_validators(BOUNDS["no_repeat_ngram_size"]),
         help_text="Decoding safeguard on both sides: never repeat a token n-gram (0 = off). 3 stops the loops a "
         "steered small model falls into; recorded with every pair.",
     )
@@ -420,19 +433,19 @@ class Run(models.Model):
     )
     repetition_penalty = models.FloatField(
         default=1.0,
-        validators=[validate_finite, MinValueValidator(1.0), MaxValueValidator(2.0)],
+        validators=bound_validators(BOUNDS["repetition_penalty"]),
         help_text="Decoding safeguard on both sides: > 1 discourages any repeated token (1 = off). Strong "
         "penalties make steered text incoherent.",
     )
     temperature = models.FloatField(
         default=0.7,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(2.0)],
-        help_text="Sampling temperature (0 < t ≤ 2); used only when sampling.",
+        validators=bound_validators(BOUNDS["temperature"]),
+        help_text=f"Sampling temperature ({BOUNDS['temperature'].text('t')}); used only when sampling.",
     )
     top_p = models.FloatField(
         default=0.95,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Nucleus sampling mass (0 < p ≤ 1); used only when sampling.",
+        validators=bound_validators(BOUNDS["top_p"]),
+        help_text=f"Nucleus sampling mass ({BOUNDS['top_p'].text('p')}); used only when sampling.",
     )
     seed = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(2**32 - 1)], help_text="Random seed.")
 
@@ -447,12 +460,12 @@ class Run(models.Model):
     # DPO
     dpo_beta = models.FloatField(
         default=0.1,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(10.0)],
-        help_text="DPO β, the strength of the pull towards the reference model (paper: 0.1).",
+        validators=bound_validators(BOUNDS["beta"]),
+        help_text=f"DPO β, the strength of the pull towards the reference model ({BOUNDS['beta'].text('β')}; paper: 0.1).",
     )
     dpo_learning_rate = models.FloatField(
         default=2e-4,
-        validators=[validate_finite, GreaterThanValidator(0.0), MaxValueValidator(0.01)],  # training refuses more
+        validators=bound_validators(BOUNDS["learning_rate"]),  # training refuses more
         help_text="2e-4 suits LoRA on a CPU (a new run's defaults beat the base model: bench/default_run.py); "
         "the paper used 5e-7 with a full fine-tune.",
     )
@@ -468,7 +481,8 @@ class Run(models.Model):
         default=8, validators=[MinValueValidator(1), MaxValueValidator(256)], help_text="LoRA rank."
     )
     dpo_max_length = models.PositiveIntegerField(
-        default=256, validators=[MinValueValidator(16), MaxValueValidator(32768)], help_text="Token cap per prompt + response."
+        default=256, validators=bound_validators(BOUNDS["max_length"]),
+        help_text=f"Token cap per prompt + response ({BOUNDS['max_length'].text('n')})."
     )
 
     class Meta:
@@ -481,6 +495,20 @@ class Run(models.Model):
     @property
     def team_id(self) -> int:
         return self.project.team_id
+
+    # What the user asked for stays in gamma_plus / gamma_minus / keep_fraction; what calibration or a
+    # threshold moved by hand computed is kept beside it, and the worker uses these.
+    @property
+    def gamma_plus_effective(self) -> float:
+        return self.gamma_plus if self.gamma_plus_used is None else self.gamma_plus_used
+
+    @property
+    def gamma_minus_effective(self) -> float:
+        return self.gamma_minus if self.gamma_minus_used is None else self.gamma_minus_used
+
+    @property
+    def keep_fraction_effective(self) -> float:
+        return self.keep_fraction if self.keep_fraction_used is None else self.keep_fraction_used
 
     @property
     def calibration_judge_label(self) -> str:
