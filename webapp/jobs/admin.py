@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.jobs.models import Chunk, DirectionArtifact, Instruction, Pair
+from webapp.jobs.models import Chunk, DirectionArtifact, FilterScores, Instruction, Pair, Probe, RunAudit
 
 
 @admin.register(Chunk)
@@ -24,3 +24,20 @@ class PairAdmin(admin.ModelAdmin):
 @admin.register(DirectionArtifact)
 class DirectionArtifactAdmin(admin.ModelAdmin):
     list_display = ("run", "dimension", "path", "created_at")
+
+
+@admin.register(FilterScores)
+class FilterScoresAdmin(admin.ModelAdmin):
+    list_display = ("stage", "count")
+
+
+@admin.register(Probe)
+class ProbeAdmin(admin.ModelAdmin):
+    list_display = ("run", "instruction", "gamma", "status", "attempts", "worker", "heartbeat_at", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(RunAudit)
+class RunAuditAdmin(admin.ModelAdmin):
+    list_display = ("run", "status", "attempts", "worker", "heartbeat_at", "created_at", "finished_at")
+    list_filter = ("status",)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.studio.models import Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
+from webapp.studio.models import Dimension, Judge, ModelCheck, ModelSpec, Project, PromptPair, Run, Stage
 
 
 @admin.register(Project)
@@ -65,3 +65,9 @@ class RunAdmin(admin.ModelAdmin):
 class StageAdmin(admin.ModelAdmin):
     list_display = ["run", "order", "kind", "status", "progress_done", "progress_total", "heartbeat_at"]
     list_filter = ["status", "kind"]
+
+
+@admin.register(ModelCheck)
+class ModelCheckAdmin(admin.ModelAdmin):
+    list_display = ("model", "status", "worker", "created_at")
+    list_filter = ("status",)
