@@ -3,7 +3,7 @@
 Start a worker (one per GPU; on a CPU host, set ICON2_TORCH_THREADS so workers share cores):
 
     celery -A worker.celery_app worker -Q gpu,default -P solo
-    celery -A worker.celery_app worker -Q interactive -P solo -n playground@%h   # the playground, never behind runs
+    celery -A worker.celery_app worker -Q interactive -P solo -n playground@%h   # playground, audits, model checks
     celery -A worker.celery_app beat          # the periodic check for dead workers, once per site
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ app.conf.update(
     task_ignore_result=True,  # the database holds the results
     task_default_queue="default",
     task_routes={"worker.tasks.run_chunk": {"queue": "gpu"}, "worker.tasks.reap": {"queue": "default"},
-                 "worker.tasks.playground": {"queue": "interactive"}, "worker.tasks.audit": {"queue": "interactive"}},
+                 "worker.tasks.playground": {"queue": "interactive"}, "worker.tasks.audit": {"queue": "interactive"},
+                 "worker.tasks.model_check": {"queue": "interactive"}},
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # keep trying while Redis restarts
     worker_cancel_long_running_tasks_on_connection_loss=False,

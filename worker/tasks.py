@@ -32,3 +32,10 @@ def audit(audit_id: int) -> None:
     from worker.audit import run_audit
 
     run_audit(audit_id)
+
+
+@app.task(name="worker.tasks.model_check", acks_late=True, reject_on_worker_lost=True)
+def model_check(check_id: int) -> None:
+    from worker.model_check import run_model_check
+
+    run_model_check(check_id)

@@ -25,4 +25,6 @@ def tiny(transactional_db, tmp_path, settings):
     dim = dimension_create(project=project, name="Cheer", pairs=[("You are cheerful.", "You are gloomy.")],
                            feature_instructions="Describe the sea.\nTell me about a fox.\nWhat is a good breakfast?", created_by=owner)
     model = model_create(team=team, created_by=owner, name="Tiny", kind="local_dir", path_or_id=str(tmp_path / "tiny"))
+    # Its random weights answer noise, so a real check fails it; these tests launch runs for other reasons.
+    model.checks.update(status="succeeded", result={"ok": True, "flags": []})
     return owner, project, dim, model

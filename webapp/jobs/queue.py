@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 CHUNK_TASK = "worker.tasks.run_chunk"
 PLAYGROUND_TASK = "worker.tasks.playground"
 AUDIT_TASK = "worker.tasks.audit"
+MODEL_CHECK_TASK = "worker.tasks.model_check"
 
 
 def send_chunk(chunk_id: int, *, queue: str = "gpu") -> bool:
@@ -73,3 +74,8 @@ def send_probe(probe_id: int) -> bool:
 def send_audit(audit_id: int) -> bool:
     """Enqueue a bias audit (a few seconds once the references are cached)."""
     return _send_interactive(AUDIT_TASK, audit_id, "audit")
+
+
+def send_model_check(check_id: int) -> bool:
+    """Enqueue a model check (load the model, answer four requests unsteered)."""
+    return _send_interactive(MODEL_CHECK_TASK, check_id, "model check")

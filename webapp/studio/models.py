@@ -210,6 +210,11 @@ class ModelCheck(models.Model):
     def flags(self) -> list[dict]:
         return list(self.result.get("flags") or [])
 
+    @property
+    def answers_fluent(self) -> int:
+        """How many of the unsteered answers the gate's fluency measures passed."""
+        return sum(1 for answer in self.result.get("answers") or [] if not answer.get("reasons"))
+
 
 class Judge(models.Model):
     """How a run's pairs and its trained model are scored. team=None marks a built-in judge.

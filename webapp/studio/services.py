@@ -26,6 +26,7 @@ from webapp.limits import (
     text_check,
 )
 from webapp.studio.instructions import instructions_count
+from webapp.studio.model_checks import SOURCE_FIELDS, model_check_launch_problem, model_check_request
 from webapp.studio.model_paths import MODEL_PATH_REFUSED, model_path_allowed, reward_model_problem
 from webapp.studio.models import MAX_INSTRUCTIONS, Dimension, Judge, ModelSpec, Project, PromptPair, Run, Stage
 from webapp.studio.presets import preset_get
@@ -283,17 +284,24 @@ def _model_save(model: ModelSpec) -> ModelSpec:
 
 
 def model_create(*, team: Team, created_by: AbstractBaseUser, **fields: Any) -> ModelSpec:
+    """Add a team model and queue its check (webapp.studio.model_checks)."""
     role_require(user=created_by, team=team, perm=Perm.EDIT)
-    return _model_save(ModelSpec(team=team, **fields))
+    model = _model_save(ModelSpec(team=team, **fields))
+    model_check_request(model=model, actor=created_by)
+    return model
 
 
 def model_update(*, model: ModelSpec, actor: AbstractBaseUser, **fields: Any) -> ModelSpec:
     if model.team_id is None:
         raise ValidationError("Built-in models cannot be changed.")
     role_require(user=actor, team=model.team_id, perm=Perm.EDIT)
+    before = [getattr(model, field) for field in SOURCE_FIELDS]
     for field, value in fields.items():
         setattr(model, field, value)
-    return _model_save(model)
+    model = _model_save(model)
+    if [getattr(model, field) for field in SOURCE_FIELDS] != before:  # another model now: check it again
+        model_check_request(model=model, actor=actor, again=True)
+    return model
 
 
 def model_delete(*, model: ModelSpec, actor: AbstractBaseUser) -> None:
@@ -492,19 +500,30 @@ def _run_begin(run_id: int) -> None:
     run_advance(run_id=run_id)
 
 
-@transaction.atomic
-def run_launch(*, run: Run, actor: AbstractBaseUser) -> Run:
+def run_launch(*, run: Run, actor: AbstractBaseUser, override_model_check: bool = False) -> Run:
     """Queue a draft run; once this commits, its first stage's chunks are made and sent to the
     workers (webapp.jobs.services.run_advance), so a worker always sees the committed run.
 
     A run whose model is missing or whose judge cannot be reached is refused here, with the reason,
-    before any model stage runs (webapp.studio.preflight)."""
+    before any model stage runs (webapp.studio.preflight). So is a run on a team model whose check
+    failed or has not finished, unless ``override_model_check``; a model never checked gets its
+    check queued now (webapp.studio.model_checks)."""
     from webapp.studio.preflight import run_launch_problems
 
     role_require(user=actor, team=run.project.team_id, perm=Perm.EDIT)
+    if run.status != Run.Status.DRAFT:
+        raise ValidationError("Only a draft run can be launched.")
     problems = run_launch_problems(run)
+    # Outside the launch's transaction: a check queued here stays queued although the launch is refused.
+    if not override_model_check:
+        problems += [p for p in [model_check_launch_problem(model=run.model, actor=actor)] if p]
     if problems:
         raise ValidationError(problems)
+    return _run_queue(run=run)
+
+
+@transaction.atomic
+def _run_queue(*, run: Run) -> Run:
     updated = Run.objects.filter(pk=run.pk, status=Run.Status.DRAFT).update(status=Run.Status.QUEUED)
     if not updated:
         raise ValidationError("Only a draft run can be launched.")
