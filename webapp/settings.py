@@ -202,6 +202,9 @@ ICON2_STALE_AFTER_S = env_int("ICON2_STALE_AFTER_S", default=60, min_value=2)  #
 ICON2_RESEND_AFTER_S = env_int("ICON2_RESEND_AFTER_S", default=60, min_value=2)  # queued this long: send again
 ICON2_CALIBRATION_JUDGE = env_str("ICON2_CALIBRATION_JUDGE", default="lexicon")  # lexicon, length or formality (no setup)
 ICON2_CALIBRATION_SAMPLE = env_int("ICON2_CALIBRATION_SAMPLE", default=100, min_value=1)  # paper: ~100
+# On a CPU worker the sweep takes at most this many (a few minutes on a small model): calibration is
+# on by default for any model other than the embedded one.
+ICON2_CALIBRATION_SAMPLE_CPU = env_int("ICON2_CALIBRATION_SAMPLE_CPU", default=24, min_value=1)
 ICON2_EVAL_JUDGE = env_str("ICON2_EVAL_JUDGE", default="lexicon")  # judge for trained-vs-base, when a run picks none
 ICON2_COST_SAMPLES = env_int("ICON2_COST_SAMPLES", default=5, min_value=2)  # sample-and-rank estimate: samples per instruction
 ICON2_EVAL_MAX = env_int("ICON2_EVAL_MAX", default=32, min_value=1)  # held-out instructions evaluated

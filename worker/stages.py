@@ -275,6 +275,15 @@ def score(chunk, beat) -> Result:
     return write, stats.as_dict()
 
 
+def calibration_sample(device) -> int:
+    """Instructions the γ sweep uses: ICON2_CALIBRATION_SAMPLE (the paper's ~100) on an accelerator,
+    at most ICON2_CALIBRATION_SAMPLE_CPU on a CPU, so a run that calibrates by default (any model but
+    the embedded one) finishes its sweep in minutes there."""
+    if str(device).startswith("cpu"):
+        return min(settings.ICON2_CALIBRATION_SAMPLE, settings.ICON2_CALIBRATION_SAMPLE_CPU)
+    return settings.ICON2_CALIBRATION_SAMPLE
+
+
 def calibrate(chunk, beat) -> Result:
     """Sweep γ on a sample of the kept instructions with the configured judge; the pick becomes
     the run's γ⁺/γ⁻ and the whole table is kept in the stage's metrics for the run page."""
@@ -284,7 +293,8 @@ def calibrate(chunk, beat) -> Result:
     run = chunk.stage.run
     lm = get_model(run.model)
     # Read only the instructions the engine would sample from the kept pool (it then takes them all).
-    rows = kept_rows_at(run=run, ranks=sample_positions(kept_count(run=run), settings.ICON2_CALIBRATION_SAMPLE, run.seed))
+    sample = calibration_sample(lm.device)
+    rows = kept_rows_at(run=run, ranks=sample_positions(kept_count(run=run), sample, run.seed))
     directions = run_directions(run)
     dims = steering_dimensions(rows, directions)
     judge = run_judge(run, "calibration", lm=lm)
@@ -292,7 +302,7 @@ def calibrate(chunk, beat) -> Result:
     result = engine_calibrate(
         lm, directions, [r.text for r in rows], judge,
         CalibrationConfig(
-            n_instructions=min(settings.ICON2_CALIBRATION_SAMPLE, len(rows)), layers=run_layers(run, lm.n_layers),
+            n_instructions=min(sample, len(rows)), layers=run_layers(run, lm.n_layers),
             max_new_tokens=min(run.max_new_tokens, 64), seed=run.seed,
         ),
         dimensions=dims, steering=SteeringConfig(mode=run.steering_mode),  # the rule; γ is what is being chosen

@@ -43,8 +43,18 @@
       el.classList.toggle("dimmed", !show);
     });
   }
+  // Calibration follows the chosen model (on for any but the embedded one) until the box is touched.
+  function calibrateFollowsModel(select) {
+    var box = select.form && select.form.querySelector("input[name=calibrate]");
+    if (!box || box.hasAttribute("data-touched")) return;
+    var embedded = (select.getAttribute("data-embedded-models") || "").split(" ");
+    box.checked = embedded.indexOf(select.value) === -1;
+  }
   document.addEventListener("change", function (event) {
-    if (event.target.closest("form[data-run-form]")) syncRunForm();
+    if (!event.target.closest("form[data-run-form]")) return;
+    if (event.target.name === "calibrate") event.target.setAttribute("data-touched", "");
+    if (event.target.hasAttribute("data-embedded-models")) calibrateFollowsModel(event.target);
+    syncRunForm();
   });
   document.addEventListener("DOMContentLoaded", function () { syncRunForm(); });
   document.addEventListener("htmx:afterSettle", function () { syncRunForm(); });

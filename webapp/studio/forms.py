@@ -5,6 +5,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from django import forms
+from django.conf import settings
 from django.http import QueryDict
 
 from webapp.limits import DESCRIPTION_MAX, DIMENSION_NAME_MAX, FEATURE_INSTRUCTIONS_MAX, NAME_MAX, RATIONALE_MAX
@@ -197,6 +198,11 @@ class ModelSpecForm(forms.ModelForm):
         pass
 
 
+def calibrate_default(model: ModelSpec | None) -> bool:
+    """A new run calibrates γ on any model but the embedded one, on which the defaults were measured."""
+    return model is not None and model.kind != ModelSpec.Kind.EMBEDDED
+
+
 DEFAULT_KEEP_FRACTION = 0.5  # with the model's other defaults: a run that beats the base (bench/default_run.py)
 
 
@@ -213,8 +219,8 @@ class RunForm(forms.ModelForm):
             "Where and how hard the direction is added while generating chosen (γ⁺) and rejected (γ⁻) responses. "
             "The defaults (γ⁺ 0.08, γ⁻ −0.03, add, middle third) were measured on the embedded model by "
             "bench/pair_quality.py: fluent on both sides and separated by the judge. γ⁻ is smaller because the "
-            "rejected side loses fluency first. Calibration is off by default: a sweep on ~100 instructions takes "
-            "much longer than the run itself on a CPU; turn it on for a model of your own.",
+            "rejected side loses fluency first. So calibration is on by default for any other model (a sweep on a small "
+            "sample) and off for the embedded one.",
             ["layer_start", "layer_end", "calibrate", "gamma_plus", "gamma_minus", "steering_mode", "pairing"],
         ),
         ("Generation", "Decoding for the steered responses. The quality gate measures every response against the "
@@ -285,6 +291,15 @@ class RunForm(forms.ModelForm):
         models = model_list_for_team(team=project.team)
         self.fields["model"].queryset = models
         self.fields["model"].empty_label = None
+        # The page's script turns calibration on when another model is chosen (until the box is touched).
+        embedded = models.filter(kind=ModelSpec.Kind.EMBEDDED).values_list("pk", flat=True)
+        self.fields["model"].widget.attrs["data-embedded-models"] = " ".join(str(pk) for pk in embedded)
+        self.fields["calibrate"].help_text = (
+            "Sweep γ⁺ and γ⁻ with the calibration judge instead of using the values below. On by default for any "
+            "model other than the embedded one: the default γ were measured on SmolLM2 and need not suit yours. "
+            f"The sweep takes {settings.ICON2_CALIBRATION_SAMPLE_CPU} kept instructions on a CPU worker (a few "
+            f"minutes on a small model), {settings.ICON2_CALIBRATION_SAMPLE} on a GPU."
+        )
         self.fields["dimensions"].queryset = project.dimensions.order_by("name")
         for name in ("calibration_judge", "eval_judge"):
             self.fields[name].queryset = judge_list_for_team(team=project.team)
@@ -296,6 +311,10 @@ class RunForm(forms.ModelForm):
             builtin = models.filter(team__isnull=True).first()
             if builtin is not None:
                 self.initial.setdefault("model", builtin.pk)
+            chosen = self.initial.get("model")
+            if not isinstance(chosen, ModelSpec):
+                chosen = models.filter(pk=chosen).first() if str(chosen or "").isdigit() else None
+            self.initial.setdefault("calibrate", calibrate_default(chosen))
 
     def clean_instructions_file(self):
         upload = self.cleaned_data.get("instructions_file")
