@@ -153,6 +153,7 @@ TEAM_ROUTES: list[Route] = [
         "POST",
         lambda w: {"name": "Local Llama 2", "kind": "local_dir", "path_or_id": "/models/llama2"},
     ),
+    Route("studio:model_check", Perm.EDIT, lambda w: {"pk": w.model.pk}, "POST", lambda w: {}),
     Route("studio:model_delete", Perm.EDIT, lambda w: {"pk": w.model.pk}, "POST", lambda w: {}),
     Route("studio:judge_edit", Perm.EDIT, lambda w: {"pk": _judge(w).pk}),
     Route("studio:judge_edit", Perm.EDIT, lambda w: {"pk": _judge(w).pk}, "POST", lambda w: {

@@ -25,6 +25,7 @@ urlpatterns = [
     path("models/new/", views.model_new, name="model_new"),
     path("models/<id:pk>/edit/", views.model_edit, name="model_edit"),
     path("models/<id:pk>/delete/", views.model_delete, name="model_delete"),
+    path("models/<id:pk>/check/", views.model_check, name="model_check"),
     path("judges/", views.judge_list, name="judges"),
     path("judges/new/", views.judge_new, name="judge_new"),
     path("judges/<id:pk>/edit/", views.judge_edit, name="judge_edit"),

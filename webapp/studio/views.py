@@ -15,7 +15,7 @@ from webapp.jobs.audits import audit_warning
 from webapp.jobs.probes import playground_blinded
 from webapp.accounts.roles import Perm, role_allows
 from webapp.accounts.selectors import current_membership, current_team_remember, membership_get, role_require
-from webapp.studio import services
+from webapp.studio import model_checks, services
 from webapp.studio.comparison import MIN_RUNS, run_comparison, run_list_for_comparison
 from webapp.studio.forms import DimensionEditor, JudgeForm, ModelSpecForm, PairRow, ProjectForm, RunForm
 from webapp.studio.presets import preset_list
@@ -259,10 +259,20 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "studio/model_list.html",
         {
             "membership": membership,
-            "models": model_list_for_team(team=membership.team),
+            "models": model_list_for_team(team=membership.team).prefetch_related(model_checks.model_checks_prefetch()),
             "can_edit": role_allows(membership.role, Perm.EDIT),
         },
     )
+
+
+@login_required
+@require_POST
+def model_check(request: HttpRequest, pk: int) -> HttpResponse:
+    """Check the model again (the interactive worker loads it and answers four requests)."""
+    model = model_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
+    model_checks.model_check_request(model=model, actor=request.user)
+    messages.success(request, f"Checking {model}; this page shows the result in a minute or two.")
+    return redirect("studio:models")
 
 
 def _model_form_submit(request: HttpRequest, form: ModelSpecForm, *, team=None, model=None):
@@ -455,7 +465,7 @@ def run_compare(request: HttpRequest, pk: int) -> HttpResponse:
 def run_launch(request: HttpRequest, pk: int) -> HttpResponse:
     run = run_get_for_user(user=request.user, pk=pk, perm=Perm.EDIT)
     try:
-        services.run_launch(run=run, actor=request.user)
+        services.run_launch(run=run, actor=request.user, override_model_check=bool(request.POST.get("override_model_check")))
     except ValidationError as error:
         for message in error.messages:
             messages.error(request, message)
