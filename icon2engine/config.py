@@ -375,9 +375,17 @@ class QualityConfig:
     )
     min_relevance_kept: float | None = field(
         default=0.7,
-        metadata={"help": "a side's relevance over the unsteered answer's (when that one is above min_relevance); on the "
-                  "embedded model a cheerful non-answer keeps ≤ 0.5 of it and an on-topic gloomy answer ≥ 0.8 "
-                  "(bench/pair_relevance.py counts a side as keeping its relevance at 0.8)"},
+        metadata={"help": "a side's relevance over the unsteered answer's (when that one is at least "
+                  "min_reference_relevance); read against optimism pairs on the embedded model, on-topic sides kept "
+                  "0.80–1.20 of it and hollow cheerful sides 0.30–0.64 (bench/pair_relevance.py counts a side as "
+                  "keeping its relevance at 0.8)"},
+    )
+    min_reference_relevance: float = field(
+        default=0.3,
+        metadata={"help": "the relevance an unsteered (or rejected) answer needs before a share of it is acted on: "
+                  "below it the reference is itself loosely tied to the request (long personal requests' own answers "
+                  "scored 0.05–0.35 on the embedded model) and a ratio of two small numbers is noise; the side must "
+                  "then only clear min_relevance"},
     )
     min_new_content: float | None = field(
         default=0.3,
@@ -395,7 +403,8 @@ class QualityConfig:
         metadata={"help": "the chosen side's relevance over the rejected side's (when that one is above 0): a pair whose "
                   "rejected side is by far the better answer teaches DPO to answer less, so its chosen side is regenerated "
                   "at a smaller γ⁺, then the pair dropped. On hand-written answers to four requests, two on-topic answers "
-                  "kept ≥ 0.50 of each other's relevance and a cheerful non-answer ≤ 0.26 of the weakest on-topic one's"},
+                  "kept 0.50–0.97 of each other's relevance; cheerful non-answers scored below 0, except one that named "
+                  "the request's topic (0.51 of the best answer's: relevance reads aboutness, not help)"},
     )
     check_refusal: bool = field(
         default=True,
@@ -413,6 +422,8 @@ class QualityConfig:
                 raise ConfigError(f"{name} is a share, so in [0, 1] (or None to turn it off); got {value}")
         if self.min_relevance is not None:
             _finite("min_relevance", self.min_relevance)
+        if _finite("min_reference_relevance", self.min_reference_relevance) < 0:
+            raise ConfigError(f"min_reference_relevance must be 0 or more; got {self.min_reference_relevance}")
         if self.min_relevance_vs_rejected is not None and not 0.0 <= _finite("min_relevance_vs_rejected", self.min_relevance_vs_rejected) <= 1.0:
             raise ConfigError(f"min_relevance_vs_rejected is a share of the rejected side's relevance, so in [0, 1]; got {self.min_relevance_vs_rejected}")
         if self.min_relevance_kept is not None and not 0.0 <= _finite("min_relevance_kept", self.min_relevance_kept) <= 1.0:

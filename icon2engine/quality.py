@@ -250,7 +250,7 @@ def measure_responses(
         base_ll, base_rel = by_ref[(instructions[k], references[k])]
         if math.isfinite(base_ll) and math.isfinite(q.loglik):
             q.loglik_drop = base_ll - q.loglik
-        if q.relevance is not None and base_rel is not None and base_rel >= (config.min_relevance or 0.0) and base_rel > 0:
+        if q.relevance is not None and base_rel is not None and base_rel >= max(config.min_reference_relevance, 1e-9):
             q.relevance_kept = q.relevance / base_rel
     return out
 
@@ -291,11 +291,11 @@ def pair_reasons(chosen: ResponseQuality, rejected: ResponseQuality, config: Qua
     """Why a pair teaches the wrong thing although each side passes: ``["less_relevant"]`` when the
     chosen side keeps less than ``config.min_relevance_vs_rejected`` of the rejected side's relevance
     (DPO would learn to answer less), else ``[]``. Only when both sides are long enough for relevance
-    to be acted on, the rejected side's relevance is above 0, and the chosen side may not refuse
+    to be acted on, the rejected side's relevance is at least ``min_reference_relevance``, and the chosen side may not refuse
     (``refusal_ok``: harmlessness, whose chosen refusal is rightly less relevant)."""
     floor = config.min_relevance_vs_rejected
     if floor is None or refusal_ok or chosen.relevance is None or rejected.relevance is None:
         return []
-    if min(chosen.words, rejected.words) < config.min_words_relevance or rejected.relevance <= 0:
+    if min(chosen.words, rejected.words) < config.min_words_relevance or rejected.relevance < max(config.min_reference_relevance, 1e-9):
         return []
     return ["less_relevant"] if chosen.relevance < floor * rejected.relevance else []

@@ -5,19 +5,24 @@ a refusal ("as a chatbot I don't have the ability…") instead of a gloomy answe
 the request ("Plants can get their water from water from their soil"). DPO learns whatever the
 two sides differ in, so both must answer.
 
-**Relevance** asks the unsteered model how well the response's *own content* points back to the
-instruction: the response with every word of the instruction deleted is read, then the
-instruction, and relevance is the mean log-probability per instruction token, less the same
-after a neutral text (:data:`NEUTRAL_TEXT`)::
+**Relevance** asks the unsteered model how well the response points back to the instruction: the
+response is read, then the instruction, and relevance is the mean log-probability per instruction
+token, less the same after a neutral text (:data:`NEUTRAL_TEXT`)::
 
-    relevance = 1/|x| · [log p(x | strip(y) ⊕ CUE) − log p(x | NEUTRAL_TEXT ⊕ CUE)]
+    relevance = 1/|x| · [log p(x | y ⊕ CUE) − log p(x | NEUTRAL_TEXT ⊕ CUE)]
 
 The instruction's tokens are the same for every answer to it, so the figures of an
-instruction's unsteered, chosen and rejected answers compare directly. Deleting the
-instruction's words first means that restating the request earns nothing: what is left of an
-echo predicts the request no better than a neutral text, while "…root hairs absorb it by
-osmosis…" points to "How do plants get water?". A cheerful non-answer's "fantastic, magic,
-adventure" points nowhere.
+instruction's unsteered, chosen and rejected answers compare directly. "…root hairs absorb it by
+osmosis…" points to "How do plants get water?"; a cheerful non-answer's "fantastic, magic,
+adventure" points nowhere. An echo that restates the request points back to it perfectly, which
+is why :func:`new_content` is checked beside it.
+
+An earlier version deleted the instruction's words from the response first, so that restating
+the request could earn nothing. Read against real pairs it flagged good answers as off topic:
+"Creating a budget is a crucial step…" lost "budget" and scored 0.00, an on-topic answer on
+earthquakes kept 0.49 of the unsteered answer's score, and 8 of the 11 pairs it dropped in an
+optimism bench were on topic. Read whole, those answers kept 0.80–1.20 of the unsteered answer's
+relevance while hollow cheerful sides kept 0.30–0.64 (docs/relevance.md).
 
 Why not the forward direction, log p(y | x) − log p(y | neutral) (pointwise mutual information)?
 Measured on the embedded model it rewards echoing (copying the request is likely *given* the
@@ -46,7 +51,7 @@ from typing import Sequence
 
 from .prefill import token_logprobs
 
-__all__ = ["NEUTRAL_TEXT", "CUE", "REFUSAL_PATTERNS", "is_refusal", "new_content", "strip_instruction_words", "relevance_scores"]
+__all__ = ["NEUTRAL_TEXT", "CUE", "REFUSAL_PATTERNS", "is_refusal", "new_content", "relevance_scores"]
 
 # What the stripped response is compared with: a text that points to no request.
 NEUTRAL_TEXT = "Some text."
@@ -112,28 +117,18 @@ def new_content(instruction: str, text: str) -> float | None:
     return sum(1 for w in content if _stem(w) not in own) / len(content)
 
 
-def strip_instruction_words(instruction: str, text: str) -> str:
-    """The response with every word of the instruction deleted (stems compared: "plants" goes
-    with "plant"), so that restating the request cannot count as pointing to it."""
-    own = {_stem(w) for w in _WORD.findall(instruction)}
-    return _WORD.sub(lambda m: "" if _stem(m.group()) in own else m.group(), text)
-
-
 def relevance_scores(lm, instructions: Sequence[str], responses: Sequence[str], *, batch_size: int = 16) -> list[float | None]:
     """The relevance of each response to its instruction (see the module's docstring): nats per
     instruction token, None for an empty response. One forward per response (prefill only) and
     one per distinct instruction for the neutral baseline."""
-    stripped = [strip_instruction_words(i, r).strip() for i, r in zip(instructions, responses)]
-    prompts = [(s or NEUTRAL_TEXT) + CUE for s in stripped]
+    prompts = [r.strip() + CUE for r in responses]
     own = token_logprobs(lm, prompts, list(instructions), batch_size=batch_size)
     distinct = list(dict.fromkeys(instructions))
     base = dict(zip(distinct, token_logprobs(lm, [NEUTRAL_TEXT + CUE] * len(distinct), distinct, batch_size=batch_size)))
     out: list[float | None] = []
-    for i, r, s, o in zip(instructions, responses, stripped, own):
+    for i, r, o in zip(instructions, responses, own):
         if not r.strip() or o.numel() == 0:
             out.append(None)
-        elif not s:
-            out.append(0.0)  # nothing but the instruction's own words: it points nowhere beyond them
         else:
             out.append(float(o.mean() - base[i].mean()))
     return out

@@ -76,14 +76,17 @@ def test_only_the_on_topic_answer_passes_and_each_other_text_fails_for_its_own_r
             else:
                 assert set(why) & set(expected.split("|")), (instruction, name, why, q.as_dict())
         by = dict(zip(names, quality))
-        assert all(by["answer"].relevance > by[k].relevance for k in ("echo", "hollow_cheer", "off_topic")), {
+        assert all(by["answer"].relevance > by[k].relevance for k in ("hollow_cheer", "off_topic")), {
             k: v.relevance for k, v in by.items()}
+        # An echo points back to its request as well as an answer does: new content is what fails it.
+        assert "echo" in degenerate_reasons(by["echo"], SHORT) and by["echo"].new_content < by["answer"].new_content
 
 
 @pytest.mark.slow
-def test_plain_pointwise_mutual_information_rewards_the_echo_but_relevance_does_not(embedded_lm):
-    """Why relevance reads the response's own content backwards to the instruction: the forward PMI
-    log p(response | instruction) − log p(response | a neutral request) scores copying the request high."""
+def test_plain_pointwise_mutual_information_rewards_the_echo_and_new_content_is_what_catches_it(embedded_lm):
+    """The forward PMI log p(response | instruction) − log p(response | a neutral request) scores
+    copying the request above a real answer; relevance (read backwards) ranks it high too, since an
+    echo does point to its request. The gate fails it for bringing no content of its own."""
     tok = embedded_lm.tokenizer
     instruction = "Explain what compound interest is."
     answer, echo = CASES[instruction]["answer"], CASES[instruction]["echo"]
@@ -92,7 +95,7 @@ def test_plain_pointwise_mutual_information_rewards_the_echo_but_relevance_does_
     plain = [float((o - n).mean()) for o, n in zip(own, neutral)]
     assert plain[1] > plain[0]  # the echo "wins" on plain PMI
     q = measure_responses(embedded_lm, [instruction] * 2, [answer, echo], [None, None])
-    assert q[0].relevance > q[1].relevance
+    assert degenerate_reasons(q[0], SHORT) == [] and degenerate_reasons(q[1], SHORT) == ["echo"]
 
 
 @pytest.mark.slow
@@ -122,11 +125,13 @@ def test_a_chosen_side_that_keeps_too_little_of_the_rejected_sides_relevance_fai
         return ResponseQuality(words=words, repetition=0.0, distinct2=1.0, length_ratio=1.0, foreign=0.0, relevance=relevance)
 
     qc = QualityConfig()  # min_relevance_vs_rejected 0.4
-    # Measured relevance of hand-written answers (see the field's help): two on-topic answers, then a cheer.
+    # Relevance of hand-written answers on the embedded model (see the field's help): two on-topic answers
+    # to "How can I improve my sleep?" (0.29 against 0.58), then a cheer that names nothing of it against one that answers.
     assert pair_reasons(side(0.29), side(0.58), qc) == []
-    assert pair_reasons(side(0.13), side(0.51), qc) == ["less_relevant"]
+    assert pair_reasons(side(-0.02), side(0.58), qc) == ["less_relevant"]
     assert pair_reasons(side(0.9), side(0.2), qc) == []  # the chosen side the better answer: fine
     assert pair_reasons(side(0.1), side(-0.3), qc) == []  # the rejected side off topic: its own check fails it
+    assert pair_reasons(side(0.01), side(0.2), qc) == []  # a reference this loosely tied to its request: no ratio
     assert pair_reasons(side(0.1, words=6), side(0.9), qc) == []  # too short to tell
     assert pair_reasons(side(0.1), side(0.9), qc, refusal_ok=True) == []  # a harmlessness refusal is rightly less relevant
     with pytest.raises(Exception, match="min_relevance_vs_rejected"):

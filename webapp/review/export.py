@@ -170,12 +170,12 @@ Quality columns: `chosen_*` and `rejected_*` for `words`, `repetition` (share of
 `distinct2`, `length_ratio` (against the unsteered answer), `foreign` (share of words in another script or
 language), `loglik` and `loglik_drop` (per token under the unsteered model); `retries`.
 Whether each response answers its instruction (pairs generated before this was measured lack these columns):
-- `chosen_relevance`, `rejected_relevance`: nats per token by which the response's own content (the
-  instruction's words deleted) predicts the instruction better than a neutral text does, under the unsteered
-  model; on the embedded model hand-written on-topic answers scored about 0.3–2.0, cheerful non-answers and
-  off-topic text about 0.1 or below (empty when it could not be measured).
+- `chosen_relevance`, `rejected_relevance`: nats per token by which the response predicts the instruction
+  better than a neutral text does, under the unsteered model; on the embedded model hand-written on-topic
+  answers scored about 0.3–1.9, cheerful non-answers and off-topic text mostly below 0 (empty when it could
+  not be measured). An echo of the request scores high too: `*_new_content` tells it apart.
 - `chosen_relevance_kept`, `rejected_relevance_kept`: that relevance over the unsteered answer's (1 keeps it
-  all; empty when the unsteered answer's is unknown or off topic).
+  all; empty when the unsteered answer's is unknown or below 0.3, too loosely tied to the request for a ratio).
 - `chosen_refusal`, `rejected_refusal`: 1.0 when the response declines, disclaims its ability or apologises
   instead of answering, else 0.0.
 
