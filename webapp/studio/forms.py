@@ -305,6 +305,7 @@ class RunForm(forms.ModelForm):
             self.fields[name].queryset = judge_list_for_team(team=project.team)
             self.fields[name].empty_label = "The dimension's judge (else the site default)"
         self.fields["instructions_file"].required = False
+        self.fields["pairing"].required = False  # a form or client that predates it gets the model's default
         if not self.is_bound:
             self.initial.setdefault("keep_fraction", DEFAULT_KEEP_FRACTION)
             self.initial.setdefault("name", run_name_suggest(project=project))
@@ -315,6 +316,9 @@ class RunForm(forms.ModelForm):
             if not isinstance(chosen, ModelSpec):
                 chosen = models.filter(pk=chosen).first() if str(chosen or "").isdigit() else None
             self.initial.setdefault("calibrate", calibrate_default(chosen))
+
+    def clean_pairing(self):
+        return self.cleaned_data.get("pairing") or Run._meta.get_field("pairing").default
 
     def clean_instructions_file(self):
         upload = self.cleaned_data.get("instructions_file")
