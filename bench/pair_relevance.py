@@ -24,6 +24,7 @@ defaults (SteeringConfig(), ExtractConfig().method: the engine's and the run for
   two_sided           the paper's rule: chosen at γ⁺, rejected at γ⁻ (PCA directions)
   unsteered_chosen    the unsteered answer is chosen, the rejected side is steered at γ⁻
   unsteered_rejected  chosen at γ⁺, the unsteered answer is rejected
+  unsteered_chosen_strong  the unsteered answer is chosen, the rejected side steered at twice the γ⁻ (−0.06)
   diffmean            two_sided with difference-of-means directions (ExtractConfig.method="mean")
   small_gamma         two_sided at γ⁺ 0.04 / γ⁻ −0.02
   narrow_band         two_sided on the middle fifth of the blocks
@@ -105,6 +106,7 @@ def variants(n_layers: int) -> dict[str, tuple[str, SteeringConfig | None]]:
         "two_sided": ("pca", two),
         "unsteered_chosen": ("pca", replace(two, pairing="unsteered_chosen")),
         "unsteered_rejected": ("pca", replace(two, pairing="unsteered_rejected")),
+        "unsteered_chosen_strong": ("pca", replace(two, pairing="unsteered_chosen", gamma_minus=-0.06)),
         "diffmean": ("mean", two),
         "small_gamma": ("pca", replace(two, gamma_plus=0.04, gamma_minus=-0.02)),
         "narrow_band": ("pca", replace(two, layers=narrow)),
@@ -151,7 +153,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=GenerateConfig().max_new_tokens, help="max new tokens per response")
     ap.add_argument("--dimensions", default=",".join(DIMENSIONS))
     ap.add_argument("--variants", default="two_sided,unsteered_chosen,diffmean,prompt",
-                    help="comma-separated, from: two_sided, unsteered_chosen, unsteered_rejected, diffmean, "
+                    help="comma-separated, from: two_sided, unsteered_chosen, unsteered_chosen_strong, unsteered_rejected, diffmean, "
                          "small_gamma, narrow_band, clamp, renorm, prompt")
     ap.add_argument("--out", default="test-output/pair_relevance.json", help="every pair and figure, for reading")
     ap.add_argument("--headline", nargs="+", help="print the last line again from saved --out files, their dimensions "
