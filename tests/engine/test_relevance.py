@@ -131,7 +131,8 @@ def test_a_chosen_side_that_keeps_too_little_of_the_rejected_sides_relevance_fai
     assert pair_reasons(side(-0.02), side(0.58), qc) == ["less_relevant"]
     assert pair_reasons(side(0.9), side(0.2), qc) == []  # the chosen side the better answer: fine
     assert pair_reasons(side(0.1), side(-0.3), qc) == []  # the rejected side off topic: its own check fails it
-    assert pair_reasons(side(0.01), side(0.2), qc) == []  # a reference this loosely tied to its request: no ratio
+    assert pair_reasons(side(0.01), side(0.06), qc) == []  # a reference this loosely tied to its request: no ratio
+    assert pair_reasons(side(0.03), side(0.2), qc) == ["less_relevant"]  # a default run's cheerful non-answer
     assert pair_reasons(side(0.1, words=6), side(0.9), qc) == []  # too short to tell
     assert pair_reasons(side(0.1), side(0.9), qc, refusal_ok=True) == []  # a harmlessness refusal is rightly less relevant
     with pytest.raises(Exception, match="min_relevance_vs_rejected"):

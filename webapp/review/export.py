@@ -175,7 +175,7 @@ Whether each response answers its instruction (pairs generated before this was m
   answers scored about 0.3–1.9, cheerful non-answers and off-topic text mostly below 0 (empty when it could
   not be measured). An echo of the request scores high too: `*_new_content` tells it apart.
 - `chosen_relevance_kept`, `rejected_relevance_kept`: that relevance over the unsteered answer's (1 keeps it
-  all; empty when the unsteered answer's is unknown or below 0.3, too loosely tied to the request for a ratio).
+  all; empty when the unsteered answer's is unknown or below 0.1, too loosely tied to the request for a ratio).
 - `chosen_refusal`, `rejected_refusal`: 1.0 when the response declines, disclaims its ability or apologises
   instead of answering, else 0.0.
 
