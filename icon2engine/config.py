@@ -389,6 +389,17 @@ class QualityConfig:
                   "requests a default run synthesises (rejected answers 0.20–0.25), and cheerful non-answers at "
                   "0.03–0.15 went through"},
     )
+    min_new_content: float | None = field(
+        default=0.3,
+        metadata={"help": "share of the response's content words that are not the instruction's; an echo that restates "
+                  "the request without adding content scores ≤ 0.2, answers ≥ 0.5"},
+    )
+    min_words_relevance: int = field(
+        default=20,
+        metadata={"help": "relevance is acted on only for responses of at least this many words: a snippet (a run with "
+                  "max_new_tokens = 8 or 16) has too little content to point back to its request, and the measure is "
+                  "noisy there; it is still measured and stored"},
+    )
     min_relevance_vs_rejected: float | None = field(
         default=0.4,
         metadata={"help": "the chosen side's relevance over the rejected side's (when that one is above 0): a pair whose "
