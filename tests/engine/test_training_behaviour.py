@@ -11,7 +11,7 @@ from icon2engine.evaluation import EvalConfig, evaluate
 from icon2engine.judges import VaderJudge
 from icon2engine.training import TrainConfig, train_dpo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # ~3 min quiet; 15+ on 2 cores shared with benchmarks
 
 TOPICS = [
     "a rainy afternoon", "a train journey", "a new job", "moving house", "a dentist appointment", "a long queue",
