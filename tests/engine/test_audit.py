@@ -172,7 +172,7 @@ def test_embedded_finds_sentiment_in_optimism_not_in_cooking(embedded_lm, tmp_pa
         PromptPair("Your replies are optimistic and kind.", "Your replies are pessimistic and harsh."))), feats)
     found = audit.direction_overlap(sentiment, refs)
     # 0.73 measured; the reference's own four wordings agree with each other at 0.29-0.62 on this
-    # model, which bounds what any other wording can reach (the 0.8 is not met: see README).
+    # model, which bounds what any other wording can reach (the 0.8 is not met: see docs/guide.md).
     assert found["cosines"]["sentiment"] >= 0.7 and "sentiment" in found["flagged"]
     assert "sentiment" in audit.direction_overlap(optimism, refs)["flagged"]
     unrelated = audit.direction_overlap(cooking, refs)
