@@ -44,9 +44,9 @@ def in_an_app_that_is_not_installed(name):
 for module in pkgutil.walk_packages(webapp.__path__, "webapp."):
     if not module.name.endswith("settings_production") and not in_an_app_that_is_not_installed(module.name):
         importlib.import_module(module.name)
-# The engine's torch-free shared formats are the web's only engine imports (icon2engine.formats).
+# The engine's torch-free shared modules are the web's only engine imports (formats, config's bounds…).
 shared = {"icon2engine", "icon2engine.formats", "icon2engine.errors", "icon2engine.cost", "icon2engine.stats",
-          "icon2engine.files", "icon2engine.endpoints"}
+          "icon2engine.files", "icon2engine.endpoints", "icon2engine.config"}  # config: the shared BOUNDS
 heavy = sorted(name for name in sys.modules
                if name.split(".")[0] in {"torch", "icon2engine", "transformers"} and name not in shared)
 print(heavy)
