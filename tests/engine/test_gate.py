@@ -97,9 +97,15 @@ def test_the_default_settings_make_pairs_whose_rejected_side_is_rarely_degenerat
     print(f"\nkept {len(res.pairs)}, dropped {res.dropped_counts}, retries {res.retries}, first-pass bad rejected {first_pass_bad}")
     assert first_pass_bad <= 0.05 * len(instructions)
     # These are descriptions, not requests with a right answer: the cheerful side often stops describing
-    # (measured: 14 of 20 kept, 5 chosen sides off topic after two retries); bench/pair_relevance.py has
-    # the figures on requests with answers.
-    assert len(res.pairs) >= 0.6 * len(instructions)
+    # (measured 2026-12-07 after the relevance checks read the whole response: 11 of 20 kept, here and
+    # on the CI machine; dropped: chosen off topic 5, rejected off topic 3, chosen less relevant 1,
+    # each after two retries); bench/pair_relevance.py has the figures on
+    # requests with answers. What this test guards is that the gate keeps a working share and that
+    # what it drops it drops for the chosen side's relevance, not for a degenerate rejected side.
+    assert len(res.pairs) >= 0.45 * len(instructions)
+    rejected_fluency_drops = [d for d in res.dropped
+                              if d["reason"].startswith("rejected") and d["reason"].split(": ")[1] in FLUENCY_REASONS]
+    assert len(rejected_fluency_drops) <= 0.05 * len(instructions)
     # Measured again, independently of the gate's own bookkeeping: no kept side is degenerate.
     texts = [s for p in res.pairs for s in (p.chosen, p.rejected)]
     prompts = [p.instruction for p in res.pairs for _ in range(2)]
