@@ -33,7 +33,7 @@ from .chat import format_chat
 from .config import QualityConfig  # the config lives in the torch-free icon2engine.config
 from .metrics import distinct_n
 from .prefill import token_logprobs
-from .relevance import is_refusal, new_content, relevance_scores
+from .relevance import content_repetition, is_refusal, new_content, relevance_scores
 
 __all__ = [
     "QualityConfig", "ResponseQuality", "REASONS", "measure_text", "measure_responses", "degenerate_reasons", "pair_reasons",
@@ -46,9 +46,9 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 # The reasons a response is degenerate, in the order they are checked (and counted).
 # The reasons that say a text is not fluent (the rest say it does not answer: refusal, off_topic).
-FLUENCY_REASONS = frozenset(("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent"))
+FLUENCY_REASONS = frozenset(("empty", "repetition", "distinct", "circular", "too_short", "too_long", "foreign", "incoherent"))
 REASONS = (
-    "empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo",
+    "empty", "repetition", "distinct", "circular", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo",
     "less_relevant",  # a pair's reason (pair_reasons): the chosen side answers the request less than the rejected one
 )
 
@@ -68,6 +68,7 @@ _STOPWORDS = {
 # The per-side measures exported as dataset columns (``chosen_repetition``, ``rejected_loglik``…).
 QUALITY_FIELDS = (
     "words", "repetition", "distinct2", "length_ratio", "foreign", "loglik", "loglik_drop", "relevance", "relevance_kept", "refusal", "new_content",
+    "content_repetition",
 )
 
 
@@ -97,6 +98,7 @@ class ResponseQuality:
     relevance_kept: float | None = None  # relevance over the unsteered answer's (when that one is on topic)
     refusal: float = 0.0  # 1.0: declines, disclaims or apologises instead of answering
     new_content: float | None = None  # share of its content words that are not the instruction's (an echo: low)
+    content_repetition: float | None = None  # share of its first content words that repeat an earlier one (circling: high)
 
     def as_dict(self) -> dict:
         def r(x):
@@ -170,6 +172,7 @@ def measure_text(instruction: str, text: str, *, reference: str | None = None, n
         distinct2=distinct_n(text, 2) if words > 1 else 0.0,
         length_ratio=(words / ref_words) if ref_words else None,
         foreign=foreign_share(instruction, text),
+        content_repetition=content_repetition(text),
     )
 
 
@@ -265,6 +268,8 @@ def degenerate_reasons(q: ResponseQuality, config: QualityConfig, *, refusal_ok:
         out.append("repetition")
     if config.min_distinct2 is not None and q.distinct2 < config.min_distinct2:
         out.append("distinct")
+    if config.max_content_repetition is not None and q.content_repetition is not None and q.content_repetition > config.max_content_repetition:
+        out.append("circular")
     if q.length_ratio is not None:
         if config.min_length_ratio is not None and q.length_ratio < config.min_length_ratio:
             out.append("too_short")

@@ -33,6 +33,13 @@ on-topic answer that begins "To get rid of fruit flies in your kitchen, …" sco
 **New content** (:func:`new_content`) is the share of the response's content words that are not
 the instruction's: an echo scores low, an answer high.
 
+**Content repetition** (:func:`content_repetition`) is the share of the response's first
+:data:`CONTENT_WINDOW` content words that repeat an earlier one. A circular answer keeps
+restating its own few words and says nothing ("A vaccine trains the immune system by providing a
+vaccine that provides a specific beneficial action to the immune process… the immune person… the
+immune individuals"): on-topic for the relevance measure, which reads aboutness, and free of the
+repeated word 3-grams that the repetition measure counts, but no answer.
+
 **Refusal** is lexical: the response declines, disclaims its ability or apologises instead of
 answering, in its first sentences (:data:`REFUSAL_PATTERNS`). Whether refusing is *wrong* depends
 on the dimension: for harmlessness, refusing a harmful request is the chosen behaviour
@@ -51,7 +58,10 @@ from typing import Sequence
 
 from .prefill import token_logprobs
 
-__all__ = ["NEUTRAL_TEXT", "CUE", "REFUSAL_PATTERNS", "is_refusal", "new_content", "relevance_scores"]
+__all__ = [
+    "NEUTRAL_TEXT", "CUE", "REFUSAL_PATTERNS", "CONTENT_WINDOW", "is_refusal", "new_content", "content_repetition",
+    "content_words", "stem", "relevance_scores",
+]
 
 # What the stripped response is compared with: a text that points to no request.
 NEUTRAL_TEXT = "Some text."
@@ -89,8 +99,13 @@ ones s t don't can't won't isn't aren't i'll you'll we'll it'll i've you've we'v
 
 _WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
 
+# Content words read by content_repetition: about the first paragraph. A long answer comes back to
+# its topic words in later paragraphs; a circular one repeats them from the start.
+CONTENT_WINDOW = 40
+MIN_CONTENT_WORDS = 8  # fewer content words than this: too short to tell circling from a short answer
 
-def _stem(word: str) -> str:
+
+def stem(word: str) -> str:
     """A crude English stem, enough to see that "plants" echoes "plant" and "changing" echoes "change"."""
     w = word.lower()
     for suffix in ("ing", "ies", "es", "ed", "ly", "s", "e"):
@@ -109,12 +124,33 @@ def new_content(instruction: str, text: str) -> float | None:
     """Share of the response's content words that are not words of the instruction (None: it has
     no content words). An echo that restates the request ("Plants can get their water from water
     from their soil") scores low whatever its likelihood; an answer brings words of its own."""
-    own = {_stem(w) for w in _WORD.findall(instruction)}
+    own = {stem(w) for w in _WORD.findall(instruction)}
     words = [w.lower() for w in _WORD.findall(text)]
     content = [w for w in words if w not in FUNCTION_WORDS]
     if not content:
         return None
-    return sum(1 for w in content if _stem(w) not in own) / len(content)
+    return sum(1 for w in content if stem(w) not in own) / len(content)
+
+
+def content_words(text: str) -> list[str]:
+    """The stems of the text's content words (not :data:`FUNCTION_WORDS`, at least three letters), in order."""
+    return [stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in FUNCTION_WORDS and len(w) >= 3 and not w.isdigit()]
+
+
+def content_repetition(text: str, window: int = CONTENT_WINDOW) -> float | None:
+    """Share of the first ``window`` content words that repeat an earlier one (None: fewer than
+    :data:`MIN_CONTENT_WORDS`). The embedded model's unsteered answers to 48 ordinary requests
+    scored 0.18 at the median and 0.38 at most; the circular sides of a helpfulness run 0.41–0.59
+    (docs/relevance.md).
+
+    Example:
+        >>> round(content_repetition("A simple meal with rice can be made with rice and eggs as a meal: a simple meal."), 2)
+        0.5
+    """
+    words = content_words(text)[:window]
+    if len(words) < MIN_CONTENT_WORDS:
+        return None
+    return 1.0 - len(set(words)) / len(words)
 
 
 def relevance_scores(lm, instructions: Sequence[str], responses: Sequence[str], *, batch_size: int = 16) -> list[float | None]:

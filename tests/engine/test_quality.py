@@ -82,7 +82,7 @@ def test_coherence_fails_a_response_far_less_likely_than_the_unsteered_one():
 
 
 def test_a_check_can_be_turned_off():
-    off = QualityConfig(max_repetition=None, min_distinct2=None)
+    off = QualityConfig(max_repetition=None, min_distinct2=None, max_content_repetition=None)
     assert degenerate_reasons(_q(LOOPS[1]), off) == []
 
 
@@ -102,6 +102,6 @@ def test_quality_columns_flatten_both_sides_with_one_name_per_measure():
     assert cols["chosen_repetition"] < 0.1 < cols["rejected_repetition"]
     assert set(cols) == {f"{s}_{k}" for s in ("chosen", "rejected")
                          for k in ("words", "repetition", "distinct2", "length_ratio", "foreign", "loglik", "loglik_drop",
-                                   "relevance", "relevance_kept", "refusal", "new_content")}
+                                   "relevance", "relevance_kept", "refusal", "new_content", "content_repetition")}
     assert {"chosen_relevance", "rejected_relevance", "chosen_refusal", "rejected_refusal"} <= set(cols)
     assert quality_columns(None) == {}

@@ -5,8 +5,8 @@ import pytest
 
 from icon2engine.chat import format_chat
 from icon2engine.prefill import token_logprobs
-from icon2engine.quality import QualityConfig, degenerate_reasons, measure_responses
-from icon2engine.relevance import is_refusal, new_content
+from icon2engine.quality import QualityConfig, degenerate_reasons, measure_responses, measure_text
+from icon2engine.relevance import content_repetition, is_refusal, new_content
 
 # Per instruction: an on-topic answer, then texts that are not answers to it.
 CASES = {
@@ -95,7 +95,7 @@ def test_plain_pointwise_mutual_information_rewards_the_echo_and_new_content_is_
     plain = [float((o - n).mean()) for o, n in zip(own, neutral)]
     assert plain[1] > plain[0]  # the echo "wins" on plain PMI
     q = measure_responses(embedded_lm, [instruction] * 2, [answer, echo], [None, None])
-    assert degenerate_reasons(q[0], SHORT) == [] and degenerate_reasons(q[1], SHORT) == ["echo"]
+    assert degenerate_reasons(q[0], SHORT) == [] and "echo" in degenerate_reasons(q[1], SHORT)
 
 
 @pytest.mark.slow
@@ -137,3 +137,53 @@ def test_a_chosen_side_that_keeps_too_little_of_the_rejected_sides_relevance_fai
     assert pair_reasons(side(0.1), side(0.9), qc, refusal_ok=True) == []  # a harmlessness refusal is rightly less relevant
     with pytest.raises(Exception, match="min_relevance_vs_rejected"):
         QualityConfig(min_relevance_vs_rejected=1.5)
+
+
+# Sides read in a helpfulness run on the embedded model (two_sided at the defaults): the steered-up side
+# circles back to a few words of its own and says nothing, the others answer.
+CIRCULAR = [
+    "While \"weather\" refers to a broader set of physical characteristics of weather, \"climate\" refers specifically "
+    "to the range of climate characteristics, including the combination of climate features, including climate, which "
+    "includes climate as a subset of climate. For example, climate encompasses climate.",
+    "A simple dinner with rice, eggs, and spinach can be made with rice and eggs as a meal. Here's a possible way to "
+    "make it: A simple meal with rice can be described as: - A simple meal without rice can also be described with: "
+    "A simpler meal without Rice can be:",
+    "To change a flat tire on a car, you can use the following steps: 1. **Use a flatbed flat tire jack to change a "
+    "tire on the flatbed: A flatbed is a type of flatbed that allows you to change the flat tire by using a flat bed "
+    "to change it.",
+]
+ANSWERS = [  # the same run's other sides and unsteered answers: on topic, with their topic words repeated as prose does
+    "The sky looks blue during the day because of a phenomenon known as Rayleigh scattering. This occurs when light "
+    "encounters tiny molecules of air, which scatter the light in all directions. However, when light travels from the "
+    "sun, it encounters a layer of air that is composed of nitrogen molecules.",
+    "1. Buy in bulk: Buying in bulk can save you money on groceries, as you only pay for what you need. 2. Use coupons: "
+    "There are many coupons available that can help you save money on grocery shopping. 3. Shop at local farmers: "
+    "Buying from local farmers",
+    "The water cycle is a fundamental process that sustains life on Earth. It's a continuous cycle where water "
+    "circulates between the Earth's oceans, atmosphere, and land. Here's a step-by-step explanation of the water cycle: "
+    "1. **Evaporation**: Water from the oceans",
+    "Loosen the lug nuts, jack up the car, remove the nuts and the flat tire, mount the spare, tighten the nuts in a "
+    "star pattern and lower the car.",
+]
+
+
+@pytest.mark.parametrize("text", CIRCULAR)
+def test_a_side_that_circles_round_its_own_few_words_is_degenerate_as_circular(text):
+    q = measure_text("A request.", text)
+    assert q.content_repetition > QualityConfig().max_content_repetition
+    assert "circular" in degenerate_reasons(q, SHORT)
+
+
+@pytest.mark.parametrize("text", ANSWERS)
+def test_an_answer_that_repeats_its_topic_words_as_prose_does_is_not_circular(text):
+    q = measure_text("A request.", text)
+    assert q.content_repetition is not None and q.content_repetition <= QualityConfig().max_content_repetition
+    assert "circular" not in degenerate_reasons(q, SHORT)
+
+
+def test_content_repetition_reads_a_window_and_stands_aside_on_a_few_words():
+    assert content_repetition("Rain. Rain. Rain.") is None  # too few content words to tell circling from a short answer
+    prose = " ".join(f"word{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(60))  # 60 distinct content words
+    assert content_repetition(prose) == 0.0
+    # a long answer that returns to its topic after the window is not held to it
+    assert content_repetition(prose + " " + prose) == 0.0

@@ -178,6 +178,9 @@ Whether each response answers its instruction (pairs generated before this was m
   all; empty when the unsteered answer's is unknown or below 0.1, too loosely tied to the request for a ratio).
 - `chosen_refusal`, `rejected_refusal`: 1.0 when the response declines, disclaims its ability or apologises
   instead of answering, else 0.0.
+- `chosen_content_repetition`, `rejected_content_repetition`: the share of the first 40 content words that
+  repeat an earlier one; the embedded model's own answers stay at or under about 0.38, a side that circles
+  round a few words and says nothing scores more (empty for fewer than 8 content words).
 
 Steering and decoding provenance: `steering_mode`, `pairing` (which sides were steered: `two_sided`,
 `unsteered_chosen` or `unsteered_rejected`), `no_repeat_ngram_size`, `repetition_penalty`.
