@@ -46,9 +46,10 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 # The reasons a response is degenerate, in the order they are checked (and counted).
 # The reasons that say a text is not fluent (the rest say it does not answer: refusal, off_topic).
-FLUENCY_REASONS = frozenset(("empty", "repetition", "distinct", "circular", "too_short", "too_long", "foreign", "incoherent"))
+FLUENCY_REASONS = frozenset(("empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent"))
 REASONS = (
-    "empty", "repetition", "distinct", "circular", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo",
+    "empty", "repetition", "distinct", "too_short", "too_long", "foreign", "incoherent", "refusal", "off_topic", "echo",
+    "circular",  # says nothing: circles round its own few words (content repetition), as an echo restates the request
     "less_relevant",  # a pair's reason (pair_reasons): the chosen side answers the request less than the rejected one
 )
 
@@ -268,8 +269,6 @@ def degenerate_reasons(q: ResponseQuality, config: QualityConfig, *, refusal_ok:
         out.append("repetition")
     if config.min_distinct2 is not None and q.distinct2 < config.min_distinct2:
         out.append("distinct")
-    if config.max_content_repetition is not None and q.content_repetition is not None and q.content_repetition > config.max_content_repetition:
-        out.append("circular")
     if q.length_ratio is not None:
         if config.min_length_ratio is not None and q.length_ratio < config.min_length_ratio:
             out.append("too_short")
@@ -289,6 +288,8 @@ def degenerate_reasons(q: ResponseQuality, config: QualityConfig, *, refusal_ok:
             out.append("off_topic")
         elif config.min_new_content is not None and q.new_content is not None and q.new_content < config.min_new_content:
             out.append("echo")
+    if config.max_content_repetition is not None and q.content_repetition is not None and q.content_repetition > config.max_content_repetition:
+        out.append("circular")
     return out
 
 

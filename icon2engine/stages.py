@@ -102,7 +102,7 @@ def no_pairs_message(dropped: Mapping[str, int], steering) -> str:
     """Why no pair came through the gate, and what to change."""
     from .gate import drop_summary
 
-    answering = sum(c for r, c in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "less_relevant")))
+    answering = sum(c for r, c in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "circular", "less_relevant")))
     if "identical sides" in dropped:
         hint = "the sides came out the same: use a larger |γ|"
     elif answering * 2 >= sum(dropped.values()):

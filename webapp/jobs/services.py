@@ -329,7 +329,7 @@ def _gate_empty_error(gate: dict, run: Run) -> str:
     dropped = gate.get("dropped", {})
     total = sum(dropped.values())
     identical = dropped.get("identical sides", 0)
-    answering = sum(n for r, n in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "less_relevant")))
+    answering = sum(n for r, n in dropped.items() if r.endswith(("off_topic", "refusal", "echo", "circular", "less_relevant")))
     if total and identical >= total / 2:
         plus, minus = (Run._meta.get_field(name).default for name in ("gamma_plus", "gamma_minus"))
         advice = (
