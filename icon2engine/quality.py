@@ -220,6 +220,12 @@ def score_texts(
     return [cache[k] for k in zip(instructions, texts)]
 
 
+def _reference_floor(config: QualityConfig) -> float:
+    """The relevance a reference (the unsteered answer, or the rejected side) needs before a share of it
+    is acted on: ``min_reference_relevance``, and never 0, since a ratio to 0 means nothing."""
+    return max(config.min_reference_relevance, 1e-9)
+
+
 def measure_responses(
     lm,
     instructions: Sequence[str],
@@ -254,7 +260,7 @@ def measure_responses(
         base_ll, base_rel = by_ref[(instructions[k], references[k])]
         if math.isfinite(base_ll) and math.isfinite(q.loglik):
             q.loglik_drop = base_ll - q.loglik
-        if q.relevance is not None and base_rel is not None and base_rel >= max(config.min_reference_relevance, 1e-9):
+        if q.relevance is not None and base_rel is not None and base_rel >= _reference_floor(config):
             q.relevance_kept = q.relevance / base_rel
     return out
 
@@ -302,6 +308,6 @@ def pair_reasons(chosen: ResponseQuality, rejected: ResponseQuality, config: Qua
     floor = config.min_relevance_vs_rejected
     if floor is None or refusal_ok or chosen.relevance is None or rejected.relevance is None:
         return []
-    if min(chosen.words, rejected.words) < config.min_words_relevance or rejected.relevance < max(config.min_reference_relevance, 1e-9):
+    if min(chosen.words, rejected.words) < config.min_words_relevance or rejected.relevance < _reference_floor(config):
         return []
     return ["less_relevant"] if chosen.relevance < floor * rejected.relevance else []
