@@ -259,3 +259,48 @@ def _one_loops(out, coefficients, loop):
     first = coefficients.index(0.0) if 0.0 in coefficients else None
     out.texts = [loop if i == first else t for i, t in enumerate(out.texts)]
     return out
+
+
+def test_a_retried_side_is_scored_once_per_text_and_the_other_side_and_the_reference_are_not_scored_again(
+        tiny_lm, directions, monkeypatch):
+    """Nothing is scored twice: each retry of the rejected side costs one scoring of its new text; the
+    chosen side and the unsteered answer, unchanged, are scored once (prefill passes counted per text).
+    The tiny model writes no language, so the rejected rows are replaced by a refusal that differs per try."""
+    import icon2engine.gate as gate_module
+    import icon2engine.quality as quality_module
+
+    real_generate, tries = gate_module.generate_rows, iter(range(1000))
+
+    def refusing(lm, rows, cfg, *, coefficients, **kw):
+        out = real_generate(lm, rows, cfg, coefficients=coefficients, **kw)
+        out.texts = [f"{REFUSAL} (try {next(tries)})" if c < 0 else t for t, c in zip(out.texts, coefficients)]
+        return out
+
+    scored: dict[tuple[str, str], int] = {}  # relevance: (instruction, text) -> prefills
+    read: dict[str, int] = {}  # log-likelihood after the prompt: text -> prefills
+    real_loglik, real_relevance = quality_module.token_logprobs, quality_module.relevance_scores
+
+    def counting_loglik(lm, prompts, responses, **kw):
+        for text in responses:
+            read[text] = read.get(text, 0) + 1
+        return real_loglik(lm, prompts, responses, **kw)
+
+    def counting_relevance(lm, instructions, responses, **kw):
+        for key in zip(instructions, responses):
+            scored[key] = scored.get(key, 0) + 1
+        return real_relevance(lm, instructions, responses, **kw)
+
+    monkeypatch.setattr(gate_module, "generate_rows", refusing)
+    monkeypatch.setattr(quality_module, "token_logprobs", counting_loglik)
+    monkeypatch.setattr(quality_module, "relevance_scores", counting_relevance)
+    res = generate_gated_pairs(
+        tiny_lm, directions, PROMPTS[:2], steering=SteeringConfig(0.05, -0.05, layers=(1, 2)),
+        config=GenerateConfig(max_new_tokens=12), gate=GateConfig(quality=STRUCTURE, max_retries=2),
+    )
+    assert res.retries == 4 and res.dropped_counts == {"rejected: refusal": 2}  # two instructions, two retries each
+    assert all(n == 1 for n in scored.values()), scored
+    assert all(n == 1 for n in read.values()) and set(read) == {t for _, t in scored}, read
+    for d in res.dropped:
+        texts = {t for (i, t) in scored if i == d["instruction"]}
+        # the unsteered answer, the chosen side, and the rejected side's three tries: five texts, each scored once
+        assert d["chosen"] in texts and sum(t.startswith(REFUSAL) for t in texts) == 3 and len(texts) == 5, texts
