@@ -60,7 +60,7 @@ from .prefill import token_logprobs
 
 __all__ = [
     "NEUTRAL_TEXT", "CUE", "REFUSAL_PATTERNS", "CONTENT_WINDOW", "is_refusal", "new_content", "content_repetition",
-    "content_words", "stem", "relevance_scores",
+    "relevance_scores",
 ]
 
 # What the stripped response is compared with: a text that points to no request.
@@ -105,7 +105,7 @@ CONTENT_WINDOW = 40
 MIN_CONTENT_WORDS = 8  # fewer content words than this: too short to tell circling from a short answer
 
 
-def stem(word: str) -> str:
+def _stem(word: str) -> str:
     """A crude English stem, enough to see that "plants" echoes "plant" and "changing" echoes "change"."""
     w = word.lower()
     for suffix in ("ing", "ies", "es", "ed", "ly", "s", "e"):
@@ -124,17 +124,17 @@ def new_content(instruction: str, text: str) -> float | None:
     """Share of the response's content words that are not words of the instruction (None: it has
     no content words). An echo that restates the request ("Plants can get their water from water
     from their soil") scores low whatever its likelihood; an answer brings words of its own."""
-    own = {stem(w) for w in _WORD.findall(instruction)}
+    own = {_stem(w) for w in _WORD.findall(instruction)}
     words = [w.lower() for w in _WORD.findall(text)]
     content = [w for w in words if w not in FUNCTION_WORDS]
     if not content:
         return None
-    return sum(1 for w in content if stem(w) not in own) / len(content)
+    return sum(1 for w in content if _stem(w) not in own) / len(content)
 
 
-def content_words(text: str) -> list[str]:
+def _content_words(text: str) -> list[str]:
     """The stems of the text's content words (not :data:`FUNCTION_WORDS`, at least three letters), in order."""
-    return [stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in FUNCTION_WORDS and len(w) >= 3 and not w.isdigit()]
+    return [_stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in FUNCTION_WORDS and len(w) >= 3 and not w.isdigit()]
 
 
 def content_repetition(text: str, window: int = CONTENT_WINDOW) -> float | None:
@@ -147,7 +147,7 @@ def content_repetition(text: str, window: int = CONTENT_WINDOW) -> float | None:
         >>> round(content_repetition("A simple meal with rice can be made with rice and eggs as a meal: a simple meal."), 2)
         0.5
     """
-    words = content_words(text)[:window]
+    words = _content_words(text)[:window]
     if len(words) < MIN_CONTENT_WORDS:
         return None
     return 1.0 - len(set(words)) / len(words)
